@@ -1,0 +1,42 @@
+# The README's commands. `make test` builds everything it needs from nothing but
+# python3 and the package registries, so a clean clone and CI run the same way.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MEMBERS := shared services/controller services/api services/janitor
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint fmt run bench clean
+
+venv: $(STAMP)
+
+# Reinstall when a pin or a member's dependencies change; editable installs pick up code.
+$(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(MEMBERS))
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		$(addprefix -e ,$(MEMBERS)) -r requirements-dev.txt
+	@touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+run: $(STAMP)
+	@echo "make run: not yet — the dev stack lands with issue 8"; exit 1
+
+bench: $(STAMP)
+	@echo "make bench: no benchmarks yet"; exit 1
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The controller: reconciles PhJobs into pods that collect their artifacts."""

@@ -1,0 +1,1 @@
+"""The janitor: an arq worker that deletes expired job artifacts."""
