@@ -1,0 +1,108 @@
+"""Reading and writing a job folder's metadata objects in the bucket.
+
+The rule every writer follows: artifact objects first, then ``manifest.json``, then
+``expiredAt`` last, so an ``expiredAt`` exists only for a complete folder.
+Readers accept PrimeHub's legacy ``.metadata/expiredAt`` when ours is absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from botocore.exceptions import ClientError
+
+from artifacts_shared.expiry import MAX_BYTES, InvalidExpiredAt, format_expired_at, parse_expired_at
+from artifacts_shared.layout import (
+    JobPrefix,
+    ObjectKey,
+    expired_at_key,
+    legacy_expired_at_key,
+    manifest_key,
+)
+from artifacts_shared.manifest import Manifest
+from artifacts_shared.s3 import S3Client
+
+__all__ = [
+    "ExpiryReading",
+    "ExpiryState",
+    "read_expiry",
+    "read_manifest",
+    "write_expired_at",
+    "write_manifest",
+]
+
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+MANIFEST_MAX_BYTES = 512 * 1024 * 1024
+"""A manifest of a million files is about 150 MB; beyond this it is not one of ours."""
+
+
+class ExpiryState(StrEnum):
+    SET = "set"
+    MISSING = "missing"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReading:
+    """What a job folder says about its expiry; ``expired_at`` is set only for ``SET``."""
+
+    state: ExpiryState
+    expired_at: int | None = None
+    key: ObjectKey | None = None
+    detail: str = ""
+
+
+async def _read_small(s3: S3Client, bucket: str, key: str, limit: int) -> bytes | None:
+    """The object's bytes, None when it does not exist, ``limit + 1`` bytes when too big."""
+    try:
+        response = await s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in _NOT_FOUND | {"InvalidRange"}:
+            # An empty object answers a ranged GET with InvalidRange on some gateways.
+            if err.response["Error"]["Code"] == "InvalidRange":
+                return b""
+            return None
+        raise
+    async with response["Body"] as body:
+        return await body.read()
+
+
+async def read_expiry(s3: S3Client, bucket: str, prefix: JobPrefix) -> ExpiryReading:
+    for key in (expired_at_key(prefix), legacy_expired_at_key(prefix)):
+        raw = await _read_small(s3, bucket, key, MAX_BYTES)
+        if raw is None:
+            continue
+        if len(raw) > MAX_BYTES:
+            return ExpiryReading(ExpiryState.INVALID, key=key, detail="larger than 64 bytes")
+        try:
+            return ExpiryReading(ExpiryState.SET, parse_expired_at(raw), key=key)
+        except InvalidExpiredAt as err:
+            return ExpiryReading(ExpiryState.INVALID, key=key, detail=str(err))
+    return ExpiryReading(ExpiryState.MISSING, detail="no expiredAt")
+
+
+async def write_expired_at(s3: S3Client, bucket: str, prefix: JobPrefix, expired_at: int) -> None:
+    await s3.put_object(
+        Bucket=bucket,
+        Key=expired_at_key(prefix),
+        Body=format_expired_at(expired_at).encode(),
+        ContentType="text/plain",
+    )
+
+
+async def read_manifest(s3: S3Client, bucket: str, prefix: JobPrefix) -> Manifest | None:
+    """The folder's manifest, None when there is none; ``ManifestError`` when it is garbage."""
+    raw = await _read_small(s3, bucket, manifest_key(prefix), MANIFEST_MAX_BYTES)
+    if raw is None:
+        return None
+    return Manifest.from_json(raw)
+
+
+async def write_manifest(s3: S3Client, bucket: str, prefix: JobPrefix, manifest: Manifest) -> None:
+    await s3.put_object(
+        Bucket=bucket,
+        Key=manifest_key(prefix),
+        Body=manifest.to_json(),
+        ContentType="application/json",
+    )

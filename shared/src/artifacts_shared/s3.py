@@ -1,0 +1,185 @@
+"""Small async helpers on aiobotocore: the client, streamed listings, batched deletes.
+
+One client per process (the aiobotocore README's advice: a client owns a connection pool),
+opened with ``open_s3`` by whoever owns the process's resources and passed down.
+Listings are async iterators that fetch one page at a time, so a caller's memory does not
+grow with the number of objects under a prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from artifacts_shared.settings import S3Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+else:
+    S3Client = object
+
+__all__ = [
+    "DELETE_BATCH_LIMIT",
+    "DeleteFailure",
+    "DeleteOutcome",
+    "S3Client",
+    "StoredObject",
+    "delete_keys",
+    "iter_objects",
+    "iter_prefixes",
+    "open_s3",
+]
+
+DELETE_BATCH_LIMIT = 1000
+"""S3's ``DeleteObjects`` accepts at most this many keys a request."""
+
+
+@asynccontextmanager
+async def open_s3(
+    settings: S3Settings,
+    *,
+    public: bool = False,
+    max_connections: int = 32,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = 3,
+) -> AsyncIterator[S3Client]:
+    """An S3 client for ``settings``; ``public=True`` signs URLs for browsers.
+
+    The public client talks to ``S3_PUBLIC_ENDPOINT_URL`` (falling back to the private
+    one): presigned URLs carry the host they were signed for, so they must be made by a
+    client configured with the address the browser will use.
+    """
+    endpoint = settings.public_endpoint_url if public else settings.s3_endpoint_url
+    config = AioConfig(
+        signature_version="s3v4",
+        # Path-style works with MinIO, Ceph RGW, moto and AWS alike; virtual hosts need DNS.
+        s3={"addressing_style": "path" if endpoint else "auto"},
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_connections,
+        # Older S3 gateways reject the CRC checksums botocore now adds by default.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    secret = settings.s3_secret_access_key
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+        config=config,
+    ) as client:
+        yield client
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str
+
+
+async def iter_objects(
+    s3: S3Client, bucket: str, prefix: str, *, page_size: int = 1000
+) -> AsyncIterator[StoredObject]:
+    """Every object under ``prefix``, in key order, one page in memory at a time."""
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = paginator.paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+    )
+    async for page in pages:
+        for item in page.get("Contents", ()):
+            yield StoredObject(
+                key=item["Key"],
+                size=item["Size"],
+                last_modified=item["LastModified"],
+                etag=item.get("ETag", "").strip('"'),
+            )
+
+
+async def iter_prefixes(
+    s3: S3Client, bucket: str, prefix: str, *, delimiter: str = "/", page_size: int = 1000
+) -> AsyncIterator[str]:
+    """The "folders" directly under ``prefix`` (common prefixes), streamed page by page."""
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = paginator.paginate(
+        Bucket=bucket,
+        Prefix=prefix,
+        Delimiter=delimiter,
+        PaginationConfig={"PageSize": page_size},
+    )
+    async for page in pages:
+        for item in page.get("CommonPrefixes", ()):
+            yield item["Prefix"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    key: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class DeleteOutcome:
+    deleted: int = 0
+    requests: int = 0
+    failures: list[DeleteFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+async def delete_keys(
+    s3: S3Client,
+    bucket: str,
+    keys: Iterable[str] | AsyncIterable[str],
+    *,
+    batch_size: int = DELETE_BATCH_LIMIT,
+) -> DeleteOutcome:
+    """Delete ``keys`` with ``DeleteObjects``, at most ``batch_size`` keys a request.
+
+    Keys are consumed lazily, so a caller can stream a listing straight into this.
+    Keys S3 refuses to delete are reported in ``failures``; transport errors propagate.
+    """
+    if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
+        raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
+    outcome = DeleteOutcome()
+    batch: list[ObjectIdentifierTypeDef] = []
+
+    async def flush() -> None:
+        response = await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        outcome.requests += 1
+        errors = response.get("Errors", [])
+        outcome.deleted += len(batch) - len(errors)
+        outcome.failures.extend(
+            DeleteFailure(e.get("Key", "?"), e.get("Code", "?"), e.get("Message", ""))
+            for e in errors
+        )
+        batch.clear()
+
+    if isinstance(keys, AsyncIterable):
+        async for key in keys:
+            batch.append({"Key": key})
+            if len(batch) == batch_size:
+                await flush()
+    else:
+        for key in keys:
+            batch.append({"Key": key})
+            if len(batch) == batch_size:
+                await flush()
+    if batch:
+        await flush()
+    return outcome
