@@ -1,0 +1,80 @@
+"""Session-wide real servers, and a clean namespace on them for every test.
+
+ARCHITECTURE section 9: S3 is moto's server over HTTP, Redis a real redis-server.
+Each test gets a bucket of its own (the server is reset after the test) and an empty
+Redis database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import boto3
+import pytest
+from redis.asyncio import Redis
+from support.servers import RedisServer, S3Server
+
+from artifacts_shared.redis import open_redis
+from artifacts_shared.s3 import S3Client, open_s3
+from artifacts_shared.settings import RedisSettings, S3Settings
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(s3_server: S3Server) -> Iterator[S3Settings]:
+    """Settings for the real S3 server with a new, empty bucket of this test's own."""
+    settings = S3Settings(
+        s3_endpoint_url=s3_server.url,
+        s3_region="us-east-1",
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",  # type: ignore[arg-type]
+        phfs_bucket=f"phfs-{uuid.uuid4().hex[:12]}",
+    )
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=settings.phfs_bucket)
+    try:
+        yield settings
+    finally:
+        s3_server.reset()
+
+
+@pytest.fixture
+async def s3(s3_settings: S3Settings) -> AsyncIterator[S3Client]:
+    async with open_s3(s3_settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_settings(redis_server: RedisServer) -> RedisSettings:
+    """Settings for the real Redis server, emptied before the test."""
+    redis_server.flush()
+    return RedisSettings(redis_url=redis_server.url)
+
+
+@pytest.fixture
+async def redis(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
+    async with open_redis(redis_settings) as client:
+        yield client

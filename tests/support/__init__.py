@@ -1,0 +1,1 @@
+"""Helpers for the test suite: real servers on loopback, owned by fixtures."""
