@@ -36,7 +36,11 @@ run: $(STAMP)
 	@echo "make run: not yet — the dev stack lands with issue 8"; exit 1
 
 bench: $(STAMP)
-	@echo "make bench: no benchmarks yet"; exit 1
+	@set -e; for script in bench/bench_*.py; do \
+		[ -e "$$script" ] || continue; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,52 @@
+"""Join the benchmark sections into bench/RESULTS.md, headed by the machine they ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    sections = sorted((HERE / "results").glob("*.md"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ("aiobotocore", "moto", "ariadne", "arq", "aiohttp")
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=HERE,
+    ).stdout.strip()
+    head = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit}.",
+        f"Machine: {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, "
+        f"{platform.system()} {platform.release()}. Versions: {versions}.",
+        "Every figure is a median over repetitions after a warm-up, with its spread; ratios "
+        "compare runs made side by side in the same process against the same server.",
+        "",
+    ]
+    body = [section.read_text(encoding="utf-8") for section in sections]
+    (HERE / "RESULTS.md").write_text("\n".join(head + body), encoding="utf-8")
+    print(f"bench: wrote {HERE / 'RESULTS.md'} from {len(sections)} sections")
+
+
+if __name__ == "__main__":
+    main()
