@@ -29,6 +29,7 @@ __all__ = [
     "ArtifactPolicySettings",
     "BaseServiceSettings",
     "HttpUrl",
+    "LocalRuntimeSettings",
     "RedisSettings",
     "S3Settings",
     "SettingsError",
@@ -193,3 +194,11 @@ def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
         )
         parts.append(f"{variable}={shown}: expected {accepts}")
     return "invalid settings: " + "; ".join(dict.fromkeys(parts))
+
+
+class LocalRuntimeSettings(BaseServiceSettings):
+    """Where the dev stack keeps its jobs when ``CONTROLLER_RUNTIME=local`` (no Kubernetes)."""
+
+    local_jobs_dir: Path = Field(
+        Path(".data/jobs"), description="a folder path for the local job store"
+    )
