@@ -27,8 +27,9 @@ def free_port() -> int:
 class S3Server:
     """moto's S3 endpoint over real HTTP (it does not check presigned signatures)."""
 
-    def __init__(self) -> None:
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, port: int = 0) -> None:
+        """``port=0`` picks a free port; a fixed one lets a test restart "the same" S3."""
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.url = ""
 
     def start(self) -> S3Server:
