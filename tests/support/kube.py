@@ -22,6 +22,8 @@ Tests also get the failures a real server produces: ``disconnect_watches()`` end
 watch stream (a load balancer's idle timeout), ``expire_watches()`` answers ``410 Gone`` to
 every open and resumed watch (etcd compaction), so a client must relist.
 
+``fail_next()`` makes the next requests of a kind fail, for retry and backoff tests.
+
 ``serve_kube()`` runs it; ``api_client_for()`` gives a kubernetes-asyncio client for it. The
 fixtures ``kube_emulator`` and ``kube_api`` in ``tests/conftest.py`` use both.
 """
@@ -136,6 +138,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _status_subresources: set[Any] = attrs.field(factory=set, init=False)
     _kinds: dict[Any, tuple[str, str]] = attrs.field(factory=dict, init=False)
+    _failures: dict[tuple[Any, Any], list[int]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -195,6 +198,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if request.action == enums.action(action) and request.resource == wanted
         ]
 
+    def fail_next(self, action: str, resource: str, *, times: int = 1, status: int = 500) -> None:
+        """Answer the next ``times`` requests of ``action`` on ``resource`` with ``status``."""
+        key = (enums.action(action), kmock.resource(resource))
+        self._failures.setdefault(key, []).extend([status] * times)
+
     async def disconnect_watches(self) -> None:
         """End every open watch stream, as a dropped connection or a proxy timeout would."""
         for bus in list(self._buses.values()):
@@ -222,6 +230,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return response
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        planned = self._failures.get((request.action, request.resource))
+        if planned:
+            status = planned.pop(0)
+            raise kmock.KubernetesError(status=status, reason="Planned", message="fail_next()")
         if request.resource is None or request.action not in (
             enums.action.CREATE,
             enums.action.UPDATE,

@@ -50,7 +50,7 @@ class Controller:
     ) -> None:
         self._kube = kube
         self._settings = settings
-        self._metrics = metrics
+        self.metrics = metrics
         self.reconciler = Reconciler(kube=kube, settings=settings, script=script, metrics=metrics)
         self.queue = KeyedQueue(
             self._reconcile,
@@ -101,11 +101,11 @@ class Controller:
         try:
             status = await self.reconciler.reconcile_name(name)
         except Exception:
-            self._metrics.reconciles.labels("error").inc()
+            self.metrics.reconciles.labels("error").inc()
             raise
         finally:
-            self._metrics.reconcile_seconds.observe(time.perf_counter() - started)
-        self._metrics.reconciles.labels("ok").inc()
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        self.metrics.reconciles.labels("ok").inc()
         if status is None or status.finished:
             self._unfinished.discard(name)
 
