@@ -9,6 +9,7 @@ from ariadne import MutationType
 from artifacts_api.errors import NotFound
 from artifacts_api.gql.context import Info
 from artifacts_api.jobs import JobRequest, create_job, visible_job
+from artifacts_shared.cleanup_queue import request_cleanup
 from artifacts_shared.phjob import PhJob
 
 __all__ = ["bindables"]
@@ -32,6 +33,13 @@ async def resolve_cancel_ph_job(_: None, info: Info, *, where: dict[str, Any]) -
     if cancelled is None:
         raise NotFound(f"job {job.id} was deleted")
     return cancelled
+
+
+@mutation.field("cleanupPhJobArtifact")
+async def resolve_cleanup_ph_job_artifact(_: None, info: Info) -> str:
+    context = info.context
+    context.identity.require_admin("run the artifact cleanup")
+    return await request_cleanup(context.services.queue)
 
 
 bindables = [mutation]

@@ -10,10 +10,11 @@ from typing import Any
 
 from ariadne import QueryType
 
-from artifacts_api.errors import BadUserInput
+from artifacts_api.errors import BadUserInput, NotFound
 from artifacts_api.gql.context import Info
 from artifacts_api.identity import Identity
 from artifacts_api.jobs import visible_job
+from artifacts_shared.cleanup_queue import CleanupState, CleanupStatus, cleanup_status
 from artifacts_shared.phjob import PhJob
 
 __all__ = ["bindables"]
@@ -118,6 +119,16 @@ async def resolve_ph_jobs(
         ),
         total_count=len(jobs),
     )
+
+
+@query.field("phJobArtifactCleanup")
+async def resolve_ph_job_artifact_cleanup(_: None, info: Info, *, id: str) -> CleanupStatus:
+    context = info.context
+    context.identity.require_admin("read cleanup runs")
+    status = await cleanup_status(context.services.queue, id)
+    if status.state is CleanupState.NOT_FOUND:
+        raise NotFound(f"there is no cleanup run {id[:80]!r} (results are kept for a while only)")
+    return status
 
 
 bindables = [query]
