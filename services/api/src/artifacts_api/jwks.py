@@ -39,11 +39,13 @@ class JwksCache:
         jwks_url: str | None,
         ttl_seconds: float,
         timeout_seconds: float = 5.0,
+        min_refresh_seconds: float = _MIN_REFRESH_SECONDS,
     ) -> None:
         self._session = session
         self._issuer = issuer
         self._jwks_url = jwks_url
         self._ttl = ttl_seconds
+        self._min_refresh = min_refresh_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
@@ -54,10 +56,10 @@ class JwksCache:
     async def key_for(self, kid: str | None) -> jwt.PyJWK:
         """The key a token with key id ``kid`` must be verified with."""
         stale = self._fetched_at is None or time.monotonic() - self._fetched_at > self._ttl
-        if stale and time.monotonic() - self._attempted_at > _MIN_REFRESH_SECONDS:
+        if stale and time.monotonic() - self._attempted_at >= self._min_refresh:
             await self._refresh(self._generation)
         key = self._lookup(kid)
-        if key is None and time.monotonic() - self._attempted_at > _MIN_REFRESH_SECONDS:
+        if key is None and time.monotonic() - self._attempted_at >= self._min_refresh:
             await self._refresh(self._generation)
             key = self._lookup(kid)
         if key is None and not self._keys:
