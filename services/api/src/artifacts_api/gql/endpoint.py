@@ -86,9 +86,9 @@ class GraphQLEndpoint:
             raise BadUserInput('the body must be JSON: {"query": "..."}') from None
         if not isinstance(data, dict) or not isinstance(data.get("query"), str):
             raise BadUserInput("the body must be a JSON object with a 'query' string")
-        if not isinstance(data.get("variables") or {}, dict):
+        if data.get("variables") is not None and not isinstance(data["variables"], dict):
             raise BadUserInput("'variables' must be a JSON object")
-        if not isinstance(data.get("operationName") or "", str):
+        if data.get("operationName") is not None and not isinstance(data["operationName"], str):
             raise BadUserInput("'operationName' must be a string")
         return data
 
