@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graphql import get_introspection_query
 from support.api import SEED_QUERY, Api, add_job, put_files
 
 from artifacts_shared.jobstore import LocalJobStore
@@ -68,3 +69,11 @@ async def test_the_explorer_and_the_ui_folder_are_served(api: Api) -> None:
     assert index.status == 200 and "Job artifacts" in await index.text()
     assert same.status == 200
     assert escape.status == 404
+
+
+async def test_the_explorers_introspection_query_fits_within_the_limits(api: Api) -> None:
+    result = await api.graphql(get_introspection_query(descriptions=True))
+
+    assert result.status == 200 and result.errors == []
+    types = {t["name"] for t in result.data["__schema"]["types"]}
+    assert {"PhJob", "PhJobArtifact", "PhJobArtifactItem", "PhJobArtifactCleanup"} <= types

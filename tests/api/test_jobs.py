@@ -6,10 +6,12 @@ runtime the controller uses.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -274,3 +276,37 @@ async def test_a_kubernetes_api_that_fails_gives_unavailable_and_the_next_reques
 
     assert failed.status == 200 and failed.codes == ["UNAVAILABLE"]
     assert recovered.data["phJob"]["id"] == job_id
+
+
+async def test_the_api_finds_the_cluster_from_kubeconfig_when_not_in_a_pod(
+    settings: ApiSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve_kube() as (emulator, url), api_client_for(url) as kube_api:
+        job_id = new_job_id()
+        source = KubernetesJobSource(kube_api, namespace="jobs", timeout_seconds=5)
+        await KubernetesBackend(emulator, source, "jobs").add(job_id, "team-a", datetime.now(UTC))
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+                    "users": [{"name": "tester", "user": {"token": "unused"}}],
+                    "contexts": [
+                        {"name": "test", "context": {"cluster": "kmock", "user": "tester"}}
+                    ],
+                    "current-context": "test",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        kube_settings = settings.model_copy(
+            update={"controller_runtime": "kubernetes", "kube_namespace": "jobs"}
+        )
+
+        async with serve(kube_settings) as api:  # no job_source: make_app opens its own
+            result = await api.graphql(JOB, {"id": job_id})
+
+    assert result.data == {"phJob": {"id": job_id, "groupName": "team-a", "phase": "Pending"}}

@@ -5,20 +5,24 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+import boto3
 import pytest
-from support.api import Api, ApiProcess, add_job, put_files, seed_objects
-from support.servers import free_port
+from support.api import Api, ApiProcess, add_job, api_settings, put_files, seed_objects, serve
+from support.servers import S3Server, free_port
 
 from artifacts_api.links import LinkSigner
 from artifacts_api.settings import ApiSettings
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
 from artifacts_shared.s3 import S3Client
+from artifacts_shared.settings import RedisSettings, S3Settings
 
 JOB = "job-202102030405-zipzip"
 WARM_UP = "job-202102030405-warmup"
@@ -201,3 +205,46 @@ async def test_a_zip_of_one_300_mb_file_streams_with_flat_memory(
                 hasher.update(chunk)
         assert hasher.hexdigest() == digest
     assert growth < 20 * MiB, f"RSS grew by {growth / MiB:.1f} MiB"
+
+
+async def test_an_s3_failure_mid_zip_cuts_the_download_short(
+    redis_settings: RedisSettings, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = S3Server(port=port).start()
+    bucket = f"cut-{uuid.uuid4().hex[:8]}"
+    boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    prefix = job_prefix("team-a", JOB)
+    seed_objects(bucket, {f"{prefix}part-{i:02d}.bin": os.urandom(MiB) for i in range(30)})
+    store = LocalJobStore(tmp_path / "jobs")
+    add_job(store, JOB)
+    s3 = S3Settings(
+        s3_endpoint_url=server.url,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",  # type: ignore[arg-type]
+        phfs_bucket=bucket,
+    )
+    settings = api_settings(s3, redis_settings.redis_url, store.root, api_s3_timeout_seconds=2)
+    received = 0
+    try:
+        async with serve(settings) as api:
+            async with api.session.get(
+                f"{api.url}/jobs/{JOB}/artifacts.zip", headers=api.headers(api.default_token)
+            ) as response:
+                assert response.status == 200
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        if not received:
+                            server.stop()  # requests already in flight still finish
+                        received += len(chunk)
+    finally:
+        server.stop()
+
+    # Cut before the end: a client never takes a truncated archive for a whole one.
+    assert 0 < received < 30 * MiB

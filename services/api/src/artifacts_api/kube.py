@@ -36,7 +36,8 @@ async def open_kubernetes() -> AsyncIterator[Any]:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         api_client = client.ApiClient(configuration=configuration)
     else:
-        api_client = await config.new_client_from_config()
+        # Read KUBECONFIG now: kubernetes-asyncio reads it once, when first imported.
+        api_client = await config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
     try:
         yield api_client
     finally:
