@@ -170,3 +170,24 @@ async def test_the_resync_catches_what_no_event_announced(
         key = (PODS_R, kube.namespace, name)
         kube_emulator.objects[key]["status"] = running()
         await _phase(kube, name, PhJobPhase.RUNNING, timeout=3)
+
+
+async def test_the_controllers_own_writes_coming_back_cost_no_pass(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    async with running_controller(kube, controller_settings) as controller:
+        names = [(await create_phjob(kube)).metadata.name for _ in range(10)]
+        for name in names:
+            await _phase(kube, name, PhJobPhase.PENDING)
+        await asyncio.sleep(0.3)  # the pods' ADDED and the statuses' MODIFIED events arrive
+        await asyncio.wait_for(controller.queue.wait_idle(), 5)
+        passes = controller.metrics.registry.get_sample_value(
+            "phjob_reconciles_total", {"result": "ok"}
+        )
+        # One pass a job: read it, create its pod, write its status. Nothing else.
+        assert passes == len(names)
+        assert len(kube_emulator.requests_to("fetch", PODS_R)) == 0  # created, never read
+
+        # A change by someone else still gets its pass.
+        await set_pod_status(kube, names[0], running())
+        await _phase(kube, names[0], PhJobPhase.RUNNING)

@@ -22,7 +22,8 @@ Tests also get the failures a real server produces: ``disconnect_watches()`` end
 watch stream (a load balancer's idle timeout), ``expire_watches()`` answers ``410 Gone`` to
 every open and resumed watch (etcd compaction), so a client must relist.
 
-``fail_next()`` makes the next requests of a kind fail, for retry and backoff tests.
+``served`` and ``requests_to()`` list the requests served; ``fail_next()`` makes the next
+requests of a kind fail, for retry and backoff tests.
 
 ``serve_kube()`` runs it; ``api_client_for()`` gives a kubernetes-asyncio client for it. The
 fixtures ``kube_emulator`` and ``kube_api`` in ``tests/conftest.py`` use both.
@@ -139,6 +140,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _status_subresources: set[Any] = attrs.field(factory=set, init=False)
     _kinds: dict[Any, tuple[str, str]] = attrs.field(factory=dict, init=False)
     _failures: dict[tuple[Any, Any], list[int]] = attrs.field(factory=dict, init=False)
+    _log: list[rendering.Request] = attrs.field(factory=list, init=False)
+    _inflight: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -194,9 +197,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         wanted = kmock.resource(resource)
         return [
             request
-            for request in list(self)
+            for request in self._log
             if request.action == enums.action(action) and request.resource == wanted
         ]
+
+    @property
+    def served(self) -> list[rendering.Request]:
+        """Every request served so far, oldest first."""
+        return list(self._log)
 
     def fail_next(self, action: str, resource: str, *, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` requests of ``action`` on ``resource`` with ``status``."""
@@ -230,6 +238,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return response
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # kmock matches each request against its whole request history: quadratic, 50 ms a
+        # request after a few thousand. Keep only the requests still being served there
+        # (all that matching needs) and our own log for tests.
+        self._log.append(request)
+        self._inflight[id(request)] = request
+        self._requests[:] = list(self._inflight.values())
+        try:
+            return await self._handle_faithfully(request)
+        finally:
+            del self._inflight[id(request)]
+
+    async def _handle_faithfully(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         planned = self._failures.get((request.action, request.resource))
         if planned:
             status = planned.pop(0)
