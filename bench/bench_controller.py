@@ -162,8 +162,8 @@ KubernetesEmulator in a child process (`bench/bench_controller.py`), {REPEAT} ru
 
 Ratio controller / baseline throughput: **{rate / base_rate:.2f}x**.
 
-Reconcile passes per PhJob: {max(PASSES[-REPEAT:]):.2f} (the most in any run). A pass reads the PhJob
-(decisions are made on the current object, never on a cached copy), creates the pod and
+Reconcile passes per PhJob: {max(PASSES[-REPEAT:]):.2f} (the most in any run). A pass reads
+the PhJob (decisions are made on the current object, never on a cached copy), creates the pod and
 writes the status: 3 requests where the baseline makes 1, and the API server also streams
 two watch events per job back (the pod's ADDED, the status's MODIFIED), which cost no pass:
 the controller recognises its own writes by resourceVersion. The emulator is single-threaded
