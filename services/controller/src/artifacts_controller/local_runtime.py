@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -80,20 +80,20 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot: with the pid, it names one process
-    (a pid alone may have been reused by now)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), if any."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
 
 
-async def _wait(process: subprocess.Popen[bytes]) -> int:
-    while (code := process.poll()) is None:
-        await asyncio.sleep(_POLL_CHILD_SECONDS)
-    return code
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process
+    (a pid alone may have been reused by now)."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -103,7 +103,38 @@ def _alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return started is None or _process_start(pid) in (None, started)
+    fields = _stat(pid)
+    if fields is None:  # no /proc: trust the signal
+        return True
+    if fields[0] in ("Z", "X"):  # ended, waiting for its parent to notice
+        return False
+    return started is None or fields[19] == started
+
+
+def _end_session(sid: int) -> None:
+    """SIGKILL what is left of a job's session once run-job.sh has ended, as the end of a
+    pod's container would: background processes a command left behind, timers."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, signal.SIGKILL)
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return  # no /proc: the process group above is what we can reach
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if (
+            fields is not None and int(fields[3]) == sid
+        ):  # the session id: the job's groups (set -m) share it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+async def _wait(process: subprocess.Popen[bytes]) -> int:
+    while (code := process.poll()) is None:
+        await asyncio.sleep(_POLL_CHILD_SECONDS)
+    return code
 
 
 @dataclass
@@ -115,14 +146,12 @@ class _Run:
     pid: int
     started_at: datetime
     process_start: str | None = None
-    adopted: bool = False
     command_ended_at: datetime | None = None
     exit_code: int | None = None
     upload_code: int | None = None
     finished_at: datetime | None = None
     signalled: bool = False
     lost: bool = False
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -320,7 +349,7 @@ class LocalRuntime:
         )
         self._runs[run.job_id] = run
         self._metrics.pods_created.inc()
-        run.task = self._spawn(self._supervise(run, process, env), run)
+        self._spawn(self._supervise(run, process, env), run)
         return run
 
     def _spawn(self, work: Any, run: _Run) -> asyncio.Task[None]:
@@ -354,6 +383,7 @@ class LocalRuntime:
     ) -> None:
         code = await _wait(process)
         run.exit_code = code if code >= 0 else 128 - code  # killed by a signal: as a shell says
+        _end_session(run.pid)
         await self._deliver(run, env)
 
     async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
@@ -396,7 +426,7 @@ class LocalRuntime:
         pid = int(record.get("pid") or 0)
         started = job.status.start_time or self._clock()
         process_start = record.get("processStart")
-        run = _Run(job.metadata.name, folder, pid, started, process_start, adopted=True)
+        run = _Run(job.metadata.name, folder, pid, started, process_start)
         self._runs[run.job_id] = run
         result = _read_json(folder / _RESULT_FILE)
         if result is not None:  # it ended and was delivered; only the status was not written
@@ -404,7 +434,7 @@ class LocalRuntime:
             run.upload_code = result.get("uploadExitCode")
             run.command_ended_at = run.finished_at = self._clock()
             return run
-        run.task = self._spawn(self._follow_adopted(run), run)
+        self._spawn(self._follow_adopted(run), run)
         return run
 
     async def _follow_adopted(self, run: _Run) -> None:
