@@ -111,6 +111,11 @@ async def test_a_dropped_watch_resumes_without_losing_an_event(
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await _phase(kube, name, PhJobPhase.PENDING)
+
+        async def watching() -> bool:
+            return bool(kube_emulator.open_watches(PODS_R) and kube_emulator.open_watches(PHJOBS_R))
+
+        await eventually(watching, what="both watches to be open")
         watches = len(kube_emulator.requests_to("watch", PODS_R))
         await kube_emulator.disconnect_watches()
         # Changes made while the controller reconnects:
@@ -132,6 +137,11 @@ async def test_an_expired_version_is_relisted_without_losing_an_event(
         await set_pod_status(kube, name, running())
         await _phase(kube, name, PhJobPhase.RUNNING)
         kube_emulator.fail_next("list", PODS_R, times=1, status=503)  # and a hiccup on relist
+
+        async def watching() -> bool:
+            return bool(kube_emulator.open_watches(PODS_R) and kube_emulator.open_watches(PHJOBS_R))
+
+        await eventually(watching, what="both watches to be open")
         await kube_emulator.expire_watches()
         await set_pod_status(kube, name, terminated("Succeeded", 0))
         await _phase(kube, name, PhJobPhase.SUCCEEDED)

@@ -141,6 +141,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _kinds: dict[Any, tuple[str, str]] = attrs.field(factory=dict, init=False)
     _failures: dict[tuple[Any, Any], list[int]] = attrs.field(factory=dict, init=False)
     _log: list[rendering.Request] = attrs.field(factory=list, init=False)
+    _watching: collections.Counter[Any] = attrs.field(factory=collections.Counter, init=False)
     _inflight: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -205,6 +206,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def served(self) -> list[rendering.Request]:
         """Every request served so far, oldest first."""
         return list(self._log)
+
+    def open_watches(self, resource: str) -> int:
+        """How many watch streams on ``resource`` are open and following changes now."""
+        return self._watching[kmock.resource(resource)]
 
     def fail_next(self, action: str, resource: str, *, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` requests of ``action`` on ``resource`` with ``status``."""
@@ -371,6 +376,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     for event in bus.history
                     if int(event["object"]["metadata"]["resourceVersion"]) > int(since)
                 ]
+        self._watching[request.resource] += 1
         try:
             async for event in _replay_then_follow(replay, bus, marker):
                 if event == _HANG_UP:
@@ -383,6 +389,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 ):
                     yield event
         finally:
+            self._watching[request.resource] -= 1
             await bus.unmark(marker)
 
     def _matching(self, request: rendering.Request) -> Iterable[Any]:
