@@ -142,6 +142,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _failures: dict[tuple[Any, Any], list[int]] = attrs.field(factory=dict, init=False)
     _log: list[rendering.Request] = attrs.field(factory=list, init=False)
     _watching: collections.Counter[Any] = attrs.field(factory=collections.Counter, init=False)
+    latency: float = 0.0
+    """Seconds added to every request but watches: a remote API server's round trip."""
     _inflight: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -247,6 +249,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # request after a few thousand. Keep only the requests still being served there
         # (all that matching needs) and our own log for tests.
         self._log.append(request)
+        if self.latency and request.action != enums.action.WATCH:
+            await asyncio.sleep(self.latency)
         self._inflight[id(request)] = request
         self._requests[:] = list(self._inflight.values())
         try:
@@ -425,9 +429,12 @@ def phjob_crd() -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def serve_kube() -> AsyncIterator[tuple[KubeEmulator, str]]:
+async def serve_kube(*, latency: float = 0.0) -> AsyncIterator[tuple[KubeEmulator, str]]:
     """A fresh emulator that knows the PhJob CRD and the core resources, on a loopback port."""
-    async with KubeEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
+    async with (
+        KubeEmulator(latency=latency) as emulator,
+        kmock.Server(emulator, host="127.0.0.1") as server,
+    ):
         emulator.declare_crd(phjob_crd())
         for resource, info in CORE_RESOURCES.items():
             emulator.declare(resource, info)
