@@ -180,6 +180,7 @@ ODD_NAMES = [
     "bell\x07and\x1funit",
     "del\x7f",
     "sub dir/with\nnewline/-x",
+    "glob[*]?dir/a]b[c/$HOME",
 ]
 
 
