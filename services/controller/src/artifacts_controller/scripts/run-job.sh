@@ -175,8 +175,6 @@ start_watchdog() {
 
 # run_command ARGS...: sets EXIT_CODE and ENDED_AT.
 run_command() {
-  trap 'on_signal TERM' TERM
-  trap 'on_signal INT' INT
   # Job control gives the command a process group of its own (its pid), so signals can
   # reach all its processes, and keeps SIGINT from being ignored in a background job.
   set -m
@@ -707,6 +705,9 @@ collect() {
 }
 
 main() {
+  # Trapped from the start: a signal before the command runs is passed on once it does.
+  trap 'on_signal TERM' TERM
+  trap 'on_signal INT' INT
   if (($# == 0)); then
     say "usage: run-job.sh '<command>'"
     exit 2
