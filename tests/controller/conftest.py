@@ -1,11 +1,35 @@
-"""Fixtures for the controller's tests: a temporary job home for run-job.sh."""
+"""Fixtures for the controller's tests: settings with short timings, a Kube client on the
+emulator, and a temporary job home for run-job.sh."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from kubernetes_asyncio import client as k8s_client
 from support.jobs import JobHome
+
+from artifacts_controller.kube import Kube
+from artifacts_controller.settings import ControllerSettings
+
+
+@pytest.fixture
+def controller_settings(kube_namespace: str) -> ControllerSettings:
+    return ControllerSettings(
+        kube_namespace=kube_namespace,
+        artifact_delivery="phfs",
+        controller_resync_seconds=60,
+        controller_backoff_initial_seconds=0.05,
+        controller_backoff_max_seconds=0.2,
+        controller_lease_seconds=1.0,
+        controller_lease_renew_seconds=0.2,
+        controller_workers=8,
+    )
+
+
+@pytest.fixture
+def kube(kube_api: k8s_client.ApiClient, kube_namespace: str) -> Kube:
+    return Kube(kube_api, namespace=kube_namespace)
 
 
 @pytest.fixture

@@ -1,0 +1,215 @@
+"""The Kubernetes controller: watches feed a per-PhJob queue that reconciles.
+
+Two watchers (PhJobs, and the job pods) only say *which* PhJob to look at; the queue runs
+``Reconciler.reconcile_name`` for it, one pass at a time per PhJob. A periodic resync lists
+every PhJob again, so a missed event or a stuck watch delays a job by at most one period.
+``run_elected`` puts all of it behind the Lease: a follower only waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import NoReturn
+
+from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
+from artifacts_controller.leader import LeaderElector
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.podspec import MANAGED_BY, owner_of
+from artifacts_controller.queueing import Backoff, KeyedQueue
+from artifacts_controller.reconcile import Reconciler
+from artifacts_controller.settings import ControllerSettings
+from artifacts_controller.watching import Watcher
+from artifacts_shared.phjob import FINISHED_PHASES
+
+__all__ = ["Controller", "run_elected"]
+
+log = logging.getLogger(__name__)
+
+POD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+
+_Trigger = tuple[int | None, str | None]
+"""Why a pass was asked for: (0 PhJob | 1 pod | None forced, the object's resourceVersion)."""
+
+
+def _name(obj: JsonObject) -> str | None:
+    name = (obj.get("metadata") or {}).get("name")
+    return str(name) if name else None
+
+
+def _finished(obj: JsonObject) -> bool:
+    return (obj.get("status") or {}).get("phase") in FINISHED_PHASES
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        settings: ControllerSettings,
+        script: str,
+        metrics: ControllerMetrics,
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self.metrics = metrics
+        self.reconciler = Reconciler(kube=kube, settings=settings, script=script, metrics=metrics)
+        self.queue = KeyedQueue(
+            self._reconcile,
+            max_parallel=settings.controller_workers,
+            backoff_initial=settings.controller_backoff_initial_seconds,
+            backoff_max=settings.controller_backoff_max_seconds,
+            on_depth=metrics.queue_depth.set,
+        )
+        self._unfinished: set[str] = set()
+        # The versions each PhJob and its pod had after our last pass: an event that carries
+        # one of them is our own write (or read) coming back, and needs no pass.
+        self._versions: dict[str, tuple[str | None, str | None]] = {}
+        self._triggers: dict[str, list[_Trigger]] = {}
+        self._pods_listed = False
+
+        def backoff() -> Backoff:
+            return Backoff(
+                initial=settings.controller_backoff_initial_seconds,
+                maximum=settings.controller_backoff_max_seconds,
+            )
+
+        self.phjobs = Watcher(
+            kube,
+            PHJOBS,
+            on_event=self._on_phjob,
+            on_relist=self._on_phjob_list,
+            timeout_seconds=settings.controller_watch_timeout_seconds,
+            backoff=backoff(),
+            metrics=metrics,
+        )
+        self.pods = Watcher(
+            kube,
+            PODS,
+            on_event=self._on_pod,
+            on_relist=self._on_pod_list,
+            timeout_seconds=settings.controller_watch_timeout_seconds,
+            backoff=backoff(),
+            metrics=metrics,
+            label_selector=POD_SELECTOR,
+        )
+
+    async def run(self) -> NoReturn:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.queue.run(), name="queue")
+            await asyncio.sleep(0)  # the queue's task group exists before any submit
+            group.create_task(self.phjobs.run(), name="watch phjobs")
+            group.create_task(self.pods.run(), name="watch pods")
+            group.create_task(self._resync(), name="resync")
+        raise AssertionError("the controller's tasks never return")
+
+    async def _reconcile(self, name: str) -> None:
+        triggers = self._triggers.pop(name, [])
+        if all(self._known(name, trigger) for trigger in triggers):
+            # Nothing new: either our own writes coming back (the last pass left these
+            # versions), or triggers an earlier pass already took (it read after them).
+            return
+        started = time.perf_counter()
+        try:
+            outcome = await self.reconciler.reconcile_name(name)
+        except Exception:
+            self._versions.pop(name, None)
+            self._triggers.setdefault(name, []).append((None, None))  # the retry must run
+            self.metrics.reconciles.labels("error").inc()
+            raise
+        finally:
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        self.metrics.reconciles.labels("ok").inc()
+        if outcome is None or outcome.status.finished:
+            self._unfinished.discard(name)
+            self._versions.pop(name, None)
+        else:
+            self._versions[name] = (outcome.job_version, outcome.pod_version)
+
+    def _known(self, name: str, trigger: _Trigger) -> bool:
+        which, version = trigger
+        seen = self._versions.get(name)
+        return (
+            which is not None
+            and version is not None
+            and seen is not None
+            and (seen[which] == version)
+        )
+
+    def _trigger(self, name: str, which: int | None, obj: JsonObject | None) -> None:
+        """Ask for a pass over ``name`` because of ``obj`` (``which``: 0 the PhJob, 1 its pod;
+        None forces the pass). Whether it is needed is decided when the pass is due, after
+        any pass in flight has recorded the versions it left."""
+        version = (obj.get("metadata") or {}).get("resourceVersion") if obj else None
+        self._triggers.setdefault(name, []).append((which, version))
+        self.queue.submit(name)
+
+    # Watch callbacks: cheap and synchronous, they only say which PhJob to look at.
+
+    def _on_phjob(self, kind: str, obj: JsonObject) -> None:
+        name = _name(obj)
+        if name is None:
+            return
+        if kind == "DELETED" or _finished(obj):
+            self._unfinished.discard(name)  # its pod goes with it (owner reference)
+            self._versions.pop(name, None)
+            return
+        self._unfinished.add(name)
+        self._trigger(name, 0, obj)
+
+    def _on_phjob_list(self, items: list[JsonObject], *, force: bool = False) -> None:
+        unfinished = {name: item for item in items if (name := _name(item)) and not _finished(item)}
+        self._unfinished = set(unfinished)
+        for name, item in sorted(unfinished.items()):
+            self._trigger(name, None if force else 0, item)
+
+    def _on_pod(self, kind: str, obj: JsonObject) -> None:
+        owner = owner_of(obj)
+        if owner is None or owner not in self._unfinished:
+            return
+        self._trigger(owner, None if kind == "DELETED" else 1, obj)
+
+    def _on_pod_list(self, items: list[JsonObject]) -> None:
+        if not self._pods_listed:
+            self._pods_listed = True  # the first PhJob list brings every job to a pass anyway
+            return
+        # Pods deleted while the watch was down are in no list: look at every running job.
+        for name in sorted(self._unfinished):
+            self._trigger(name, None, None)
+
+    async def _resync(self) -> NoReturn:
+        while True:
+            await asyncio.sleep(self._settings.controller_resync_seconds)
+            try:
+                listing = await self._kube.list(PHJOBS)
+            except Exception as err:  # the next period tries again; the watches still run
+                log.warning("resync failed: %s", err)
+                continue
+            # Forced: the resync is for what no event announced, whatever the versions say.
+            self._on_phjob_list(list(listing.get("items") or []), force=True)
+
+
+async def run_elected(
+    *,
+    kube: Kube,
+    settings: ControllerSettings,
+    script: str,
+    metrics: ControllerMetrics,
+    elector: LeaderElector | None = None,
+) -> NoReturn:
+    """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
+    elector = elector or LeaderElector(
+        kube,
+        name=settings.controller_lease_name,
+        identity=settings.controller_identity,
+        lease_seconds=settings.controller_lease_seconds,
+        renew_seconds=settings.controller_lease_renew_seconds,
+        metrics=metrics,
+    )
+    async with asyncio.TaskGroup() as group:
+        group.create_task(elector.run(), name="lease")
+        await elector.leading.wait()
+        controller = Controller(kube=kube, settings=settings, script=script, metrics=metrics)
+        group.create_task(controller.run(), name="controller")
+    raise AssertionError("the elected controller's tasks never return")

@@ -1,0 +1,73 @@
+"""Helpers for controller tests: play the api (create PhJobs) and the kubelet (pod status)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from artifacts_controller.kube import PHJOBS, PODS, Kube
+from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec, new_job_id
+
+STAND_IN_SCRIPT = '#!/usr/bin/env bash\n# a stand-in for run-job.sh\nexec bash -c "$1"\n'
+
+
+def new_phjob(**spec: Any) -> PhJob:
+    fields: dict[str, Any] = {"display_name": "seed", "group_name": "ML_Team", "command": "echo hi"}
+    fields.update(spec)
+    return PhJob(metadata=PhJobMetadata(name=new_job_id()), spec=PhJobSpec(**fields))
+
+
+async def create_phjob(kube: Kube, **spec: Any) -> PhJob:
+    """Create a PhJob as the api does; returns it as the API server has it (uid and all)."""
+    created = await kube.create(PHJOBS, new_phjob(**spec).to_k8s())
+    return PhJob.from_k8s(created)
+
+
+async def read_phjob(kube: Kube, name: str) -> PhJob:
+    document = await kube.get(PHJOBS, name)
+    assert document is not None, f"PhJob {name} is gone"
+    return PhJob.from_k8s(document)
+
+
+async def set_pod_status(kube: Kube, name: str, status: dict[str, Any]) -> None:
+    """Play the kubelet: write a pod's status."""
+    await kube.patch(PODS, name, {"status": status}, subresource="status")
+
+
+def running(started: str = "2026-01-01T00:00:05Z") -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "startTime": "2026-01-01T00:00:01Z",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [{"name": "job", "state": {"running": {"startedAt": started}}}],
+    }
+
+
+def terminated(
+    phase: str, exit_code: int, *, finished: str = "2026-01-01T00:01:00Z", reason: str = ""
+) -> dict[str, Any]:
+    state = {
+        "exitCode": exit_code,
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+        "startedAt": "2026-01-01T00:00:05Z",
+        "finishedAt": finished,
+    }
+    return {
+        "phase": phase,
+        "startTime": "2026-01-01T00:00:01Z",
+        "containerStatuses": [{"name": "job", "state": {"terminated": state}}],
+    }
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
