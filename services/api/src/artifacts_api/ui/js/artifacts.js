@@ -57,6 +57,13 @@ query ZipLink($id: ID!) {
   phJob(where: {id: $id}) { id artifact { zipUrl } }
 }`;
 
+/** The collector's reason as a sentence: its log line without the "artifacts: skipped," lead. */
+function skipText(reason) {
+  if (!reason) return "The collector did not say which limit.";
+  const text = reason.replace(/^artifacts:\s*(skipped,?\s*)?/i, "").trim();
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!]$/.test(text) ? "" : ".");
+}
+
 export function artifactsPanel(panel, jobId, context) {
   let controller = null;
   let loaded = false;
@@ -111,7 +118,7 @@ export function artifactsPanel(panel, jobId, context) {
       renderMessage(
         "skipped",
         "Artifacts were not collected: a limit was exceeded.",
-        artifact.skipReason ?? "The collector did not say which limit.",
+        skipText(artifact.skipReason),
       );
       announce("Artifacts were not collected");
       return;
@@ -273,7 +280,7 @@ export function artifactsPanel(panel, jobId, context) {
           h(
             "tr",
             {},
-            h("th", { scope: "col" }, "Path"),
+            h("th", { scope: "col", class: "path-col" }, "Path"),
             h("th", { scope: "col", class: "num" }, "Size"),
             h("th", { scope: "col", class: "when" }, "Last modified"),
           ),

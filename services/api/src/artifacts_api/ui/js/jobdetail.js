@@ -60,16 +60,21 @@ export function renderJobDetail(main, jobId, context) {
         context.onUnauthenticated(error);
         return;
       }
+      const code = error instanceof ApiError ? error.code : "";
       const title =
-        error instanceof ApiError && (error.code === "NOT_FOUND" || error.code === "BAD_USER_INPUT")
+        code === "NOT_FOUND" || code === "BAD_USER_INPUT"
           ? "There is no such job."
-          : error instanceof ApiError && error.code === "FORBIDDEN"
+          : code === "FORBIDDEN"
             ? "This job belongs to a group you are not in."
             : "The job could not be loaded.";
-      const retry = () => {
-        replaceChildren(main, h("h1", {}, jobId), loadingState("Loading the job…"));
-        first();
-      };
+      // Asking again cannot help with a job that is not there or not yours.
+      const final = code === "NOT_FOUND" || code === "BAD_USER_INPUT" || code === "FORBIDDEN";
+      const retry = final
+        ? null
+        : () => {
+            replaceChildren(main, h("h1", {}, jobId), loadingState("Loading the job…"));
+            first();
+          };
       replaceChildren(
         main,
         h("p", { class: "breadcrumb" }, h("a", { href: "/", "data-nav": "" }, "← All jobs")),
