@@ -118,11 +118,10 @@ def test_the_seed_journey_from_the_form_to_a_downloaded_hello(page: Any, screens
     row = page.locator(f"tr[data-job-id='{job_id}']")
     expect(row.locator("[data-phase]")).to_have_text("Succeeded")
     expect(row.get_by_role("link", name="seed journey")).to_be_visible()
-    page.screenshot(path=screenshots / "job-list.png", full_page=True)
 
 
 def test_phases_update_live_and_the_artifacts_tab_opens_only_once_the_job_has_finished(
-    page: Any, stack: StackClient, tmp_path: Path
+    page: Any, stack: StackClient, tmp_path: Path, screenshots: Path
 ) -> None:
     release = tmp_path / "release"
     job_id = stack.create_job(
@@ -147,6 +146,7 @@ def test_phases_update_live_and_the_artifacts_tab_opens_only_once_the_job_has_fi
     expect(tab).to_have_attribute("aria-selected", "false")
     expect(page.get_by_role("tabpanel", name="Summary")).to_be_visible()
     expect(artifacts_panel(page)).to_be_hidden()
+    page.screenshot(path=screenshots / "job-running.png", full_page=True)
 
     release.touch()
     # The deep link asked for #artifacts: the tab opens by itself when the job ends.
@@ -318,9 +318,10 @@ def test_a_stale_download_link_is_renewed_before_it_is_followed(
 def test_at_360_px_the_list_and_the_artifacts_tab_fit_without_sideways_scrolling(
     page: Any, finished: Finished, screenshots: Path
 ) -> None:
-    page.set_viewport_size({"width": 360, "height": 740})
     page.goto("/")
     expect(page.locator(f"tr[data-job-id='{finished.seed}']")).to_be_visible()
+    page.screenshot(path=screenshots / "job-list.png", full_page=True)
+    page.set_viewport_size({"width": 360, "height": 740})
     list_width = page.evaluate("document.documentElement.scrollWidth")
     page.screenshot(path=screenshots / "job-list-360px.png", full_page=True)
 
