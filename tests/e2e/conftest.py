@@ -1,6 +1,6 @@
 """Browser tests: Debian's chromium (Playwright, ``executable_path``) against the dev stack.
 
-One browser for the session; each test gets a fresh context (no shared storage, cookies
+One browser per test module; each test gets a fresh context (no shared storage, cookies
 or session token), pinned to en-US and UTC so dates read the same everywhere. Uncaught
 errors in the page fail the test that caused them.
 """
@@ -29,8 +29,10 @@ except ImportError:  # the browser tests skip, saying why
     sync_api = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: while Playwright's sync API is open it keeps an asyncio
+    # loop marked as running in this thread, and every async test after it would fail.
     if sync_api is None:
         pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
     executable = chromium_path()
