@@ -114,9 +114,14 @@ async def _for_each(
                     return
             await handle(item)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(workers):
-            group.create_task(work())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(work())
+    except ExceptionGroup as failed:
+        # Only the shared listing can fail here (folders catch their own errors), and
+        # every worker then sees the same failure: report it, not a group of copies.
+        raise failed.exceptions[0] from None
 
 
 @dataclass(slots=True)
