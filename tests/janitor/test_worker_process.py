@@ -25,7 +25,12 @@ from support.servers import S3Server
 
 from artifacts_janitor.settings import JanitorSettings
 from artifacts_janitor.worker import arq_redis_settings
-from artifacts_shared.cleanup_queue import CleanupState, cleanup_status, request_cleanup
+from artifacts_shared.cleanup_queue import (
+    CLEANUP_QUEUE,
+    CleanupState,
+    cleanup_status,
+    request_cleanup,
+)
 from artifacts_shared.layout import expired_at_key, manifest_key
 from artifacts_shared.s3 import S3Client
 
@@ -139,20 +144,18 @@ async def test_a_worker_killed_mid_deletion_leaves_a_folder_the_next_run_finishe
 
 
 async def test_the_liveness_probe_passes_while_a_worker_runs_and_fails_once_it_stopped(
-    janitor_settings: JanitorSettings, processes: Processes
+    janitor_settings: JanitorSettings, pool: ArqRedis, processes: Processes
 ) -> None:
     env = janitor_env(janitor_settings)
     worker = processes.start(env)
+    async with asyncio.timeout(30):  # until the worker has recorded its health once
+        while not await pool.exists(f"{CLEANUP_QUEUE}:health-check"):
+            await asyncio.sleep(0.1)
 
-    async def probe() -> int:
-        return await wait(processes.start(env, "--check"))
-
-    async with asyncio.timeout(30):
-        while await probe() != 0:
-            await asyncio.sleep(0.2)
+    assert await wait(processes.start(env, "--check")) == 0
     worker.send_signal(signal.SIGTERM)
     assert await wait(worker) == 0
-    assert await probe() == 1
+    assert await wait(processes.start(env, "--check")) == 1
 
 
 async def test_a_one_off_dry_run_prints_what_would_go_and_deletes_nothing(

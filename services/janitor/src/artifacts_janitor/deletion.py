@@ -2,14 +2,17 @@
 
 A job folder usually holds a handful of files; one request per folder would spend most
 of a run on round trips. Every folder being deleted hands its keys to one
-``BatchDeleter``, which packs them into requests of up to 1000 keys (S3's limit), sends a
-few at a time, and tells each folder when *its* keys are gone. That answer is what lets a
-folder keep its order across shared batches: artifacts, then metadata, then ``expiredAt``
-strictly last, each step only after the previous one is confirmed.
+``BatchDeleter``, which packs them into requests of up to 1000 keys (S3's limit) and
+tells each folder when *its* keys are gone. That answer is what lets a folder keep its
+order across shared batches: artifacts, then metadata, then ``expiredAt`` strictly
+last, each step only after the previous one is confirmed.
 
-A partly filled batch waits ``linger`` seconds for company, then goes anyway. Adding to
-a full batch waits for a free request slot, so a folder of a million objects streams
-through with at most ``max_in_flight + 1`` batches in memory.
+When to send a batch that is not full is group commit, as databases do with their log:
+as soon as a folder waits for it and no request is in flight; otherwise when the
+request in flight comes back, taking along everything that gathered meanwhile. Batches
+grow when the server is slow and stay small, and quick, when it is idle. Full batches
+go at once, up to ``max_in_flight`` at a time; adding to a full batch waits for a free
+slot, so a folder of a million objects streams through with a few batches in memory.
 """
 
 from __future__ import annotations
@@ -40,13 +43,18 @@ class Failure:
     message: str
 
 
+Outcome = Mapping[str, Failure]
+"""The keys of a batch that S3 did not delete."""
+
+
 @dataclass(slots=True)
 class _Batch:
     # Made inside the running loop (the deleter lives within one run).
     objects: list[Doomed] = field(default_factory=list)
-    done: asyncio.Future[Mapping[str, Failure]] = field(
+    done: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    awaited: bool = False
 
 
 class BatchDeleter:
@@ -59,17 +67,15 @@ class BatchDeleter:
         *,
         batch_size: int = DELETE_BATCH_LIMIT,
         max_in_flight: int = 4,
-        linger: float = 0.1,
     ) -> None:
         if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
             raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
         self._s3 = s3
         self._bucket = bucket
         self._batch_size = batch_size
-        self._linger = linger
         self._slots = asyncio.Semaphore(max_in_flight)
         self._current = _Batch()
-        self._timer: asyncio.TimerHandle | None = None
+        self._sending = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
 
@@ -84,48 +90,46 @@ class BatchDeleter:
     ) -> None:
         await self.aclose()
 
-    async def add(self, doomed: Doomed) -> asyncio.Future[Mapping[str, Failure]]:
+    async def add(self, doomed: Doomed) -> asyncio.Future[Outcome]:
         """Queue ``doomed``; the future resolves, with the batch's failures, once it is sent."""
         batch = self._current
         batch.objects.append(doomed)
         if len(batch.objects) >= self._batch_size:
             self._current = _Batch()
-            self._cancel_timer()
-            await self._dispatch(batch)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._linger, self._flush_soon)
+            # Waiting here, in the caller, is the back-pressure that bounds memory.
+            await self._slots.acquire()
+            self._launch(batch, slot_held=True)
         return batch.done
+
+    def awaiting(self, done: asyncio.Future[Outcome]) -> None:
+        """Someone waits for ``done``: its batch goes now, or when the request in flight ends."""
+        if done is self._current.done:
+            self._current.awaited = True
+            self._send_awaited()
 
     async def aclose(self) -> None:
         """Send what is queued and wait for every request to finish."""
-        self._cancel_timer()
         if self._current.objects:
             batch, self._current = self._current, _Batch()
-            await self._dispatch(batch)
+            self._launch(batch, slot_held=False)
         while self._tasks:
             await asyncio.gather(*self._tasks)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _send_awaited(self) -> None:
+        batch = self._current
+        if batch.awaited and batch.objects and self._sending == 0:
+            self._current = _Batch()
+            self._launch(batch, slot_held=False)
 
-    def _flush_soon(self) -> None:
-        self._timer = None
-        if self._current.objects:
-            batch, self._current = self._current, _Batch()
-            self._track(asyncio.ensure_future(self._dispatch(batch)))
-
-    async def _dispatch(self, batch: _Batch) -> None:
-        # Waiting here, in the caller, is the back-pressure that bounds memory.
-        await self._slots.acquire()
-        self._track(asyncio.ensure_future(self._send(batch)))
-
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def _launch(self, batch: _Batch, *, slot_held: bool) -> None:
+        self._sending += 1
+        task = asyncio.ensure_future(self._send(batch, slot_held=slot_held))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: _Batch) -> None:
+    async def _send(self, batch: _Batch, *, slot_held: bool) -> None:
+        if not slot_held:
+            await self._slots.acquire()
         try:
             self.requests += 1
             response = await self._s3.delete_objects(
@@ -148,7 +152,9 @@ class BatchDeleter:
             }
         finally:
             self._slots.release()
+            self._sending -= 1
         batch.done.set_result(failures)
+        self._send_awaited()
 
 
 @dataclass(slots=True)
@@ -163,7 +169,7 @@ class FolderDeletion:
     objects: int = 0
     bytes: int = 0
     failures: list[Failure] = field(default_factory=list)
-    _pending: list[asyncio.Future[Mapping[str, Failure]]] = field(default_factory=list)
+    _pending: list[asyncio.Future[Outcome]] = field(default_factory=list)
 
     async def add(self, doomed: Doomed) -> None:
         self.objects += 1
@@ -178,7 +184,9 @@ class FolderDeletion:
 
     async def settle(self) -> list[Failure]:
         """Wait until everything added so far is sent; the failures among this folder's keys."""
-        if self._pending:
+        if self._pending and self.deleter is not None:
+            for done in self._pending:
+                self.deleter.awaiting(done)
             await asyncio.wait(self._pending)
         self._collect(only_done=False)
         return self.failures
