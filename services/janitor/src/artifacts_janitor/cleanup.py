@@ -245,7 +245,9 @@ class _Sweeper:
                 why = f"{reading.detail}, nothing written for {retention} s"
                 await self._delete(prefix, last=reading.key, why=why)
                 return
-        logger.warning("kept %s: %s (%s)", prefix, reason.value, reading.detail)
+        # A missing expiry is normal (retention 0 keeps a job forever); garbage is not.
+        level = logging.INFO if reason is SkipReason.MISSING_EXPIRED_AT else logging.WARNING
+        logger.log(level, "kept %s: %s (%s)", prefix, reason.value, reading.detail)
         self._tally.skip(prefix, reason, reading.detail)
 
     async def _newest_object_time(self, prefix: JobPrefix) -> float | None:
