@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import boto3
 import pytest
 from kubernetes_asyncio import client as k8s_client
 from redis.asyncio import Redis
@@ -41,13 +40,7 @@ def s3_settings(s3_server: S3Server) -> Iterator[S3Settings]:
         s3_secret_access_key="testing",  # type: ignore[arg-type]
         phfs_bucket=f"phfs-{uuid.uuid4().hex[:12]}",
     )
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=settings.phfs_bucket)
+    s3_server.create_bucket(settings.phfs_bucket)
     try:
         yield settings
     finally:

@@ -1,20 +1,42 @@
-"""`python -m artifacts_api`: read the settings, then run the api."""
+"""`python -m artifacts_api`: read and check the settings, then serve until stopped.
+
+A bad setting, or ``API_AUTH_MODE=none`` on an address other than loopback, stops the
+process before it listens, with one line on stderr naming the variable.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from artifacts_api.settings import ApiSettings
+from aiohttp import web
+
+from artifacts_api.app import make_app
+from artifacts_api.settings import ApiSettings, check_startup
 from artifacts_shared.settings import SettingsError, load_settings
 
 
 def main() -> None:
     try:
-        load_settings(ApiSettings)
+        settings = load_settings(ApiSettings)
+        check_startup(settings)
     except SettingsError as err:
         sys.exit(f"api: {err}")
-    # The service itself lands with issue 5; refuse to pretend it runs.
-    sys.exit("api: not implemented yet (issue 5)")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Quiet per-request access lines; metrics count requests.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    web.run_app(
+        make_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=lambda _: print(
+            f"api: listening on http://{settings.api_host}:{settings.api_port} "
+            f"(auth: {settings.api_auth_mode}, jobs: {settings.controller_runtime})",
+            flush=True,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The GraphQL API: SDL in ``schema/*.graphql``, one bindables module per type."""

@@ -1,0 +1,37 @@
+"""Who is calling, and what that lets them see (ARCHITECTURE section 5, "Access").
+
+A caller sees and downloads only jobs of groups it belongs to; admins see everything and
+may run the cleanup. Every authorization decision in the api goes through ``Identity``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from artifacts_api.errors import Forbidden
+
+__all__ = ["DEV", "Identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    groups: frozenset[str]
+    admin: bool = False
+
+    def may_access(self, group_name: str) -> bool:
+        return self.admin or group_name in self.groups
+
+    def require_access(self, group_name: str, what: str) -> None:
+        if not self.may_access(group_name):
+            raise Forbidden(
+                f"{what} belongs to group {group_name!r}, which you are not a member of"
+            )
+
+    def require_admin(self, action: str) -> None:
+        if not self.admin:
+            raise Forbidden(f"only admins may {action}")
+
+
+DEV = Identity(name="dev", groups=frozenset(), admin=True)
+"""``API_AUTH_MODE=none``: the local dev stack's single user, an admin."""

@@ -1,0 +1,152 @@
+"""Job rules shared by GraphQL and the zip route: ids, who may see a job, what may be created.
+
+Every way into a job goes through ``visible_job``, so the id check, the existence check
+and the group check happen in the same order everywhere: a malformed id is
+``BAD_USER_INPUT``, an unknown one ``NOT_FOUND``, another group's ``FORBIDDEN``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from artifacts_api.errors import BadUserInput, NotFound, Unavailable
+from artifacts_api.identity import Identity
+from artifacts_api.jobsource import JobExistsError, JobSource
+from artifacts_api.settings import ApiSettings
+from artifacts_shared.layout import UnsafeNameError, group_path
+from artifacts_shared.phjob import (
+    ArtifactOverrides,
+    JobId,
+    PhJob,
+    PhJobMetadata,
+    PhJobSpec,
+    is_job_id,
+    new_job_id,
+)
+
+__all__ = ["JobRequest", "create_job", "parse_job_id", "visible_job"]
+
+_MAX_COMMAND = 64 * 1024
+_MAX_DISPLAY_NAME = 256
+_MAX_IMAGE = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CREATE_ATTEMPTS = 3
+
+
+def parse_job_id(value: str) -> JobId:
+    if not is_job_id(value):
+        raise BadUserInput(
+            f"{value[:80]!r} is not a job id (expected one like job-202009250153-34s0ti)",
+            field="id",
+        )
+    return JobId(value)
+
+
+async def visible_job(jobs: JobSource, identity: Identity, job_id: str) -> PhJob:
+    """The job ``identity`` asked for, or the error that explains why it cannot have it."""
+    job = await jobs.get(parse_job_id(job_id))
+    if job is None:
+        raise NotFound(f"there is no job {job_id}")
+    identity.require_access(job.spec.group_name, f"job {job_id}")
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """``PhJobCreateInput`` as received."""
+
+    display_name: str
+    group_name: str
+    command: str
+    image: str | None = None
+    artifact_retention_seconds: int | None = None
+
+
+def _display_name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise BadUserInput("displayName must not be empty", field="displayName")
+    if len(name) > _MAX_DISPLAY_NAME or _CONTROL.search(name):
+        raise BadUserInput(
+            f"displayName must be at most {_MAX_DISPLAY_NAME} characters without control "
+            "characters",
+            field="displayName",
+        )
+    return name
+
+
+def _group_name(value: str, identity: Identity) -> str:
+    try:
+        group_path(value)
+    except UnsafeNameError as err:
+        raise BadUserInput(f"groupName: {err}", field="groupName") from None
+    identity.require_access(value, "a job")
+    return value
+
+
+def _command(value: str) -> str:
+    if not value.strip():
+        raise BadUserInput("command must not be empty", field="command")
+    if len(value.encode()) > _MAX_COMMAND or "\x00" in value:
+        raise BadUserInput(
+            f"command must be at most {_MAX_COMMAND} bytes without NUL characters",
+            field="command",
+        )
+    return value
+
+
+def _image(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None  # the controller's default image
+    image = value.strip()
+    if len(image) > _MAX_IMAGE or any(char.isspace() for char in image):
+        raise BadUserInput(
+            f"image must be an image reference of at most {_MAX_IMAGE} characters without spaces",
+            field="image",
+        )
+    return image
+
+
+def _retention(value: int | None, identity: Identity, settings: ApiSettings) -> int | None:
+    if value is None:
+        return None  # the controller's ARTIFACT_RETENTION_SECONDS
+    longest = settings.api_max_retention_seconds
+    if value == 0 and not identity.admin:
+        raise BadUserInput(
+            "artifactRetentionSeconds 0 (keep forever) is for admins; "
+            f"ask for 1 to {longest} seconds",
+            field="artifactRetentionSeconds",
+        )
+    if not 0 <= value <= longest:
+        raise BadUserInput(
+            f"artifactRetentionSeconds must be from 1 to {longest} seconds, got {value}",
+            field="artifactRetentionSeconds",
+        )
+    return value
+
+
+def build_job(request: JobRequest, identity: Identity, settings: ApiSettings) -> PhJob:
+    retention = _retention(request.artifact_retention_seconds, identity, settings)
+    spec = PhJobSpec(
+        display_name=_display_name(request.display_name),
+        group_name=_group_name(request.group_name, identity),
+        command=_command(request.command),
+        image=_image(request.image),
+        user_name=identity.name,
+        artifact=ArtifactOverrides(retention_seconds=retention) if retention is not None else None,
+    )
+    return PhJob(metadata=PhJobMetadata(name=new_job_id()), spec=spec)
+
+
+async def create_job(
+    jobs: JobSource, request: JobRequest, identity: Identity, settings: ApiSettings
+) -> PhJob:
+    job = build_job(request, identity, settings)
+    for _ in range(_CREATE_ATTEMPTS):
+        try:
+            return await jobs.create(job)
+        except JobExistsError:
+            # Six random characters in one minute: a clash is rare; a new id settles it.
+            job = job.model_copy(update={"metadata": PhJobMetadata(name=new_job_id())})
+    raise Unavailable("could not find a free job id; try again")

@@ -1,0 +1,167 @@
+"""Bad requests get clear GraphQL errors; a backend outage gives UNAVAILABLE, then recovery."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from support.api import SEED_QUERY, Api, add_job, api_settings, serve, token
+from support.servers import S3Server, free_port
+
+from artifacts_api.settings import ApiSettings
+from artifacts_shared.jobstore import LocalJobStore
+from artifacts_shared.layout import job_prefix
+from artifacts_shared.settings import RedisSettings, S3Settings
+
+JOB = "job-202103040506-robust"
+
+
+async def post_raw(
+    api: Api, body: bytes, content_type: str = "application/json"
+) -> tuple[int, dict]:
+    async with api.session.post(
+        f"{api.url}/graphql",
+        data=body,
+        headers={**api.headers(api.default_token), "Content-Type": content_type},
+    ) as response:
+        assert response.content_type == "application/json"
+        return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "must be JSON"),
+        (b'{"variables": {}}', 400, "'query' string"),
+        (b'{"query": "{ phJobs { totalCount } }", "variables": []}', 400, "'variables'"),
+        (b'{"query": "{ phJobs { totalCount "}', 400, "cannot be parsed"),
+        (b'{"query": "{ nope }"}', 400, "Cannot query field 'nope'"),
+        (b'{"query": "query ($id: ID!) { phJob(where: {id: $id}) { id } }"}', 200, "$id"),
+    ],
+    ids=["not-json", "no-query", "bad-variables", "syntax", "unknown-field", "missing-variable"],
+)
+async def test_malformed_requests_get_a_bad_user_input_error(
+    api: Api, body: bytes, status: int, says: str
+) -> None:
+    got_status, payload = await post_raw(api, body)
+
+    assert got_status in (status, 400)
+    assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"]
+    assert says in payload["errors"][0]["message"]
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(api: Api) -> None:
+    padding = " " * (api.settings.api_max_body_bytes + 1)
+    status, payload = await post_raw(
+        api, f'{{"query": "{{ phJobs {{ totalCount }} }}{padding}"}}'.encode()
+    )
+
+    assert status == 413
+    assert payload["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert str(api.settings.api_max_body_bytes) in payload["errors"][0]["message"]
+
+
+async def test_a_query_deeper_than_the_limit_is_refused_before_it_runs(
+    settings: ApiSettings, store: LocalJobStore
+) -> None:
+    add_job(store, JOB)
+    shallow = settings.model_copy(update={"api_max_query_depth": 3})
+    deep = "{ phJobs { edges { node { artifact { items { name } } } } } }"  # 6 levels
+
+    async with serve(shallow) as api:
+        refused = await api.graphql(deep)
+        fine = await api.graphql("{ phJobs { nodes { id } } }")
+
+    assert refused.status == 400 and refused.codes == ["BAD_USER_INPUT"]
+    assert refused.errors[0]["message"] == "the query is 6 levels deep; at most 3 are allowed"
+    assert fine.errors == [] and fine.data["phJobs"]["nodes"] == [{"id": JOB}]
+
+
+async def test_absurdly_nested_queries_and_fragments_are_refused_cleanly(api: Api) -> None:
+    nested = await api.graphql("{ phJobs " + "{ nodes " * 3000 + "}" * 3001)
+    fragments = (
+        "\n".join(f"fragment F{i} on PhJob {{ id ...F{i + 1} ...F{i + 1} }}" for i in range(40))
+        + "\nfragment F40 on PhJob { id }"
+    )
+    bomb = await api.graphql("{ phJobs { nodes { ...F0 } } }\n" + fragments)
+
+    assert nested.status == 400 and nested.codes == ["BAD_USER_INPUT"]
+    assert bomb.status == 400, bomb.body
+    assert "maximum cost" in bomb.errors[0]["message"]
+
+
+async def test_an_alias_bomb_exceeds_the_cost_limit(api: Api) -> None:
+    aliases = " ".join(
+        f"a{i}: phJobs(first: 200) {{ nodes {{ artifact {{ fileCount }} }} }}" for i in range(20)
+    )
+
+    result = await api.graphql(f"{{ {aliases} }}")
+
+    assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
+    assert "maximum cost" in result.errors[0]["message"]
+
+
+async def test_too_many_tokens_are_refused_by_the_parser(api: Api) -> None:
+    fields = " ".join("a" for _ in range(20_100))  # just over the limit, far under 256 kB
+
+    result = await api.graphql(f"{{ {fields} }}")
+
+    assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
+    assert "tokens" in result.errors[0]["message"]
+
+
+async def test_s3_stopped_mid_test_gives_unavailable_and_the_api_recovers(
+    redis_settings: RedisSettings, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = S3Server(port=port).start()
+    bucket = f"outage-{uuid.uuid4().hex[:8]}"
+    server.create_bucket(bucket)
+    server.seed(bucket, {f"{job_prefix('team-a', JOB)}test.txt": b"hello\n"})
+    s3 = S3Settings(
+        s3_endpoint_url=server.url,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",  # type: ignore[arg-type]
+        phfs_bucket=bucket,
+    )
+    store = LocalJobStore(tmp_path / "jobs")
+    add_job(store, JOB)
+    settings = api_settings(s3, redis_settings.redis_url, store.root, api_s3_timeout_seconds=2)
+    try:
+        async with serve(settings) as api:
+            before = await api.graphql(SEED_QUERY, {"id": JOB})
+            server.stop()
+            started = time.monotonic()
+            during = await api.graphql(SEED_QUERY, {"id": JOB})
+            elapsed = time.monotonic() - started
+            ready_during = await api.get("/readyz")
+            zip_during = await api.get(f"/jobs/{JOB}/artifacts.zip")
+            server = S3Server(port=port).start()
+            after = await api.graphql(SEED_QUERY, {"id": JOB})
+            ready_after = await api.get("/readyz")
+    finally:
+        server.stop()
+
+    assert [i["name"] for i in before.data["phJob"]["artifact"]["items"]] == ["test.txt"]
+    assert during.status == 200 and during.codes == ["UNAVAILABLE"]
+    assert during.data == {"phJob": {"id": JOB, "artifact": None}}  # the job itself still shows
+    assert during.errors[0]["path"] == ["phJob", "artifact"]
+    assert elapsed < 10
+    assert ready_during.status == 503
+    assert (await ready_during.json())["checks"]["s3"].startswith("unavailable")
+    assert zip_during.status == 503
+    assert (await zip_during.json())["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+    assert after.errors == [] and after.data == before.data
+    assert ready_after.status == 200
+
+
+async def test_errors_never_leak_internals_or_html(api: Api) -> None:
+    result = await api.graphql("{ phJobs(first: -1) { totalCount } }", bearer=token())
+    missing = await api.get("/no/such/route")
+
+    assert result.codes == ["BAD_USER_INPUT"]
+    assert "Traceback" not in str(result.body)
+    assert missing.status == 404
+    assert "<html" not in (await missing.text()).lower()
