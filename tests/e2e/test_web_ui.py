@@ -20,14 +20,11 @@ from typing import Any
 
 import pytest
 from support.browser import StackClient
+from support.journey import SEED_COMMAND as SEED
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
 
-SEED = (
-    'mkdir -p artifacts/sub; echo "hello" > artifacts/test.txt; '
-    'echo "hello" > artifacts/sub/test.txt'
-)
 MARKUP = "<img src=x onerror=window.pwned=1>.txt"
 QUOTES = "say \"hi\" & 'bye'.txt"
 JOB_RUN_TIMEOUT = 60_000

@@ -8,14 +8,14 @@ connections are refused noisily.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from support import journey
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,27 +41,15 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-class GraphQLError(AssertionError):
-    pass
-
-
 @dataclass
 class StackClient:
-    """The running api, for setting up what a browser test then looks at."""
+    """The running api, for setting up what a browser test then looks at (support.journey's
+    GraphQL, plus what the browser tests need: groups, retention, cleanup runs)."""
 
     api_url: str
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            f"{self.api_url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        if body.get("errors"):
-            raise GraphQLError(body["errors"])
-        return body["data"]
+        return journey.graphql(self.api_url, query, **(variables or {}))
 
     def create_job(
         self,
