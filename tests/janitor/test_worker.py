@@ -239,10 +239,14 @@ async def test_runs_enqueued_around_the_slot_still_never_overlap(
 async def test_a_run_that_cannot_reach_its_bucket_is_reported_failed(
     janitor_settings: JanitorSettings, pool: ArqRedis, start_worker: StartWorker
 ) -> None:
-    await start_worker(settings=janitor_settings.model_copy(update={"phfs_bucket": "no-such"}))
+    worker = await start_worker(
+        settings=janitor_settings.model_copy(update={"phfs_bucket": "no-such"})
+    )
     run_id = await request_cleanup(pool)
     status = await wait_until(pool, run_id, CleanupState.FAILED)
     assert status.error is not None and "NoSuchBucket" in status.error
+    metrics = worker.ctx["janitor"].metrics
+    assert metrics.runs.labels(outcome="failed", dry_run="false")._value.get() == 1
 
 
 async def test_the_worker_serves_the_runs_figures_as_prometheus_counters(
