@@ -196,7 +196,8 @@ async def test_the_daily_cron_and_a_request_at_the_same_moment_make_one_run(
     gate: DeleteGate,
 ) -> None:
     await seed_expired(s3, janitor_settings.phfs_bucket)
-    daily_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    # Far enough ahead that both workers have started (and planned the cron) before it.
+    daily_at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     for _ in range(2):
         await start_worker(settings=through(janitor_settings, gate), daily_at=daily_at)
     await asyncio.sleep((daily_at - datetime.now(UTC)).total_seconds() - 0.2)
