@@ -1,8 +1,8 @@
 """Session-wide real servers, and a clean namespace on them for every test.
 
-ARCHITECTURE section 9: S3 is moto's server over HTTP, Redis a real redis-server.
-Each test gets a bucket of its own (the server is reset after the test) and an empty
-Redis database.
+ARCHITECTURE section 9: S3 is moto's server over HTTP, Redis a real redis-server,
+Kubernetes kmock's emulator over HTTP (``support/kube.py``). Each test gets a bucket of its
+own (the server is reset after the test), an empty Redis database and a fresh emulator.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import boto3
 import pytest
+from kubernetes_asyncio import client as k8s_client
 from redis.asyncio import Redis
+from support.kube import KubeEmulator, api_client_for, serve_kube
 from support.servers import RedisServer, S3Server
 
 from artifacts_shared.redis import open_redis
@@ -78,3 +80,27 @@ def redis_settings(redis_server: RedisServer) -> RedisSettings:
 async def redis(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
     async with open_redis(redis_settings) as client:
         yield client
+
+
+@pytest.fixture
+async def kube_emulator() -> AsyncIterator[KubeEmulator]:
+    """A fresh Kubernetes API emulator on a loopback port, knowing PhJobs and core resources.
+
+    Its URL is ``str(kube_emulator.url)``; ``read_object``, ``list_objects`` and
+    ``requests_to`` inspect it; ``disconnect_watches`` and ``expire_watches`` break watches.
+    """
+    async with serve_kube() as (emulator, _url):
+        yield emulator
+
+
+@pytest.fixture
+async def kube_api(kube_emulator: KubeEmulator) -> AsyncIterator[k8s_client.ApiClient]:
+    """A kubernetes-asyncio ``ApiClient`` configured for ``kube_emulator``."""
+    async with api_client_for(str(kube_emulator.url).rstrip("/")) as api:
+        yield api
+
+
+@pytest.fixture
+def kube_namespace() -> str:
+    """The namespace tests put their objects in (not ``default``, to catch a forgotten one)."""
+    return "jobs"

@@ -1,0 +1,401 @@
+"""A Kubernetes API server for tests: kmock's KubernetesEmulator over real HTTP, made faithful.
+
+ARCHITECTURE section 9: tests drive the controller (and the api) through kubernetes-asyncio
+against kmock's in-memory emulator on a loopback port. The emulator is a JSON store with
+Kubernetes URLs; where it differs from a real API server in ways our code depends on, this
+one module closes the gap, so product code runs here exactly as it would against a cluster:
+
+- ``POST`` (create) answers ``201 Created``, not ``200``;
+- ``?watch=True`` (what kubernetes-asyncio sends) is a watch, not only ``?watch=true``;
+- a created object gets ``metadata.namespace`` from the URL, plus ``uid``,
+  ``creationTimestamp`` and a ``resourceVersion`` that grows with every change;
+- a patch carrying ``metadata.resourceVersion`` is a precondition (``409 Conflict`` when stale),
+  which leader election relies on;
+- resources with a ``status`` subresource keep spec and status apart: a create or a patch of
+  the object ignores ``status``, a patch of ``/status`` changes only ``status``; a new pod
+  starts ``Pending``;
+- lists carry a ``resourceVersion`` and honour ``labelSelector``; a watch from a
+  ``resourceVersion`` replays only the changes after it (including deletions), and a watch
+  from no version starts with every object as ``ADDED``, then follows changes without a gap.
+
+Tests also get the failures a real server produces: ``disconnect_watches()`` ends every open
+watch stream (a load balancer's idle timeout), ``expire_watches()`` answers ``410 Gone`` to
+every open and resumed watch (etcd compaction), so a client must relist.
+
+``serve_kube()`` runs it; ``api_client_for()`` gives a kubernetes-asyncio client for it. The
+fixtures ``kube_emulator`` and ``kube_api`` in ``tests/conftest.py`` use both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+import yaml
+from kmock._internal import aiobus, enums, rendering
+from kubernetes_asyncio import client as k8s_client
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "helm" / "crds" / "phjobs.yaml"
+
+CORE_RESOURCES: dict[str, kmock.ResourceInfo] = {
+    "v1/pods": kmock.ResourceInfo(
+        kind="Pod", singular="pod", namespaced=True, subresources={"status", "log"}
+    ),
+    "v1/configmaps": kmock.ResourceInfo(kind="ConfigMap", singular="configmap", namespaced=True),
+    "v1/events": kmock.ResourceInfo(kind="Event", singular="event", namespaced=True),
+    "coordination.k8s.io/v1/leases": kmock.ResourceInfo(
+        kind="Lease", singular="lease", namespaced=True
+    ),
+}
+
+_HANG_UP = "hang-up"
+"""A bus item that tells every open watch stream to end, as a dropped connection would."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _parse_selector(text: str | None) -> list[tuple[str, str | None, bool]]:
+    """``a=b,c,!d,e!=f`` as (key, value or None for existence, wanted)."""
+    terms: list[tuple[str, str | None, bool]] = []
+    for term in filter(None, (part.strip() for part in (text or "").split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            terms.append((key.strip(), value.strip(), False))
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            terms.append((key.strip(), value.lstrip("=").strip(), True))
+        elif term.startswith("!"):
+            terms.append((term[1:].strip(), None, False))
+        else:
+            terms.append((term, None, True))
+    return terms
+
+
+def _labels_match(obj: Mapping[str, Any], terms: list[tuple[str, str | None, bool]]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for key, value, wanted in terms:
+        found = key in labels if value is None else labels.get(key) == value
+        if found != wanted:
+            return False
+    return True
+
+
+@attrs.define(kw_only=True, eq=False)
+class _RecordingBus(aiobus.Bus[Any]):
+    """The emulator's per-resource event bus, also kept as a history for resumed watches."""
+
+    clock: Any = None
+    history: list[dict[str, Any]] = attrs.field(factory=list)
+
+    async def put(self, *items: Any) -> None:
+        stamped = []
+        for item in items:
+            if isinstance(item, dict) and item.get("type") == "DELETED" and self.clock:
+                # A deletion is a change: it gets its own, newer resourceVersion.
+                item = copy.deepcopy(item)
+                item["object"].setdefault("metadata", {})["resourceVersion"] = str(self.clock())
+            if isinstance(item, dict) and item.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                self.history.append(item)
+            stamped.append(item)
+        await super().put(*stamped)
+
+
+@attrs.define(kw_only=True)
+class KubeEmulator(kmock.KubernetesEmulator):
+    """kmock's KubernetesEmulator with the gaps listed in the module docstring closed."""
+
+    _clock: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _rv: int = attrs.field(default=0, init=False)
+    _oldest_rv: int = attrs.field(default=0, init=False)
+    _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    _status_subresources: set[Any] = attrs.field(factory=set, init=False)
+    _kinds: dict[Any, tuple[str, str]] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._buses = collections.defaultdict(lambda: _RecordingBus(clock=self._tick))
+
+    def _tick(self) -> int:
+        self._rv = next(self._clock)
+        return self._rv
+
+    # -- declaring resources ------------------------------------------------------------
+
+    def declare(self, resource: str, info: kmock.ResourceInfo) -> None:
+        self.resources[resource] = info
+        key = kmock.resource(resource)
+        if "status" in info.subresources:
+            self._status_subresources.add(key)
+        api_version = resource.rsplit("/", 1)[0]
+        self._kinds[key] = (api_version, info.kind or "")
+
+    def declare_crd(self, document: Mapping[str, Any]) -> None:
+        spec = document["spec"]
+        names = spec["names"]
+        for version in spec["versions"]:
+            self.declare(
+                f"{spec['group']}/{version['name']}/{names['plural']}",
+                kmock.ResourceInfo(
+                    kind=names["kind"],
+                    singular=names.get("singular"),
+                    namespaced=spec["scope"] == "Namespaced",
+                    shortnames=set(names.get("shortNames", [])),
+                    subresources=set(version.get("subresources", {})),
+                ),
+            )
+
+    # -- what tests use -----------------------------------------------------------------
+
+    def read_object(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (kmock.resource(resource), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        wanted = kmock.resource(resource)
+        return [
+            copy.deepcopy(obj.raw)
+            for (res, ns, _), obj in self.objects.items()
+            if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
+        ]
+
+    def requests_to(self, action: str, resource: str) -> list[rendering.Request]:
+        """The requests served so far for one action (``create``, ``watch``...) on a resource."""
+        wanted = kmock.resource(resource)
+        return [
+            request
+            for request in list(self)
+            if request.action == enums.action(action) and request.resource == wanted
+        ]
+
+    async def disconnect_watches(self) -> None:
+        """End every open watch stream, as a dropped connection or a proxy timeout would."""
+        for bus in list(self._buses.values()):
+            await bus.put(_HANG_UP)
+
+    async def expire_watches(self) -> None:
+        """Compact history: open watches get ``410 Gone``, so do resumes from older versions."""
+        async with self._lock:
+            self._oldest_rv = self._tick()
+        gone = {"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}
+        for bus in list(self._buses.values()):
+            await bus.put(gone)
+
+    # -- closing the gaps -------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        watch = raw_request.query.get("watch")
+        if watch is not None and watch != watch.lower():
+            raw_request = raw_request.clone(
+                rel_url=raw_request.rel_url.update_query(watch=watch.lower())
+            )
+        response = await super().__call__(raw_request)
+        if raw_request.method == "POST" and response.status == 200 and not response.prepared:
+            response.set_status(201)
+        return response
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None or request.action not in (
+            enums.action.CREATE,
+            enums.action.UPDATE,
+        ):
+            return await super()._handle(request)
+        # Check preconditions and stamp versions atomically with the emulator's own write.
+        async with self._writes:
+            if request.action == enums.action.CREATE:
+                self._admit_create(request)
+            else:
+                self._admit_update(request)
+            return await super()._handle(request)
+
+    def _admit_create(self, request: rendering.Request) -> None:
+        data = request.data
+        if not isinstance(data, dict):
+            raise kmock.KubernetesError(status=400, reason="BadRequest", message="not an object")
+        metadata = data.setdefault("metadata", {})
+        if request.namespace and not metadata.get("namespace"):
+            metadata["namespace"] = request.namespace
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        if not metadata.get("name"):
+            raise kmock.KubernetesError(
+                status=422, reason="Invalid", message="metadata.name: Required value"
+            )
+        key = (request.resource, metadata.get("namespace"), metadata["name"])
+        if key in self.objects and not self.objects[key].deleted:
+            return  # the emulator answers 409 itself
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = _now()
+        metadata["generation"] = 1
+        metadata["resourceVersion"] = str(self._tick())
+        if request.resource in self._status_subresources:
+            data.pop("status", None)
+            if request.resource == kmock.resource("v1/pods"):
+                data["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        api_version, kind = self._kinds.get(request.resource, ("", ""))
+        if kind:
+            data.setdefault("apiVersion", api_version)
+            data.setdefault("kind", kind)
+
+    def _admit_update(self, request: rendering.Request) -> None:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return  # the emulator answers 404 itself
+        current = self.objects[key].raw
+        rv = str(self._rv + 1)
+        data = request.data
+        if isinstance(data, list):  # a JSON patch
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": rv})
+            self._tick()
+            return
+        if not isinstance(data, dict):
+            raise kmock.KubernetesError(status=400, reason="BadRequest", message="not a patch")
+        expected = (data.get("metadata") or {}).get("resourceVersion")
+        actual = current.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != actual:
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion {actual}, not {expected})",
+            )
+        if request.resource in self._status_subresources:
+            if request.subresource == "status":
+                kept = {"status": data.get("status")} if "status" in data else {}
+                data.clear()
+                data.update(kept)
+            elif request.subresource is None:
+                data.pop("status", None)
+        metadata = data.setdefault("metadata", {})
+        for immutable in ("uid", "creationTimestamp", "namespace", "name"):
+            metadata.pop(immutable, None)
+        metadata["resourceVersion"] = str(self._tick())
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        if request.resource not in self._get_resources():
+            raise kmock.KubernetesResourceNotFoundError()
+        terms = _parse_selector(request.params.get("labelSelector"))
+        async with self._lock:
+            items = [
+                copy.deepcopy(obj.raw)
+                for obj in self._matching(request)
+                if _labels_match(obj.raw, terms)
+            ]
+            version = max(self._rv, self._oldest_rv)
+        api_version, kind = self._kinds.get(request.resource, ("v1", ""))
+        return {
+            "apiVersion": api_version,
+            "kind": f"{kind}List",
+            "metadata": {"resourceVersion": str(version)},
+            "items": items,
+        }
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        yield b""  # send the headers now: a watch with nothing to say is still open
+        assert request.resource is not None
+        bus = self._buses[request.resource]
+        terms = _parse_selector(request.params.get("labelSelector"))
+        since = request.params.get("resourceVersion") or ""
+        async with self._lock:
+            # Mark the bus while holding the lock the writers hold: no change falls in between.
+            marker = await bus.mark()
+            replay: list[Any]
+            if since not in ("", "0") and int(since) < self._oldest_rv:
+                replay = [{"type": "ERROR", "object": _status(410, "Expired", "too old")}]
+            elif since in ("", "0"):
+                replay = [
+                    {"type": "ADDED", "object": copy.deepcopy(obj.raw)}
+                    for obj in self._matching(request)
+                ]
+            else:
+                replay = [
+                    event
+                    for event in bus.history
+                    if int(event["object"]["metadata"]["resourceVersion"]) > int(since)
+                ]
+        try:
+            async for event in _replay_then_follow(replay, bus, marker):
+                if event == _HANG_UP:
+                    return
+                if event["type"] == "ERROR":
+                    yield event
+                    return
+                if self._event_matches(request, event["object"]) and _labels_match(
+                    event["object"], terms
+                ):
+                    yield event
+        finally:
+            await bus.unmark(marker)
+
+    def _matching(self, request: rendering.Request) -> Iterable[Any]:
+        for (resource, namespace, name), obj in self.objects.items():
+            if resource != request.resource or obj.deleted:
+                continue
+            if request.namespace is not None and namespace != request.namespace:
+                continue
+            if request.name is not None and name != request.name:
+                continue
+            yield obj
+
+    @staticmethod
+    def _event_matches(request: rendering.Request, obj: Mapping[str, Any]) -> bool:
+        metadata = obj.get("metadata") or {}
+        if request.namespace is not None and metadata.get("namespace") != request.namespace:
+            return False
+        return request.name is None or metadata.get("name") == request.name
+
+
+async def _replay_then_follow(
+    replay: list[Any], bus: aiobus.Bus[Any], marker: aiobus.BusMark[Any]
+) -> AsyncIterator[Any]:
+    for item in replay:
+        yield item
+    async for item in bus.stream(since=marker):
+        yield item
+
+
+def phjob_crd() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text(encoding="utf-8"))
+    return document
+
+
+@asynccontextmanager
+async def serve_kube() -> AsyncIterator[tuple[KubeEmulator, str]]:
+    """A fresh emulator that knows the PhJob CRD and the core resources, on a loopback port."""
+    async with KubeEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
+        emulator.declare_crd(phjob_crd())
+        for resource, info in CORE_RESOURCES.items():
+            emulator.declare(resource, info)
+        yield emulator, str(server.url).rstrip("/")
+
+
+def api_client_for(url: str) -> k8s_client.ApiClient:
+    """A kubernetes-asyncio client for ``url``, as a kubeconfig without credentials gives."""
+    configuration = k8s_client.Configuration(host=url)
+    return k8s_client.ApiClient(configuration)
