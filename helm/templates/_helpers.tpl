@@ -53,11 +53,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-credentials" (include "artifacts.fullname" .)) .Values.existingSecret }}
 {{- end }}
 
-{{/* Whether a credentials Secret exists: the user's, or ours when it has something to hold. */}}
-{{- define "artifacts.hasSecret" -}}
-{{- if or .Values.existingSecret .Values.s3.accessKeyId .Values.s3.secretAccessKey (eq .Values.api.auth.mode "hs256") }}true{{- end }}
-{{- end }}
-
+{{/* Whether the services get S3 credentials, from existingSecret or from values. */}}
 {{- define "artifacts.hasS3Credentials" -}}
 {{- if or .Values.existingSecret .Values.s3.accessKeyId .Values.s3.secretAccessKey }}true{{- end }}
 {{- end }}
@@ -97,9 +93,9 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom:
     secretKeyRef:
       name: {{ include "artifacts.secretName" .root }}
-      key: s3-access-key-id
+      key: S3_ACCESS_KEY_ID
 - name: S3_SECRET_ACCESS_KEY_FILE
-  value: {{ include "artifacts.secretsDir" .root }}/s3-secret-access-key
+  value: {{ include "artifacts.secretsDir" .root }}/S3_SECRET_ACCESS_KEY
 {{- end }}
 {{- end }}
 
@@ -171,9 +167,13 @@ tolerations:
 {{- end }}
 {{- end }}
 
-{{/* Pod annotations: the user's, plus a checksum that rolls the pods when credentials change. */}}
+{{/*
+Pod annotations: the user's, plus a checksum that rolls the pods when the credentials in the
+values change (of the values, not the rendered Secret, whose generated key is not stable).
+*/}}
 {{- define "artifacts.podAnnotations" -}}
-checksum/credentials: {{ include (print .root.Template.BasePath "/secret.yaml") .root | sha256sum }}
+{{- $v := .root.Values }}
+checksum/credentials: {{ list $v.existingSecret $v.s3.accessKeyId $v.s3.secretAccessKey $v.api.auth.jwtSecret $v.api.linkSigningKey | toJson | sha256sum }}
 {{- with .svc.podAnnotations }}
 {{ toYaml . }}
 {{- end }}

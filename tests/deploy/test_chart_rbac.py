@@ -1,6 +1,8 @@
 """The chart's RBAC grants exactly what the services need, in their namespace, and no more.
 
-``GRANTS`` is the issue's list. A rule with another verb, another resource or a wildcard
+``GRANTS`` is the issue's list, narrowed to the calls the services make (the controller
+reads PhJobs and patches only their status; it gets, creates and patches its ConfigMap and
+Lease by name). A rule with another verb, another resource or a wildcard
 fails the test; so does a missing grant (a controller that cannot create pods is as broken
 as one that can delete Secrets). The checker is fed bad Roles too, so it is known to bite.
 """
@@ -19,11 +21,11 @@ Grants = Mapping[tuple[str, str], frozenset[str]]
 
 GRANTS: Mapping[str, Grants] = {
     "controller": {
-        (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "update", "patch"}),
-        (API_GROUP, f"{PLURAL}/status"): frozenset({"get", "update", "patch"}),
+        (API_GROUP, PLURAL): frozenset({"get", "list", "watch"}),
+        (API_GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
         ("", "pods"): frozenset({"get", "list", "watch", "create", "delete"}),
-        ("", "configmaps"): frozenset({"get", "list", "watch", "create", "update", "patch"}),
-        ("coordination.k8s.io", "leases"): frozenset({"get", "create", "update"}),
+        ("", "configmaps"): frozenset({"get", "create", "patch"}),
+        ("coordination.k8s.io", "leases"): frozenset({"get", "create", "patch"}),
         ("", "events"): frozenset({"create"}),
     },
     "api": {
