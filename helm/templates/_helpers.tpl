@@ -53,6 +53,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-credentials" (include "artifacts.fullname" .)) .Values.existingSecret }}
 {{- end }}
 
+{{/*
+The Secret s3-mode uploader sidecars load whole (UPLOADER_S3_SECRET): the user's, or the
+chart's S3-only one; empty when the uploaders have no credentials to use.
+*/}}
+{{- define "artifacts.uploaderSecretName" -}}
+{{- if .Values.artifact.uploaderExistingSecret }}
+{{- .Values.artifact.uploaderExistingSecret }}
+{{- else if and .Values.s3.accessKeyId (not .Values.existingSecret) }}
+{{- printf "%s-uploader" (include "artifacts.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* Whether the services get S3 credentials, from existingSecret or from values. */}}
 {{- define "artifacts.hasS3Credentials" -}}
 {{- if or .Values.existingSecret .Values.s3.accessKeyId .Values.s3.secretAccessKey }}true{{- end }}

@@ -41,6 +41,7 @@ from support.deploy import (
 KUBE_VERSIONS = ("1.30.0", "1.37.0")
 
 SECRET = f"{RELEASE}-job-artifacts-credentials"
+UPLOADER_SECRET = f"{RELEASE}-job-artifacts-uploader"
 
 # A complete install of each delivery mode, with every credential set.
 CREDENTIALS: dict[str, Any] = {
@@ -285,19 +286,25 @@ def test_s3_mode_gives_uploaders_the_controller_image_and_the_credentials() -> N
     env = env_of(controller)
     assert env["ARTIFACT_DELIVERY"]["value"] == "s3"
     assert env["UPLOADER_IMAGE"]["value"] == container(controller)["image"]
-    assert env["UPLOADER_S3_SECRET"]["value"] == SECRET
-    data = secret_data(objects, SECRET, NAMESPACE)
-    assert data["S3_ACCESS_KEY_ID"] == "artifacts"
-    assert data["S3_SECRET_ACCESS_KEY"] == "s3cr3t-key"
+    assert env["UPLOADER_S3_SECRET"]["value"] == UPLOADER_SECRET
     assert "PHFS_VOLUME_CLAIM" not in env
 
 
-def test_s3_mode_copies_the_uploader_credentials_to_the_jobs_namespace() -> None:
+def test_uploaders_get_a_secret_with_the_s3_keys_only() -> None:
+    # Uploader sidecars load every key of their Secret into the job pod: none of the api's.
+    uploader = {"S3_ACCESS_KEY_ID": "artifacts", "S3_SECRET_ACCESS_KEY": "s3cr3t-key"}
+    assert secret_data(rendered("s3"), UPLOADER_SECRET, NAMESPACE) == uploader
     objects = render_chart({**VALUE_SETS["s3"], "kubeNamespace": "jobs"})
-    jobs = secret_data(objects, SECRET, "jobs")
-    assert jobs == {"S3_ACCESS_KEY_ID": "artifacts", "S3_SECRET_ACCESS_KEY": "s3cr3t-key"}
+    assert secret_data(objects, UPLOADER_SECRET, "jobs") == uploader
+    assert UPLOADER_SECRET not in {
+        s["metadata"]["name"]
+        for s in of_kind(objects, "Secret")
+        if s["metadata"]["namespace"] != "jobs"
+    }
     for name in ("api", "controller"):
         assert env_of(deployments(objects)[name])["KUBE_NAMESPACE"]["value"] == "jobs"
+    assert of_kind(rendered("phfs"), "Secret")[0]["metadata"]["name"] == SECRET
+    assert len(of_kind(rendered("phfs"), "Secret")) == 1
 
 
 def test_secrets_reach_the_services_as_files_never_as_values() -> None:
@@ -323,16 +330,24 @@ def test_hs256_mode_without_a_secret_fails_to_render() -> None:
 
 
 def test_an_existing_secret_replaces_the_charts_own() -> None:
-    objects = render_chart({"existingSecret": "my-credentials", "artifact": {"delivery": "s3"}})
+    values = {
+        "existingSecret": "my-credentials",
+        "artifact": {"delivery": "s3", "uploaderExistingSecret": "my-uploader-keys"},
+    }
+    objects = render_chart(values)
     assert of_kind(objects, "Secret") == []
     for deployment in deployments(objects).values():
         env = env_of(deployment)
         assert env["S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "my-credentials"
         volumes = deployment["spec"]["template"]["spec"]["volumes"]
         assert {v["secret"]["secretName"] for v in volumes if "secret" in v} == {"my-credentials"}
-    assert env_of(deployments(objects)["controller"])["UPLOADER_S3_SECRET"]["value"] == (
-        "my-credentials"
-    )
+    controller = env_of(deployments(objects)["controller"])
+    assert controller["UPLOADER_S3_SECRET"]["value"] == "my-uploader-keys"
+
+
+def test_s3_mode_with_an_existing_secret_needs_the_uploaders_own() -> None:
+    with pytest.raises(helm_python.HelmError, match=r"artifact\.uploaderExistingSecret"):
+        render_chart({"existingSecret": "my-credentials", "artifact": {"delivery": "s3"}})
 
 
 # --- probes, ports, security -----------------------------------------------------------------
