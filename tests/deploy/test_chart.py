@@ -19,7 +19,6 @@ import pytest
 from support.deploy import (
     CHART,
     NAMESPACE,
-    PENDING,
     RELEASE,
     SECTION_7,
     SERVICE_SETTINGS,
@@ -33,7 +32,6 @@ from support.deploy import (
     render_notes,
     schema_settings,
     secret_data,
-    settings_names,
 )
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest release
@@ -259,18 +257,6 @@ def test_a_misspelt_variable_is_caught() -> None:
     objects = render_chart({"janitor": {"extraEnv": [{"name": "JANITOR_DAILY", "value": "1"}]}})
     names = set(env_of(deployments(objects)["janitor"]))
     assert names - allowed_names("janitor") == {"JANITOR_DAILY"}
-
-
-def test_pending_names_are_not_yet_settings() -> None:
-    # PENDING (tests/support/deploy.py) lists names other branches were adding: once one is
-    # a real field, its entry must go, so that the list never hides a typo.
-    arrived = {
-        service: sorted(PENDING[service] & settings_names(settings))
-        for service, settings in SERVICE_SETTINGS.items()
-    }
-    assert all(not names for names in arrived.values()), (
-        f"now real settings, delete them from PENDING in tests/support/deploy.py: {arrived}"
-    )
 
 
 def test_phfs_mode_mounts_the_claim_and_runs_no_uploader() -> None:

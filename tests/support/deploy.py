@@ -58,39 +58,6 @@ SERVICE_SETTINGS: Mapping[str, type[BaseSettings]] = {
     "janitor": JanitorSettings,
 }
 
-# Names the deployment sets that the services' branches were still adding when it was
-# written (issue 9). Each is accepted for its service until its settings class has it;
-# test_pending_names_are_not_yet_settings then fails, naming the entry to delete here.
-PENDING: Mapping[str, frozenset[str]] = {
-    "api": frozenset(
-        {
-            "LOCAL_JOBS_DIR",
-            "OIDC_ISSUER",
-            "OIDC_AUDIENCE",
-            "OIDC_JWKS_URL",
-            "API_JWT_SECRET",
-            "API_JWT_SECRET_FILE",
-            "API_LINK_SIGNING_KEY",
-            "API_LINK_SIGNING_KEY_FILE",
-            "API_USERNAME_CLAIM",
-            "API_GROUPS_CLAIM",
-            "API_ROLES_CLAIM",
-            "API_ADMIN_ROLE",
-        }
-    ),
-    "controller": frozenset(
-        {
-            "LOCAL_JOBS_DIR",
-            "LOCAL_RUNTIME_DIR",
-            "CONTROLLER_PROBE_PORT",
-            "PHFS_VOLUME_CLAIM",
-            "UPLOADER_IMAGE",
-            "UPLOADER_S3_SECRET",
-        }
-    ),
-    "janitor": frozenset({"JANITOR_METRICS_PORT"}),
-}
-
 
 def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in get_args(annotation)
@@ -107,7 +74,7 @@ def settings_names(settings: type[BaseSettings]) -> frozenset[str]:
 
 
 def allowed_names(service: str) -> frozenset[str]:
-    return settings_names(SERVICE_SETTINGS[service]) | PENDING[service]
+    return settings_names(SERVICE_SETTINGS[service])
 
 
 def render_chart(
