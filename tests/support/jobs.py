@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from artifacts_controller.job_script import run_job_script_path
 from artifacts_shared.manifest import Manifest
 
@@ -115,15 +117,23 @@ class JobHome:
         ready: Path,
         signum: signal.Signals = signal.SIGTERM,
         timeout: float = 10,
+        running: str = "sleep",
     ) -> JobRun:
-        """Send ``signum`` to the script once ``ready`` exists; then wait for its end."""
+        """Send ``signum`` once ``ready`` exists and the command's ``running`` process runs.
+
+        Waiting for the process too closes a race: a signal that lands while the command's
+        shell is between two commands (or inside the fork of the next one) is handled by
+        bash's own rules, not by the script under test, and made this flaky under load.
+        """
         started = time.time()
         deadline = time.monotonic() + timeout
-        while not ready.exists():
+        while not (ready.exists() and _runs(process.pid, running)):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 out, err = process.communicate()
-                raise AssertionError(f"{ready} never appeared; stdout={out!r} stderr={err!r}")
+                raise AssertionError(
+                    f"{ready} or {running!r} never appeared; stdout={out!r} stderr={err!r}"
+                )
             time.sleep(0.02)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=timeout + 30)
@@ -135,6 +145,14 @@ class JobHome:
 
     def manifest(self) -> Manifest:
         return Manifest.from_json((self.metadata / "manifest.json").read_bytes())
+
+
+def _runs(pid: int, name: str) -> bool:
+    """Whether a descendant of ``pid`` named ``name`` has started (exec'd, not just forked)."""
+    try:
+        return any(child.name() == name for child in psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return False
 
 
 def tree(folder: Path, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, bytes]:
