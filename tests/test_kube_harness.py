@@ -127,7 +127,7 @@ async def _events(stream: k8s_watch.Watch, count: int) -> list[tuple[str, str]]:
 
 
 async def test_a_watch_lists_then_follows_and_resumes_from_a_resource_version(
-    kube_api: k8s_client.ApiClient, kube_namespace: str
+    kube_emulator: KubeEmulator, kube_api: k8s_client.ApiClient, kube_namespace: str
 ) -> None:
     custom = k8s_client.CustomObjectsApi(kube_api)
     first, _, _ = await _create(kube_api, kube_namespace, _phjob("job-202601010000-aaaaaa"))
@@ -138,7 +138,8 @@ async def test_a_watch_lists_then_follows_and_resumes_from_a_resource_version(
             timeout_seconds=30,
         )  # fmt: skip
         reader = asyncio.create_task(_events(stream, 3))
-        await asyncio.sleep(0.1)
+        while kube_emulator.open_watches(PHJOBS) == 0:
+            await asyncio.sleep(0.01)
         await _create(kube_api, kube_namespace, _phjob("job-202601010000-bbbbbb"))
         await custom.delete_namespaced_custom_object(
             API_GROUP, API_VERSION, kube_namespace, PLURAL, "job-202601010000-aaaaaa"
@@ -181,7 +182,8 @@ async def test_watches_can_be_disconnected_and_expired_by_the_test(
         return seen
 
     reader = asyncio.create_task(read_all())
-    await asyncio.sleep(0.1)
+    while kube_emulator.open_watches(PHJOBS) == 0:
+        await asyncio.sleep(0.01)
     await kube_emulator.disconnect_watches()
     assert await asyncio.wait_for(reader, 5) == ["ADDED"]
     assert len(kube_emulator.requests_to("watch", PHJOBS)) == 1

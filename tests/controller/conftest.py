@@ -1,9 +1,13 @@
-"""Fixtures for controller tests: settings with short timings, a Kube client on the emulator."""
+"""Fixtures for the controller's tests: settings with short timings, a Kube client on the
+emulator, and a temporary job home for run-job.sh."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kubernetes_asyncio import client as k8s_client
+from support.jobs import JobHome
 
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
@@ -26,3 +30,8 @@ def controller_settings(kube_namespace: str) -> ControllerSettings:
 @pytest.fixture
 def kube(kube_api: k8s_client.ApiClient, kube_namespace: str) -> Kube:
     return Kube(kube_api, namespace=kube_namespace)
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> JobHome:
+    return JobHome(tmp_path)

@@ -111,6 +111,11 @@ async def test_a_dropped_watch_resumes_without_losing_an_event(
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await _phase(kube, name, PhJobPhase.PENDING)
+
+        async def watching() -> bool:
+            return bool(kube_emulator.open_watches(PODS_R) and kube_emulator.open_watches(PHJOBS_R))
+
+        await eventually(watching, what="both watches to be open")
         watches = len(kube_emulator.requests_to("watch", PODS_R))
         await kube_emulator.disconnect_watches()
         # Changes made while the controller reconnects:
@@ -132,6 +137,11 @@ async def test_an_expired_version_is_relisted_without_losing_an_event(
         await set_pod_status(kube, name, running())
         await _phase(kube, name, PhJobPhase.RUNNING)
         kube_emulator.fail_next("list", PODS_R, times=1, status=503)  # and a hiccup on relist
+
+        async def watching() -> bool:
+            return bool(kube_emulator.open_watches(PODS_R) and kube_emulator.open_watches(PHJOBS_R))
+
+        await eventually(watching, what="both watches to be open")
         await kube_emulator.expire_watches()
         await set_pod_status(kube, name, terminated("Succeeded", 0))
         await _phase(kube, name, PhJobPhase.SUCCEEDED)
@@ -170,3 +180,24 @@ async def test_the_resync_catches_what_no_event_announced(
         key = (PODS_R, kube.namespace, name)
         kube_emulator.objects[key]["status"] = running()
         await _phase(kube, name, PhJobPhase.RUNNING, timeout=3)
+
+
+async def test_the_controllers_own_writes_coming_back_cost_no_pass(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    async with running_controller(kube, controller_settings) as controller:
+        names = [(await create_phjob(kube)).metadata.name for _ in range(10)]
+        for name in names:
+            await _phase(kube, name, PhJobPhase.PENDING)
+        await asyncio.sleep(0.3)  # the pods' ADDED and the statuses' MODIFIED events arrive
+        await asyncio.wait_for(controller.queue.wait_idle(), 5)
+        passes = controller.metrics.registry.get_sample_value(
+            "phjob_reconciles_total", {"result": "ok"}
+        )
+        # One pass a job: read it, create its pod, write its status. Nothing else.
+        assert passes == len(names)
+        assert len(kube_emulator.requests_to("fetch", PODS_R)) == 0  # created, never read
+
+        # A change by someone else still gets its pass.
+        await set_pod_status(kube, names[0], running())
+        await _phase(kube, names[0], PhJobPhase.RUNNING)

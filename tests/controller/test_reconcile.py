@@ -18,7 +18,7 @@ from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.podspec import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
-from artifacts_shared.phjob import ArtifactOverrides, PhJobPhase
+from artifacts_shared.phjob import ArtifactOverrides, PhJobPhase, PhJobStatus
 
 PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
@@ -28,6 +28,12 @@ def _reconciler(kube: Kube, settings: ControllerSettings, **changes: Any) -> Rec
     if changes:
         settings = settings.model_copy(update=changes)
     return Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT)
+
+
+async def _pass(reconciler: Reconciler, name: str) -> PhJobStatus:
+    outcome = await reconciler.reconcile_name(name)
+    assert outcome is not None
+    return outcome.status
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -152,7 +158,7 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
 
 
 def _writes(emulator: KubeEmulator) -> int:
-    return sum(1 for request in emulator if request.method not in ("GET",))
+    return sum(1 for request in emulator.served if request.method not in ("GET",))
 
 
 def _versions(emulator: KubeEmulator) -> dict[tuple[str, str], str]:
@@ -168,11 +174,11 @@ async def test_reconciling_twice_changes_nothing(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    first = await reconciler.reconcile_name(job.metadata.name)
+    first = await _pass(reconciler, job.metadata.name)
     writes, versions = _writes(kube_emulator), _versions(kube_emulator)
-    again = await reconciler.reconcile_name(job.metadata.name)
+    again = await _pass(reconciler, job.metadata.name)
     # A fresh reconciler (a restarted controller) agrees too.
-    fresh = await _reconciler(kube, controller_settings).reconcile_name(job.metadata.name)
+    fresh = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
     assert first == again == fresh
     assert _writes(kube_emulator) == writes
     assert _versions(kube_emulator) == versions
@@ -180,9 +186,9 @@ async def test_reconciling_twice_changes_nothing(
 
     # The same holds in every later phase.
     await set_pod_status(kube, job.metadata.name, running())
-    await reconciler.reconcile_name(job.metadata.name)
+    await _pass(reconciler, job.metadata.name)
     writes, versions = _writes(kube_emulator), _versions(kube_emulator)
-    await reconciler.reconcile_name(job.metadata.name)
+    await _pass(reconciler, job.metadata.name)
     assert (_writes(kube_emulator), _versions(kube_emulator)) == (writes, versions)
 
 
@@ -193,8 +199,8 @@ async def test_a_pod_left_by_an_interrupted_pass_is_adopted_not_doubled(
     # A pass that created the pod and died before writing the status:
     await _reconciler(kube, controller_settings).reconcile(job)
     await kube.patch(PHJOBS, job.metadata.name, {"status": None}, subresource="status")
-    status = await _reconciler(kube, controller_settings).reconcile_name(job.metadata.name)
-    assert status is not None and status.pod_name == job.metadata.name
+    status = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
+    assert status.pod_name == job.metadata.name
     assert len(kube_emulator.list_objects(PODS_R)) == 1
 
 
@@ -219,16 +225,16 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
     name = job.metadata.name
-    status = await reconciler.reconcile_name(name)
-    assert status is not None and status.phase is PhJobPhase.PENDING
+    status = await _pass(reconciler, name)
+    assert status.phase is PhJobPhase.PENDING
 
     await set_pod_status(kube, name, {"conditions": [{"type": "PodScheduled", "status": "True"}]})
-    status = await reconciler.reconcile_name(name)
-    assert status is not None and status.phase is PhJobPhase.PREPARING
+    status = await _pass(reconciler, name)
+    assert status.phase is PhJobPhase.PREPARING
 
     await set_pod_status(kube, name, running(started="2026-01-01T00:00:05Z"))
-    status = await reconciler.reconcile_name(name)
-    assert status is not None and status.phase is PhJobPhase.RUNNING
+    status = await _pass(reconciler, name)
+    assert status.phase is PhJobPhase.RUNNING
     assert (
         status.start_time is not None
         and status.start_time.isoformat() == "2026-01-01T00:00:05+00:00"
@@ -236,7 +242,7 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
     assert status.finish_time is None
 
     await set_pod_status(kube, name, terminated("Succeeded", 0, finished="2026-01-01T00:01:00Z"))
-    status = await reconciler.reconcile_name(name)
+    status = await _pass(reconciler, name)
     stored = (await read_phjob(kube, name)).status
     assert stored == status
     assert stored.phase is PhJobPhase.SUCCEEDED
@@ -251,7 +257,7 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
 
     # Finished is final: a later pod change (the garbage collector's deletion) changes nothing.
     await kube.delete(PODS, name)
-    assert await reconciler.reconcile_name(name) == stored
+    assert await _pass(reconciler, name) == stored
 
 
 async def test_a_failing_command_fails_the_job_with_its_exit_code(
@@ -261,8 +267,8 @@ async def test_a_failing_command_fails_the_job_with_its_exit_code(
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, terminated("Failed", 3))
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.FAILED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 3"
     assert status.finish_time is not None
 
@@ -277,8 +283,8 @@ async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
     pod_status["reason"] = "DeadlineExceeded"
     pod_status["message"] = "Pod was active on the node longer than the specified deadline"
     await set_pod_status(kube, job.metadata.name, pod_status)
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.FAILED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED
     assert status.reason == "DeadlineExceeded" and "deadline" in (status.message or "")
 
 
@@ -296,8 +302,8 @@ async def test_a_failed_upload_fails_a_successful_command(
         }
     )
     await set_pod_status(kube, job.metadata.name, pod_status)
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.FAILED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED
     assert status.reason == "UploadFailed" and "uploader exit code 2" in (status.message or "")
     assert (
         status.finish_time is not None
@@ -316,8 +322,8 @@ async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
     pod_status = terminated("Running", 0, finished="2026-01-01T00:01:00Z")  # long ago
     pod_status["containerStatuses"].append({"name": "uploader", "state": {"running": {}}})
     await set_pod_status(kube, job.metadata.name, pod_status)
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.FAILED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED
     assert status.reason == "UploadTimeout"
     assert kube_emulator.list_objects(PODS_R) == []
 
@@ -329,11 +335,11 @@ async def test_cancel_deletes_the_pod_and_ends_cancelled(
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, running())
-    await reconciler.reconcile_name(job.metadata.name)
+    await _pass(reconciler, job.metadata.name)
     await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
 
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.CANCELLED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.CANCELLED
     assert status.finish_time is not None and status.start_time is not None
     assert kube_emulator.list_objects(PODS_R) == []
     assert (await read_phjob(kube, job.metadata.name)).status == status
@@ -355,11 +361,11 @@ async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, running())
-    await reconciler.reconcile_name(job.metadata.name)
+    await _pass(reconciler, job.metadata.name)
     await kube.delete(PODS, job.metadata.name)
 
-    status = await reconciler.reconcile_name(job.metadata.name)
-    assert status is not None and status.phase is PhJobPhase.FAILED
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED
     assert (
         status.message == f"the job's pod {job.metadata.name} was deleted before the job finished"
     )

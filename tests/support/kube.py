@@ -22,7 +22,8 @@ Tests also get the failures a real server produces: ``disconnect_watches()`` end
 watch stream (a load balancer's idle timeout), ``expire_watches()`` answers ``410 Gone`` to
 every open and resumed watch (etcd compaction), so a client must relist.
 
-``fail_next()`` makes the next requests of a kind fail, for retry and backoff tests.
+``served`` and ``requests_to()`` list the requests served; ``fail_next()`` makes the next
+requests of a kind fail, for retry and backoff tests.
 
 ``serve_kube()`` runs it; ``api_client_for()`` gives a kubernetes-asyncio client for it. The
 fixtures ``kube_emulator`` and ``kube_api`` in ``tests/conftest.py`` use both.
@@ -139,6 +140,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _status_subresources: set[Any] = attrs.field(factory=set, init=False)
     _kinds: dict[Any, tuple[str, str]] = attrs.field(factory=dict, init=False)
     _failures: dict[tuple[Any, Any], list[int]] = attrs.field(factory=dict, init=False)
+    _log: list[rendering.Request] = attrs.field(factory=list, init=False)
+    _watching: collections.Counter[Any] = attrs.field(factory=collections.Counter, init=False)
+    latency: float = 0.0
+    """Seconds added to every request but watches: a remote API server's round trip."""
+    _inflight: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -194,9 +200,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
         wanted = kmock.resource(resource)
         return [
             request
-            for request in list(self)
+            for request in self._log
             if request.action == enums.action(action) and request.resource == wanted
         ]
+
+    @property
+    def served(self) -> list[rendering.Request]:
+        """Every request served so far, oldest first."""
+        return list(self._log)
+
+    def open_watches(self, resource: str) -> int:
+        """How many watch streams on ``resource`` are open and following changes now."""
+        return self._watching[kmock.resource(resource)]
 
     def fail_next(self, action: str, resource: str, *, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` requests of ``action`` on ``resource`` with ``status``."""
@@ -230,6 +245,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return response
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # kmock matches each request against its whole request history: quadratic, 50 ms a
+        # request after a few thousand. Keep only the requests still being served there
+        # (all that matching needs) and our own log for tests.
+        self._log.append(request)
+        if self.latency and request.action != enums.action.WATCH:
+            await asyncio.sleep(self.latency)
+        self._inflight[id(request)] = request
+        self._requests[:] = list(self._inflight.values())
+        try:
+            return await self._handle_faithfully(request)
+        finally:
+            del self._inflight[id(request)]
+
+    async def _handle_faithfully(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         planned = self._failures.get((request.action, request.resource))
         if planned:
             status = planned.pop(0)
@@ -351,6 +380,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     for event in bus.history
                     if int(event["object"]["metadata"]["resourceVersion"]) > int(since)
                 ]
+        self._watching[request.resource] += 1
         try:
             async for event in _replay_then_follow(replay, bus, marker):
                 if event == _HANG_UP:
@@ -363,6 +393,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 ):
                     yield event
         finally:
+            self._watching[request.resource] -= 1
             await bus.unmark(marker)
 
     def _matching(self, request: rendering.Request) -> Iterable[Any]:
@@ -398,9 +429,12 @@ def phjob_crd() -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def serve_kube() -> AsyncIterator[tuple[KubeEmulator, str]]:
+async def serve_kube(*, latency: float = 0.0) -> AsyncIterator[tuple[KubeEmulator, str]]:
     """A fresh emulator that knows the PhJob CRD and the core resources, on a loopback port."""
-    async with KubeEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
+    async with (
+        KubeEmulator(latency=latency) as emulator,
+        kmock.Server(emulator, host="127.0.0.1") as server,
+    ):
         emulator.declare_crd(phjob_crd())
         for resource, info in CORE_RESOURCES.items():
             emulator.declare(resource, info)

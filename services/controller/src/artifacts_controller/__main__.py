@@ -14,10 +14,11 @@ import sys
 from typing import NoReturn
 
 from artifacts_controller.controller import run_elected
+from artifacts_controller.job_script import read_run_job_script, run_job_script_path
 from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
+from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
-from artifacts_controller.podspec import load_run_job_script
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.settings import SettingsError, load_settings
@@ -26,7 +27,7 @@ log = logging.getLogger("artifacts_controller")
 
 
 async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetrics) -> NoReturn:
-    script = load_run_job_script()
+    script = read_run_job_script()
     user_agent = f"artifacts-controller/0.1.0 ({settings.controller_identity})"
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
@@ -54,6 +55,19 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     raise AssertionError("unreachable")
 
 
+async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -> NoReturn:
+    """The dev stack: no lease (one controller), the same probes."""
+    async with asyncio.TaskGroup() as group:
+        app = make_probe_app(metrics=metrics, leading=lambda: True)
+        group.create_task(
+            serve_probes(
+                app, host=settings.controller_probe_host, port=settings.controller_probe_port
+            )
+        )
+        group.create_task(run_local(settings, metrics, run_job_script_path()))
+    raise AssertionError("unreachable")
+
+
 async def run(settings: ControllerSettings) -> None:
     metrics = ControllerMetrics()
     main = asyncio.current_task()
@@ -63,7 +77,7 @@ async def run(settings: ControllerSettings) -> None:
         loop.add_signal_handler(signum, main.cancel)
     try:
         if settings.controller_runtime == "local":
-            raise SystemExit("controller: the local runtime is not built yet")
+            await _run_local(settings, metrics)
         else:
             await _run_kubernetes(settings, metrics)
     except asyncio.CancelledError:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 POD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
+_Trigger = tuple[int | None, str | None]
+"""Why a pass was asked for: (0 PhJob | 1 pod | None forced, the object's resourceVersion)."""
+
 
 def _name(obj: JsonObject) -> str | None:
     name = (obj.get("metadata") or {}).get("name")
@@ -60,6 +63,11 @@ class Controller:
             on_depth=metrics.queue_depth.set,
         )
         self._unfinished: set[str] = set()
+        # The versions each PhJob and its pod had after our last pass: an event that carries
+        # one of them is our own write (or read) coming back, and needs no pass.
+        self._versions: dict[str, tuple[str | None, str | None]] = {}
+        self._triggers: dict[str, list[_Trigger]] = {}
+        self._pods_listed = False
 
         def backoff() -> Backoff:
             return Backoff(
@@ -97,17 +105,45 @@ class Controller:
         raise AssertionError("the controller's tasks never return")
 
     async def _reconcile(self, name: str) -> None:
+        triggers = self._triggers.pop(name, [])
+        if all(self._known(name, trigger) for trigger in triggers):
+            # Nothing new: either our own writes coming back (the last pass left these
+            # versions), or triggers an earlier pass already took (it read after them).
+            return
         started = time.perf_counter()
         try:
-            status = await self.reconciler.reconcile_name(name)
+            outcome = await self.reconciler.reconcile_name(name)
         except Exception:
+            self._versions.pop(name, None)
+            self._triggers.setdefault(name, []).append((None, None))  # the retry must run
             self.metrics.reconciles.labels("error").inc()
             raise
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         self.metrics.reconciles.labels("ok").inc()
-        if status is None or status.finished:
+        if outcome is None or outcome.status.finished:
             self._unfinished.discard(name)
+            self._versions.pop(name, None)
+        else:
+            self._versions[name] = (outcome.job_version, outcome.pod_version)
+
+    def _known(self, name: str, trigger: _Trigger) -> bool:
+        which, version = trigger
+        seen = self._versions.get(name)
+        return (
+            which is not None
+            and version is not None
+            and seen is not None
+            and (seen[which] == version)
+        )
+
+    def _trigger(self, name: str, which: int | None, obj: JsonObject | None) -> None:
+        """Ask for a pass over ``name`` because of ``obj`` (``which``: 0 the PhJob, 1 its pod;
+        None forces the pass). Whether it is needed is decided when the pass is due, after
+        any pass in flight has recorded the versions it left."""
+        version = (obj.get("metadata") or {}).get("resourceVersion") if obj else None
+        self._triggers.setdefault(name, []).append((which, version))
+        self.queue.submit(name)
 
     # Watch callbacks: cheap and synchronous, they only say which PhJob to look at.
 
@@ -117,26 +153,30 @@ class Controller:
             return
         if kind == "DELETED" or _finished(obj):
             self._unfinished.discard(name)  # its pod goes with it (owner reference)
+            self._versions.pop(name, None)
             return
         self._unfinished.add(name)
-        self.queue.submit(name)
+        self._trigger(name, 0, obj)
 
-    def _on_phjob_list(self, items: list[JsonObject]) -> None:
-        listed = {name for item in items if (name := _name(item)) and not _finished(item)}
-        self._unfinished = listed
-        for name in sorted(listed):
-            self.queue.submit(name)
+    def _on_phjob_list(self, items: list[JsonObject], *, force: bool = False) -> None:
+        unfinished = {name: item for item in items if (name := _name(item)) and not _finished(item)}
+        self._unfinished = set(unfinished)
+        for name, item in sorted(unfinished.items()):
+            self._trigger(name, None if force else 0, item)
 
     def _on_pod(self, kind: str, obj: JsonObject) -> None:
         owner = owner_of(obj)
-        if owner is not None and owner in self._unfinished:
-            self.queue.submit(owner)
+        if owner is None or owner not in self._unfinished:
+            return
+        self._trigger(owner, None if kind == "DELETED" else 1, obj)
 
     def _on_pod_list(self, items: list[JsonObject]) -> None:
+        if not self._pods_listed:
+            self._pods_listed = True  # the first PhJob list brings every job to a pass anyway
+            return
         # Pods deleted while the watch was down are in no list: look at every running job.
-        owners = {owner for item in items if (owner := owner_of(item))}
-        for name in sorted(self._unfinished | (owners & self._unfinished)):
-            self.queue.submit(name)
+        for name in sorted(self._unfinished):
+            self._trigger(name, None, None)
 
     async def _resync(self) -> NoReturn:
         while True:
@@ -146,7 +186,8 @@ class Controller:
             except Exception as err:  # the next period tries again; the watches still run
                 log.warning("resync failed: %s", err)
                 continue
-            self._on_phjob_list(list(listing.get("items") or []))
+            # Forced: the resync is for what no event announced, whatever the versions say.
+            self._on_phjob_list(list(listing.get("items") or []), force=True)
 
 
 async def run_elected(

@@ -6,9 +6,9 @@ like is decided (and tested) in one place, apart from talking to the API server.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
+from artifacts_controller.job_script import RUN_JOB_SCRIPT
 from artifacts_controller.jobenv import DEFAULT_PHFS_ROOT, contract_env, effective_policy
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.layout import group_path
@@ -25,14 +25,13 @@ __all__ = [
     "UPLOADER_COMMAND",
     "UPLOADER_CONTAINER",
     "job_pod",
-    "load_run_job_script",
     "owner_of",
     "pod_name_for",
     "scripts_configmap",
 ]
 
 SCRIPTS_CONFIGMAP = "primehub-controller-job-scripts"
-SCRIPT_KEY = "run-job.sh"
+SCRIPT_KEY = RUN_JOB_SCRIPT
 SCRIPTS_MOUNT = "/scripts"
 HOME = "/home/jovyan"
 STAGING_MOUNT = "/phjob-staging"
@@ -43,12 +42,6 @@ MANAGED_BY = "artifacts-controller"
 _LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 _LABEL_JOB = "primehub.io/phjob"
 _OWNER_API_VERSION = f"{API_GROUP}/{API_VERSION}"
-
-
-def load_run_job_script() -> str:
-    """The run-job.sh shipped in this package (issue 3 owns its content)."""
-    path = resources.files("artifacts_controller").joinpath("scripts", SCRIPT_KEY)
-    return path.read_text(encoding="utf-8")
 
 
 def scripts_configmap(script: str) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 ``Reconciler.reconcile`` is level-triggered and idempotent (kopf ``docs/idempotence.rst``):
 it reads the pod, decides, and writes only what differs, so running it twice, or after a
 crash between two of its steps, does no harm. The pod is named after the job, so a second
-create is a 409 and never a second pod; the status is patched only when it changes.
+create is a 409 and never a second pod; the status is patched only when it changes. A job
+whose status names no pod yet is started by creating the pod outright (one request, not a
+read then a write); a 409 then says a pod exists, and it is adopted if it is the job's own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +33,7 @@ from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.layout import UnsafeNameError
 from artifacts_shared.phjob import KIND, PhJob, PhJobStatus
 
-__all__ = ["Reconciler", "ScriptsConfigMap", "utcnow"]
+__all__ = ["Pass", "Reconciler", "ScriptsConfigMap", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,24 @@ class ScriptsConfigMap:
             self._verified_at = time.monotonic()
 
 
+@dataclass(frozen=True)
+class Pass:
+    """What one reconcile left behind: the status, and the objects' versions after it.
+
+    The controller remembers the versions to recognise its own writes when their watch
+    events come back, and to skip the pass they would cost.
+    """
+
+    status: PhJobStatus
+    job_version: str | None
+    pod_version: str | None
+
+
+def _version(obj: JsonObject) -> str | None:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
+
+
 def _owner_uid(pod: JsonObject) -> str | None:
     for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
         if owner.get("kind") == KIND and owner.get("controller"):
@@ -110,51 +131,35 @@ class Reconciler:
             kube, script, recheck_seconds=settings.controller_resync_seconds
         )
 
-    async def reconcile_name(self, name: str) -> PhJobStatus | None:
+    async def reconcile_name(self, name: str) -> Pass | None:
         """Reconcile the PhJob as the API server has it now; None if it no longer exists."""
         document = await self._kube.get(PHJOBS, name)
         if document is None:
             return None
-        return await self.reconcile(PhJob.from_k8s(document))
+        return await self.run_pass(PhJob.from_k8s(document))
 
     async def reconcile(self, job: PhJob) -> PhJobStatus:
         """Bring the job's pod and status in line with its spec; returns the status."""
+        return (await self.run_pass(job)).status
+
+    async def run_pass(self, job: PhJob) -> Pass:
         status = job.status
         if status.finished:
-            return status  # a finished job's pod is left for its logs; the GC removes it
+            # A finished job's pod is left for its logs; the garbage collector removes it.
+            return Pass(status, job.metadata.resource_version, None)
         now = self._clock()
-        name = pod_name_for(job)
-        pod = await self._kube.get(PODS, name)
-        if pod is not None and _owner_uid(pod) != job.metadata.uid:
-            desired = self._foreign_pod(status, pod, now)
-        elif job.spec.cancel:
-            if pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-                # The pod's own grace period lets run-job.sh collect the artifacts.
-                await self._kube.delete(PODS, name)
-                self._metrics.pods_deleted.labels("cancel").inc()
-            desired = cancelled(status, now=now)
-        elif pod is None and status.pod_name is None:
-            desired = await self._start(job, status, now)
-        elif pod is None:
-            desired = vanished(status, now=now, what=f"the job's pod {status.pod_name} was deleted")
-        elif upload_overdue(
-            pod, now=now, limit_seconds=self._settings.controller_upload_timeout_seconds
-        ):
-            await self._kube.delete(PODS, name)
-            self._metrics.pods_deleted.labels("timeout").inc()
-            desired = failed(
-                status,
-                now=now,
-                reason="UploadTimeout",
-                message="the command ended but uploading its artifacts did not finish in "
-                f"{self._settings.controller_upload_timeout_seconds} s",
-            )
+        if status.pod_name is None and not job.spec.cancel:
+            # Never started, as far as the status says: create first, and look only if the
+            # name is taken (a pass that died before writing the status, or a stranger).
+            desired, pod = await self._start(job, status, now)
         else:
-            desired = advance(status, observe_pod(pod), now=now)
+            desired, pod = await self._follow(job, status, now)
+        job_version = job.metadata.resource_version
         if desired != status:
-            await self._kube.patch(
+            updated = await self._kube.patch(
                 PHJOBS, job.metadata.name, status_patch(desired), subresource="status"
             )
+            job_version = _version(updated)
             self._metrics.transitions.labels(desired.phase.value).inc()
             log.info(
                 "%s: %s -> %s %s",
@@ -163,28 +168,55 @@ class Reconciler:
                 desired.phase,
                 desired.message or "",
             )
-        return desired
+        return Pass(desired, job_version, _version(pod) if pod is not None else None)
 
-    async def _start(self, job: PhJob, status: PhJobStatus, now: datetime) -> PhJobStatus:
+    async def _follow(
+        self, job: PhJob, status: PhJobStatus, now: datetime
+    ) -> tuple[PhJobStatus, JsonObject | None]:
+        name = pod_name_for(job)
+        pod = await self._kube.get(PODS, name)
+        if pod is not None and _owner_uid(pod) != job.metadata.uid:
+            return self._foreign_pod(status, pod, now), pod
+        if job.spec.cancel:
+            if pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                # The pod's own grace period lets run-job.sh collect the artifacts.
+                await self._kube.delete(PODS, name)
+                self._metrics.pods_deleted.labels("cancel").inc()
+            return cancelled(status, now=now), None
+        if pod is None:
+            what = f"the job's pod {status.pod_name} was deleted"
+            return vanished(status, now=now, what=what), None
+        limit = self._settings.controller_upload_timeout_seconds
+        if upload_overdue(pod, now=now, limit_seconds=limit):
+            await self._kube.delete(PODS, name)
+            self._metrics.pods_deleted.labels("timeout").inc()
+            message = f"the command ended but uploading its artifacts did not finish in {limit} s"
+            return failed(status, now=now, reason="UploadTimeout", message=message), None
+        return advance(status, observe_pod(pod), now=now), pod
+
+    async def _start(
+        self, job: PhJob, status: PhJobStatus, now: datetime
+    ) -> tuple[PhJobStatus, JsonObject | None]:
         try:
             body = job_pod(job, self._settings)
         except UnsafeNameError as err:
-            return failed(status, now=now, reason="InvalidSpec", message=f"groupName: {err}")
+            return failed(status, now=now, reason="InvalidSpec", message=f"groupName: {err}"), None
         await self.scripts.ensure()
         try:
             pod = await self._kube.create(PODS, body)
             self._metrics.pods_created.inc()
         except KubeApiError as err:
             if err.status in (400, 422):  # the API server refuses this pod: retrying cannot help
-                return failed(status, now=now, reason="InvalidSpec", message=err.message)
+                return failed(status, now=now, reason="InvalidSpec", message=err.message), None
             if not err.conflict:
                 raise
-            # Created by an earlier attempt that died before writing the status: adopt it.
             existing = await self._kube.get(PODS, body["metadata"]["name"])
             if existing is None:
-                raise
-            pod = existing
-        return advance(status, observe_pod(pod), now=now)
+                raise  # deleted in between: the next pass starts again
+            if _owner_uid(existing) != job.metadata.uid:
+                return self._foreign_pod(status, existing, now), existing
+            pod = existing  # created by an earlier pass that died before writing the status
+        return advance(status, observe_pod(pod), now=now), pod
 
     def _foreign_pod(self, status: PhJobStatus, pod: JsonObject, now: datetime) -> PhJobStatus:
         name = (pod.get("metadata") or {}).get("name")

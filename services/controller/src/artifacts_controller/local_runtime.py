@@ -1,0 +1,462 @@
+"""The local runtime (``CONTROLLER_RUNTIME=local``): PhJobs as processes, for the dev stack.
+
+No Kubernetes: the api writes PhJobs into the local job store (``LOCAL_JOBS_DIR``) and this
+runtime writes their status there. Each job runs as ``bash run-job.sh <command>`` in a home
+of its own (``LOCAL_RUNTIME_DIR/<job>/home``), in a process group of its own, with the same
+contract variables a pod gets (``s3`` delivery); when the script ends, the uploader sends
+the staged artifacts to the bucket, exactly as the pod's sidecar would. The phase rules are
+the Kubernetes runtime's (``phases.py``); only the observation differs.
+
+Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
+collects), and SIGKILL if it is still there after the grace period.
+
+When the controller stops it stops its jobs the same way (the dev stack stops as a whole).
+What survives a restart is on disk: ``run.json`` (the process and when it started),
+``result.json`` (how it ended), and the staging folder's ``done`` marker (the command's
+exit code, written by run-job.sh). A job found running with no process of ours is adopted:
+its process, if still alive, is watched until it ends; then its staged artifacts are
+delivered and its exit code read from the marker. A job whose process vanished without a
+marker ends Failed with a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from artifacts_controller.jobenv import contract_env, effective_policy
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.phases import (
+    Observation,
+    RunState,
+    advance,
+    cancelled,
+    failed,
+)
+from artifacts_controller.queueing import KeyedQueue
+from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
+from artifacts_shared.phjob import PhJob, PhJobStatus
+
+__all__ = ["UPLOADER", "LocalRuntime", "run_local"]
+
+log = logging.getLogger(__name__)
+
+UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeout", "0"]
+"""The uploader, run once the script has ended: the done marker must exist already."""
+
+_RUN_FILE = "run.json"
+_RESULT_FILE = "result.json"
+_DONE_MARKER = "done"
+_POLL_CHILD_SECONDS = 0.1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(document), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), if any."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process
+    (a pid alone may have been reused by now)."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    fields = _stat(pid)
+    if fields is None:  # no /proc: trust the signal
+        return True
+    if fields[0] in ("Z", "X"):  # ended, waiting for its parent to notice
+        return False
+    return started is None or fields[19] == started
+
+
+def _end_session(sid: int) -> None:
+    """SIGKILL what is left of a job's session once run-job.sh has ended, as the end of a
+    pod's container would: background processes a command left behind, timers."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, signal.SIGKILL)
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return  # no /proc: the process group above is what we can reach
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if (
+            fields is not None and int(fields[3]) == sid
+        ):  # the session id: the job's groups (set -m) share it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+async def _wait(process: subprocess.Popen[bytes]) -> int:
+    while (code := process.poll()) is None:
+        await asyncio.sleep(_POLL_CHILD_SECONDS)
+    return code
+
+
+@dataclass
+class _Run:
+    """One job's run as this controller process knows it."""
+
+    job_id: str
+    folder: Path
+    pid: int
+    started_at: datetime
+    process_start: str | None = None
+    command_ended_at: datetime | None = None
+    exit_code: int | None = None
+    upload_code: int | None = None
+    finished_at: datetime | None = None
+    signalled: bool = False
+    lost: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"local-{self.pid}"
+
+    def observe(self) -> Observation:
+        if self.finished_at is None:
+            if self.command_ended_at is None:
+                return Observation(RunState.RUNNING, self.name, started_at=self.started_at)
+            return Observation(
+                RunState.RUNNING,
+                self.name,
+                started_at=self.started_at,
+                reason="Collecting",
+                message="the command has ended; its artifacts are being uploaded",
+            )
+        if self.exit_code not in (0, None):
+            return Observation(
+                RunState.FAILED,
+                self.name,
+                started_at=self.started_at,
+                finished_at=self.finished_at,
+                reason="Error",
+                message=f"the command exited with code {self.exit_code}",
+            )
+        if self.upload_code != 0:
+            return Observation(
+                RunState.FAILED,
+                self.name,
+                started_at=self.started_at,
+                finished_at=self.finished_at,
+                reason="UploadFailed",
+                message="the command succeeded but its artifacts could not be uploaded "
+                f"(uploader exit code {self.upload_code})",
+            )
+        return Observation(
+            RunState.SUCCEEDED,
+            self.name,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        *,
+        store: LocalJobStore,
+        settings: ControllerSettings,
+        script: Path,
+        metrics: ControllerMetrics | None = None,
+        uploader: list[str] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._root = settings.local_runtime_dir
+        self._script = script
+        self._metrics = metrics or ControllerMetrics()
+        self._uploader = uploader or UPLOADER
+        self._clock = clock
+        self._runs: dict[str, _Run] = {}
+        self._finished: set[str] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self.queue = KeyedQueue(
+            self.reconcile,
+            max_parallel=settings.controller_workers,
+            backoff_initial=settings.controller_backoff_initial_seconds,
+            backoff_max=settings.controller_backoff_max_seconds,
+            on_depth=self._metrics.queue_depth.set,
+        )
+
+    async def run(self) -> NoReturn:
+        """Scan the store every ``LOCAL_POLL_SECONDS`` until cancelled; runs stop with it."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                group.create_task(self.queue.run(), name="queue")
+                await asyncio.sleep(0)
+                while True:
+                    self.scan()
+                    await asyncio.sleep(self._settings.local_poll_seconds)
+        finally:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        """The dev stack stops: so do its jobs. run-job.sh collects as it is stopped, and the
+        next start delivers what it staged (see ``_adopt``)."""
+        for run in self._runs.values():
+            if run.command_ended_at is None and run.pid and _alive(run.pid, run.process_start):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, signal.SIGTERM)
+
+    def scan(self) -> None:
+        for job_id in self._store.ids():
+            if job_id not in self._finished:
+                self.queue.submit(job_id)
+
+    async def reconcile(self, job_id: str) -> PhJobStatus | None:
+        try:
+            job = self._store.get(job_id)
+        except JobNotFoundError:
+            return None
+        status = job.status
+        if status.finished:
+            self._finished.add(job_id)
+            return status
+        now = self._clock()
+        run = self._runs.get(job_id)
+        if run is None and status.pod_name is not None:
+            run = self._adopt(job)  # started by an earlier controller process
+        if job.spec.cancel:
+            if run is not None:
+                self._stop(run)
+            desired = cancelled(status, now=now)
+        elif run is None:
+            run = await self._start(job)
+            desired = advance(status, run.observe(), now=now)
+        elif run.lost:
+            desired = failed(
+                status,
+                now=now,
+                reason="RunLost",
+                message=f"the job's process {run.pid} ended while the controller was down, "
+                "without collecting its artifacts",
+            )
+        else:
+            desired = advance(status, run.observe(), now=now)
+        if desired != status:
+            self._store.write_status(job_id, desired)
+            self._metrics.transitions.labels(desired.phase.value).inc()
+            log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
+        if desired.finished:
+            self._finished.add(job_id)
+        return desired
+
+    # -- starting and stopping ----------------------------------------------------------
+
+    def _folder(self, job_id: str) -> Path:
+        return self._root / job_id
+
+    def _env(self, job: PhJob, folder: Path) -> dict[str, str]:
+        policy = effective_policy(job, self._settings)
+        contract = contract_env(job, policy, delivery="s3", staging=str(folder / "staging"))
+        # A small environment of its own: the controller's (S3 credentials...) is not the job's.
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(folder / "home"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        return base | contract
+
+    def _uploader_env(self, job_env: dict[str, str]) -> dict[str, str]:
+        settings = self._settings
+        env = dict(job_env)
+        env["PHFS_BUCKET"] = settings.phfs_bucket
+        env["S3_REGION"] = settings.s3_region
+        if settings.s3_endpoint_url:
+            env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        if settings.s3_access_key_id:
+            env["S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        if settings.s3_secret_access_key:
+            env["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+        return env
+
+    async def _start(self, job: PhJob) -> _Run:
+        folder = self._folder(job.metadata.name)
+        home = folder / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        (folder / "staging").mkdir(exist_ok=True)
+        env = self._env(job, folder)
+        with (folder / "job.log").open("ab") as output:
+            # subprocess, not asyncio's: asyncio kills a child whose transport is collected,
+            # and the job's fate must be ours to decide (see _stop_all).
+            process = subprocess.Popen(
+                ["bash", str(self._script), job.spec.command],
+                cwd=home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel reaches every process
+            )
+        run = _Run(
+            job.metadata.name, folder, process.pid, self._clock(), _process_start(process.pid)
+        )
+        _write_json(
+            folder / _RUN_FILE,
+            {
+                "pid": process.pid,
+                "processStart": run.process_start,
+                "startedAt": run.started_at.isoformat(),
+            },
+        )
+        self._runs[run.job_id] = run
+        self._metrics.pods_created.inc()
+        self._spawn(self._supervise(run, process, env), run)
+        return run
+
+    def _spawn(self, work: Any, run: _Run) -> asyncio.Task[None]:
+        if self._group is None:
+            raise RuntimeError("the local runtime is not running")
+        return self._group.create_task(work, name=f"run {run.job_id}")
+
+    def _stop(self, run: _Run) -> None:
+        if run.signalled or run.command_ended_at is not None:
+            return
+        if not run.pid or not _alive(run.pid, run.process_start):
+            return  # an adopted run whose process is gone: that pid may be someone else's now
+        run.signalled = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(run.pid, signal.SIGTERM)
+        self._metrics.pods_deleted.labels("cancel").inc()
+        grace = self._settings.job_termination_grace_seconds
+        self._spawn(self._kill_after(run, grace), run)
+
+    async def _kill_after(self, run: _Run, grace: float) -> None:
+        await asyncio.sleep(grace)
+        if run.command_ended_at is None:
+            log.warning("%s: still running %s s after SIGTERM; killing it", run.job_id, grace)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, signal.SIGKILL)
+
+    # -- watching a run to its end ---------------------------------------------------------
+
+    async def _supervise(
+        self, run: _Run, process: subprocess.Popen[bytes], env: dict[str, str]
+    ) -> None:
+        code = await _wait(process)
+        run.exit_code = code if code >= 0 else 128 - code  # killed by a signal: as a shell says
+        _end_session(run.pid)
+        await self._deliver(run, env)
+
+    async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
+        run.command_ended_at = self._clock()
+        self.queue.submit(run.job_id)
+        done = _read_json(run.folder / "staging" / _DONE_MARKER)
+        if done is None:
+            log.warning("%s: run-job.sh left no done marker; nothing to upload", run.job_id)
+            run.upload_code = 0 if run.exit_code not in (0, None) else 1
+        else:
+            run.upload_code = await self._upload(run, env)
+        run.finished_at = self._clock()
+        _write_json(
+            run.folder / _RESULT_FILE,
+            {
+                "exitCode": run.exit_code,
+                "uploadExitCode": run.upload_code,
+                "finishedAt": run.finished_at.isoformat(),
+            },
+        )
+        self.queue.submit(run.job_id)
+
+    async def _upload(self, run: _Run, env: dict[str, str]) -> int:
+        with (run.folder / "job.log").open("ab") as output:
+            process = subprocess.Popen(
+                self._uploader,
+                env=self._uploader_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        # If the controller stops meanwhile, the uploader finishes on its own; a restart
+        # delivers again, which the uploader makes safe (its receipt, expiredAt last).
+        return await _wait(process)
+
+    def _adopt(self, job: PhJob) -> _Run:
+        """A run this process did not start: from its files, and its process if alive."""
+        folder = self._folder(job.metadata.name)
+        record = _read_json(folder / _RUN_FILE) or {}
+        pid = int(record.get("pid") or 0)
+        started = job.status.start_time or self._clock()
+        process_start = record.get("processStart")
+        run = _Run(job.metadata.name, folder, pid, started, process_start)
+        self._runs[run.job_id] = run
+        result = _read_json(folder / _RESULT_FILE)
+        if result is not None:  # it ended and was delivered; only the status was not written
+            run.exit_code = result.get("exitCode")
+            run.upload_code = result.get("uploadExitCode")
+            run.command_ended_at = run.finished_at = self._clock()
+            return run
+        self._spawn(self._follow_adopted(run), run)
+        return run
+
+    async def _follow_adopted(self, run: _Run) -> None:
+        while run.pid and _alive(run.pid, run.process_start):
+            await asyncio.sleep(self._settings.local_poll_seconds)
+        done = _read_json(run.folder / "staging" / _DONE_MARKER)
+        if done is None:
+            run.lost = True
+            self.queue.submit(run.job_id)
+            return
+        run.exit_code = int(done.get("exitCode", 1))
+        job = self._store.get(run.job_id)
+        await self._deliver(run, self._env(job, run.folder))
+
+
+async def run_local(
+    settings: ControllerSettings, metrics: ControllerMetrics, script: Path
+) -> NoReturn:
+    runtime = LocalRuntime(
+        store=LocalJobStore(settings.local_jobs_dir),
+        settings=settings,
+        script=script,
+        metrics=metrics,
+    )
+    await runtime.run()

@@ -1,0 +1,152 @@
+"""Running the real run-job.sh with bash in a temporary home, and reading what it wrote.
+
+Every test that runs the script goes through ``JobHome``: a home folder (the script's
+working directory), a PHFS root beside it, a staging folder for the ``s3`` mode, and a
+clean environment holding only what the pod would get.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from artifacts_controller.job_script import run_job_script_path
+from artifacts_shared.manifest import Manifest
+
+JOB = "job-202009250153-34s0ti"
+GROUP = "ML_Team"
+
+
+@dataclass(frozen=True)
+class JobRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    started_at: float
+    ended_at: float
+
+    @property
+    def decisions(self) -> list[str]:
+        """The script's own log lines (``artifacts: ...`` and ``run-job: ...``)."""
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if line.startswith(("artifacts: ", "run-job: "))
+        ]
+
+
+@dataclass
+class JobHome:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.phfs.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.home),
+            "PHJOB_NAME": JOB,
+            "GROUP_NAME": GROUP,
+            "PHJOB_PHFS_ROOT": str(self.phfs),
+            **self.env,
+        }
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def phfs(self) -> Path:
+        return self.root / "phfs"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def job_folder(self) -> Path:
+        return self.phfs / "jobArtifacts" / self.env["PHJOB_NAME"]
+
+    @property
+    def metadata(self) -> Path:
+        return self.job_folder / ".primehub" / "metadata"
+
+    def use_s3_delivery(self) -> None:
+        self.staging.mkdir(exist_ok=True)
+        self.env["PHJOB_ARTIFACT_DELIVERY"] = "s3"
+        self.env["PHJOB_ARTIFACT_STAGING"] = str(self.staging)
+
+    def start(self, *command: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """The script as a child process in a session of its own, like a container's PID 1."""
+        return subprocess.Popen(
+            ["bash", str(run_job_script_path()), *command],
+            cwd=self.home,
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+
+    def run(
+        self, *command: str, env: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> JobRun:
+        started = time.time()
+        process = self.start(*command, env=env)
+        stdout, stderr = process.communicate(timeout=timeout)
+        return JobRun(process.returncode, stdout, stderr, started, time.time())
+
+    def signal_when(
+        self,
+        process: subprocess.Popen[str],
+        ready: Path,
+        signum: signal.Signals = signal.SIGTERM,
+        timeout: float = 10,
+    ) -> JobRun:
+        """Send ``signum`` to the script once ``ready`` exists; then wait for its end."""
+        started = time.time()
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                out, err = process.communicate()
+                raise AssertionError(f"{ready} never appeared; stdout={out!r} stderr={err!r}")
+            time.sleep(0.02)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=timeout + 30)
+        return JobRun(process.returncode, stdout, stderr, started, time.time())
+
+    def collected(self) -> dict[str, bytes]:
+        """Every artifact file in the PHFS job folder, by relative path, metadata aside."""
+        return tree(self.job_folder, skip={".primehub"})
+
+    def manifest(self) -> Manifest:
+        return Manifest.from_json((self.metadata / "manifest.json").read_bytes())
+
+
+def tree(folder: Path, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, bytes]:
+    """The files under ``folder`` (no links followed), relative path -> content."""
+    found: dict[str, bytes] = {}
+    if not folder.exists():
+        return found
+    for directory, subdirs, files in os.walk(folder):
+        relative_dir = Path(directory).relative_to(folder)
+        if relative_dir == Path("."):
+            subdirs[:] = [name for name in subdirs if name not in skip]
+        for name in files:
+            path = Path(directory) / name
+            found[(relative_dir / name).as_posix()] = path.read_bytes()
+    return found
