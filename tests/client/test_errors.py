@@ -97,6 +97,12 @@ def test_something_that_is_not_the_api_is_a_protocol_error(s3_server: S3Server) 
 def test_a_bad_api_url_is_refused_before_any_request() -> None:
     with pytest.raises(ValueError, match="http"):
         Client("ftp://example.org")
+    with pytest.raises(ValueError, match="must not hold credentials") as with_password:
+        Client("http://dev:hunter2@127.0.0.1:8080")
+
+    assert "hunter2" not in str(with_password.value)
+    assert Client("http://127.0.0.1:8080/").url == "http://127.0.0.1:8080/graphql"
+    assert Client("https://example.org/api/graphql/").url == "https://example.org/api/graphql"
 
 
 def test_an_admin_starts_a_cleanup_run_and_waiting_for_it_can_time_out(

@@ -40,6 +40,9 @@ def graphql_url(api_url: str) -> str:
     parsed = urllib.parse.urlsplit(api_url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"the API URL must be http(s)://host[:port], got {api_url!r}")
+    if parsed.username is not None or parsed.password is not None:
+        # Messages show the URL; a password in it would be shown too.
+        raise ValueError("the API URL must not hold credentials; pass a token instead")
     path = parsed.path.rstrip("/")
     if not path.endswith("/graphql"):
         path = f"{path}/graphql"
