@@ -228,3 +228,21 @@ def test_help_names_every_command_the_environment_and_exit_codes() -> None:
     assert "124 --timeout expired" in main.stdout
     assert "--overwrite" in download.stdout and "-o DIR, --output DIR" in download.stdout
     assert usage.returncode == 2 and "the following arguments are required: ID" in usage.stderr
+
+
+def test_cleanup_starts_a_run_for_an_admin_and_refuses_a_member(
+    api: ThreadedApi, secured_api: ThreadedApi, alice: str
+) -> None:
+    started = run_cli("cleanup", "--json", api_url=api.url)
+    waited = run_cli("cleanup", "--wait", "--interval", "0.1", "--timeout", "0.5", api_url=api.url)
+    refused = run_cli("cleanup", api_url=secured_api.url, env={"JOBARTIFACTS_TOKEN": alice})
+
+    run = json.loads(started.stdout)
+    assert started.returncode == 0, started.stderr
+    assert run["id"].startswith("cleanup-") and run["state"] == "QUEUED" and run["result"] is None
+    # No janitor serves this queue: the run stays queued and waiting for it times out.
+    assert waited.returncode == 124
+    assert waited.stderr == (
+        f"jobartifacts: error: cleanup run {run['id']} is still QUEUED after 0.5 s (TIMEOUT)\n"
+    )
+    assert refused.returncode == 1 and refused.stderr.rstrip().endswith("(FORBIDDEN)")
