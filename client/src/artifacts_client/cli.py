@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TextIO
 from artifacts_client import config
 from artifacts_client.client import Client
 from artifacts_client.errors import ClientError, WaitTimeout
-from artifacts_client.models import Job, JobPhase
+from artifacts_client.models import CleanupState, Job, JobPhase
 from artifacts_client.progress import NoProgress, Progress, ProgressBar, human_size
 
 __all__ = ["EXIT_ERROR", "EXIT_NOT_SUCCEEDED", "EXIT_TIMEOUT", "EXIT_USAGE", "main", "run"]
@@ -87,7 +87,7 @@ class Output:
 
     def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
         self.json: bool = args.json
-        self.quiet: bool = getattr(args, "quiet", False)
+        self.quiet: bool = args.quiet
         self.stdout = stdout
         self.stderr = stderr
 
@@ -240,7 +240,7 @@ def cmd_cleanup(client: Client, args: argparse.Namespace, out: Output) -> int:
     if run.error:
         line += f": {run.error}"
     print(line, file=out.stdout)
-    return EXIT_ERROR if run.state.value == "FAILED" else 0
+    return EXIT_ERROR if run.state is CleanupState.FAILED else 0
 
 
 # Parser
