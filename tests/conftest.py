@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import boto3
 import pytest
 from kubernetes_asyncio import client as k8s_client
 from redis.asyncio import Redis
+from support.devstack import DevStack, stack_env
 from support.kube import KubeEmulator, api_client_for, serve_kube
 from support.servers import RedisServer, S3Server
 
@@ -41,13 +41,7 @@ def s3_settings(s3_server: S3Server) -> Iterator[S3Settings]:
         s3_secret_access_key="testing",  # type: ignore[arg-type]
         phfs_bucket=f"phfs-{uuid.uuid4().hex[:12]}",
     )
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=settings.phfs_bucket)
+    s3_server.create_bucket(settings.phfs_bucket)
     try:
         yield settings
     finally:
@@ -104,3 +98,17 @@ async def kube_api(kube_emulator: KubeEmulator) -> AsyncIterator[k8s_client.ApiC
 def kube_namespace() -> str:
     """The namespace tests put their objects in (not ``default``, to catch a forgotten one)."""
     return "jobs"
+
+
+@pytest.fixture(scope="session")
+def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """The whole stack as `make run` starts it (devstack/run.py), on free ports.
+
+    Shared by the end-to-end, browser and CLI tests; each test makes its own jobs.
+    """
+    data_dir = tmp_path_factory.mktemp("devstack")
+    stack = DevStack(data_dir, stack_env(data_dir)).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

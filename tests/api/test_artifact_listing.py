@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from support.api import SEED_QUERY, Api, add_job, put_files, seed_objects
+from support.api import SEED_QUERY, Api, add_job, put_files
+from support.servers import S3Server
 
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
@@ -206,12 +207,12 @@ async def test_one_item_by_name_and_names_with_dot_dot_are_refused(
 
 
 async def test_a_job_with_2500_files_lists_every_one(
-    api: Api, s3: S3Client, store: LocalJobStore
+    api: Api, s3_server: S3Server, store: LocalJobStore
 ) -> None:
     add_job(store, JOB)
     names = [f"dir{i % 7}/file-{i:05d}.txt" for i in range(2500)]
     prefix = job_prefix("team-a", JOB)
-    seed_objects(
+    s3_server.seed(
         api.settings.phfs_bucket,
         {f"{prefix}{name}": b"x" * (i % 5) for i, name in enumerate(names)},
     )

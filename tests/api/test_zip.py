@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import boto3
 import pytest
-from support.api import Api, ApiProcess, add_job, api_settings, put_files, seed_objects, serve
+from support.api import Api, ApiProcess, add_job, api_settings, put_files, serve
 from support.servers import S3Server, free_port
 
 from artifacts_api.links import LinkSigner
@@ -118,7 +117,9 @@ def test_a_zip_link_expires_after_the_ttl() -> None:
 
 
 @pytest.fixture
-async def api_process(settings: ApiSettings, tmp_path: Path) -> AsyncIterator[ApiProcess]:
+async def api_process(
+    settings: ApiSettings, s3_server: S3Server, tmp_path: Path
+) -> AsyncIterator[ApiProcess]:
     """``python -m artifacts_api`` in its own process, so its memory can be measured alone."""
     secret = settings.s3_secret_access_key
     process = ApiProcess(
@@ -136,7 +137,7 @@ async def api_process(settings: ApiSettings, tmp_path: Path) -> AsyncIterator[Ap
         }
     )
     add_job(LocalJobStore(settings.local_jobs_dir), WARM_UP)
-    seed_objects(settings.phfs_bucket, {f"{job_prefix('team-a', WARM_UP)}a.txt": b"a" * 1000})
+    s3_server.seed(settings.phfs_bucket, {f"{job_prefix('team-a', WARM_UP)}a.txt": b"a" * 1000})
     try:
         yield await process.start()
     finally:
@@ -163,12 +164,12 @@ async def stream_to_file(api: Api, process: ApiProcess, path: Path) -> int:
 
 @pytest.mark.slow
 async def test_a_zip_of_2000_files_streams_with_flat_memory(
-    api: Api, api_process: ApiProcess, store: LocalJobStore, tmp_path: Path
+    api: Api, api_process: ApiProcess, s3_server: S3Server, store: LocalJobStore, tmp_path: Path
 ) -> None:
     add_job(store, JOB)
     prefix = job_prefix("team-a", JOB)
     files = {f"part-{i // 100:02d}/file-{i:04d}.txt": f"{i}\n".encode() * 50 for i in range(2000)}
-    seed_objects(
+    s3_server.seed(
         api.settings.phfs_bucket,
         {f"{prefix}{name}": body for name, body in files.items()}
         | {f"{prefix}.primehub/metadata/manifest.json": b"{}"},
@@ -185,13 +186,13 @@ async def test_a_zip_of_2000_files_streams_with_flat_memory(
 
 @pytest.mark.slow
 async def test_a_zip_of_one_300_mb_file_streams_with_flat_memory(
-    api: Api, api_process: ApiProcess, store: LocalJobStore, tmp_path: Path
+    api: Api, api_process: ApiProcess, s3_server: S3Server, store: LocalJobStore, tmp_path: Path
 ) -> None:
     add_job(store, JOB)
     block = os.urandom(MiB)
     body = b"".join(block[i:] + block[:i] for i in range(300))  # 300 distinct MiB
     digest = hashlib.sha256(body).hexdigest()
-    seed_objects(api.settings.phfs_bucket, {f"{job_prefix('team-a', JOB)}model.bin": body})
+    s3_server.seed(api.settings.phfs_bucket, {f"{job_prefix('team-a', JOB)}model.bin": body})
     del body
 
     growth = await stream_to_file(api, api_process, tmp_path / "out.zip")
@@ -213,15 +214,9 @@ async def test_an_s3_failure_mid_zip_cuts_the_download_short(
     port = free_port()
     server = S3Server(port=port).start()
     bucket = f"cut-{uuid.uuid4().hex[:8]}"
-    boto3.client(
-        "s3",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
+    server.create_bucket(bucket)
     prefix = job_prefix("team-a", JOB)
-    seed_objects(bucket, {f"{prefix}part-{i:02d}.bin": os.urandom(MiB) for i in range(30)})
+    server.seed(bucket, {f"{prefix}part-{i:02d}.bin": os.urandom(MiB) for i in range(30)})
     store = LocalJobStore(tmp_path / "jobs")
     add_job(store, JOB)
     s3 = S3Settings(

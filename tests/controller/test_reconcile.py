@@ -103,7 +103,7 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
     assert stored.status.pod_name == job.metadata.name
 
 
-async def test_the_s3_delivery_gives_a_staging_folder_and_an_uploader_sidecar(
+async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_sidecar(
     kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
 ) -> None:
     settings = controller_settings.model_copy(
@@ -121,21 +121,44 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_an_uploader_sidecar(
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
     assert volumes["staging"] == {"name": "staging", "emptyDir": {}}
     assert "phfs" not in volumes
-    job_container, uploader = pod["spec"]["containers"]
+    (job_container,) = pod["spec"]["containers"]
+    (uploader,) = pod["spec"]["initContainers"]
     env = _env(job_container)
     assert env["PHJOB_ARTIFACT_DELIVERY"] == "s3"
     staging = env["PHJOB_ARTIFACT_STAGING"]
     assert {m["mountPath"] for m in job_container["volumeMounts"]} == {"/scripts", staging}
+    # A native sidecar: started first, stopped by the kubelet after the job container.
+    assert uploader["restartPolicy"] == "Always"
     assert uploader["image"] == "registry/artifacts-controller:1.2"
-    assert uploader["command"] == ["python", "-m", "artifacts_controller.uploader"]
+    assert uploader["command"] == [
+        *("python", "-m", "artifacts_controller.uploader"),
+        *("--stay-until-stopped", "--stop-grace", "5"),
+    ]
     assert [m["mountPath"] for m in uploader["volumeMounts"]] == [staging]
     uploader_env = _env(uploader)
     assert uploader_env["PHJOB_ARTIFACT_STAGING"] == staging
     assert uploader_env["PHJOB_NAME"] == job.metadata.name
+    assert uploader_env["GROUP_NAME"] == "ML_Team"
     assert uploader_env["S3_ENDPOINT_URL"] == "http://minio:9000"
     assert uploader_env["PHFS_BUCKET"] == settings.phfs_bucket
     assert "S3_SECRET_ACCESS_KEY" not in uploader_env  # by reference only:
     assert uploader["envFrom"] == [{"secretRef": {"name": "phfs-s3"}}]
+
+
+async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    reconciler = _reconciler(
+        kube, controller_settings, artifact_delivery="s3", uploader_sidecar="container"
+    )
+    await reconciler.reconcile(await create_phjob(kube))
+    (pod,) = kube_emulator.list_objects(PODS_R)
+    assert "initContainers" not in pod["spec"]
+    names = [container["name"] for container in pod["spec"]["containers"]]
+    uploader = pod["spec"]["containers"][1]
+    assert names == ["job", "uploader"]
+    assert uploader["command"] == ["python", "-m", "artifacts_controller.uploader"]
+    assert "restartPolicy" not in uploader
 
 
 async def test_the_job_overrides_and_image_replace_the_controller_defaults(
@@ -311,11 +334,30 @@ async def test_a_failed_upload_fails_a_successful_command(
     )
 
 
+async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
+    kube: Kube, controller_settings: ControllerSettings
+) -> None:
+    reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
+    job = await create_phjob(kube)
+    await reconciler.reconcile(job)
+    pod_status = terminated("Succeeded", 0)  # the pod's phase follows the job container only
+    pod_status["initContainerStatuses"] = [
+        {"name": "uploader", "state": {"terminated": {"exitCode": 1}}}
+    ]
+    await set_pod_status(kube, job.metadata.name, pod_status)
+    status = await _pass(reconciler, job.metadata.name)
+    assert status.phase is PhJobPhase.FAILED and status.reason == "UploadFailed"
+
+
 async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
     kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
 ) -> None:
     reconciler = _reconciler(
-        kube, controller_settings, artifact_delivery="s3", controller_upload_timeout_seconds=60
+        kube,
+        controller_settings,
+        artifact_delivery="s3",
+        uploader_sidecar="container",
+        controller_upload_timeout_seconds=60,
     )
     job = await create_phjob(kube)
     await reconciler.reconcile(job)

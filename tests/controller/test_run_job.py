@@ -180,6 +180,7 @@ ODD_NAMES = [
     "bell\x07and\x1funit",
     "del\x7f",
     "sub dir/with\nnewline/-x",
+    "glob[*]?dir/a]b[c/$HOME",
 ]
 
 
@@ -499,3 +500,19 @@ def test_the_script_needs_only_bash_and_coreutils(job: JobHome, delivery: str) -
     else:
         assert (job.staging / "done").exists()
         assert set(tree(job.staging / "files")) == {"link", "odd\nname", "test.txt", "sub/test.txt"}
+
+
+def test_a_file_still_being_written_is_described_as_copied(job: JobHome) -> None:
+    # The command leaves a process behind that keeps appending while the script collects:
+    # the manifest must describe the copy that was delivered, not the original.
+    job.run(
+        "mkdir -p artifacts; "
+        "(for i in $(seq 1 40); do echo line >> artifacts/log.txt; sleep 0.01; done) & "
+        "sleep 0.05"
+    )
+
+    copies = job.collected()
+    for entry in job.manifest().files:
+        content = copies[entry.name]
+        assert (entry.size, entry.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    assert job.manifest().total_size == sum(len(content) for content in copies.values())

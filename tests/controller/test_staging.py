@@ -78,6 +78,7 @@ def test_the_receipt_round_trips_and_a_missing_one_is_none(tmp_path: Path) -> No
 def test_parts_grow_for_files_beyond_ten_thousand_parts() -> None:
     tuning = Tuning(part_size=8 * MIB)
     assert tuning.part_size_for(200 * MIB) == 8 * MIB
+    assert Tuning().part_size_for(200 * MIB) == 16 * MIB
     huge = 200 * 1024 * MIB  # 200 GiB
     size = tuning.part_size_for(huge)
     assert size % MIB == 0 and -(-huge // size) <= 10_000

@@ -568,7 +568,7 @@ def test_a_200_mb_file_uploads_in_parts_with_matching_size_and_sha256(
 
     assert result.returncode == 0, result.stderr
     assert _listing(s3_settings)[f"{PREFIX}model.bin"] == (200 * MIB, etag)
-    assert etag.endswith("-25")  # 8 MiB parts
+    assert etag.endswith("-13")  # 16 MiB parts
     manifest = Manifest.from_json(_objects_one(s3_settings, MANIFEST))
     assert [(f.name, f.size, f.sha256) for f in manifest.files] == [
         ("model.bin", 200 * MIB, sha256)
@@ -610,3 +610,21 @@ def test_2000_small_files_upload_with_matching_sizes_and_sha256(
 def _objects_one(settings: S3Settings, key: str) -> bytes:
     body: bytes = _client(settings).get_object(Bucket=settings.phfs_bucket, Key=key)["Body"].read()
     return body
+
+
+def test_a_file_still_being_written_uploads_as_staged(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings
+) -> None:
+    staged.run(
+        "mkdir -p artifacts; "
+        "(for i in $(seq 1 40); do echo line >> artifacts/log.txt; sleep 0.01; done) & "
+        "sleep 0.05"
+    )
+
+    result = upload(_env(s3_settings, staged))
+
+    assert result.returncode == 0, result.stderr
+    objects = _objects(s3_settings)
+    [entry] = Manifest.from_json(objects[MANIFEST]).files
+    stored = objects[f"{PREFIX}log.txt"]
+    assert (entry.size, entry.sha256) == (len(stored), hashlib.sha256(stored).hexdigest())

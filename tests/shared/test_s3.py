@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from support.servers import S3Server
+
 from artifacts_shared.s3 import S3Client, delete_keys, iter_objects, iter_prefixes
 from artifacts_shared.settings import S3Settings
 
@@ -56,11 +58,11 @@ async def test_prefix_listing_returns_folders_only(s3: S3Client, s3_settings: S3
 
 
 async def test_delete_batches_at_most_a_thousand_keys(
-    s3: S3Client, s3_settings: S3Settings
+    s3: S3Client, s3_settings: S3Settings, s3_server: S3Server
 ) -> None:
     bucket = s3_settings.phfs_bucket
     doomed = [f"doomed/{i:04}" for i in range(2500)]
-    await _put_many(s3, bucket, [*doomed, "kept/one"])
+    s3_server.seed(bucket, dict.fromkeys([*doomed, "kept/one"], b"x"))
 
     async def stream() -> AsyncIterator[str]:
         async for item in iter_objects(s3, bucket, "doomed/"):

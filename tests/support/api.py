@@ -271,18 +271,3 @@ class ApiProcess:
                 self._process.wait()
         if self._process.stderr is not None:
             self._process.stderr.close()
-
-
-def seed_objects(bucket: str, objects: Mapping[str, bytes]) -> None:
-    """Store many objects straight into the in-process moto backend, for speed.
-
-    Seeding only: 2,500 PUTs over HTTP take ~10 s on a shared machine, this takes 0.1 s.
-    The api under test still reads everything over HTTP; the moto server of the test
-    session runs in this process, so its backend is the one written here.
-    """
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    for key, body in objects.items():
-        backend.put_object(bucket, key, body)

@@ -12,8 +12,13 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import boto3
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
 
@@ -30,6 +35,7 @@ class S3Server:
     def __init__(self, port: int = 0) -> None:
         """``port=0`` picks a free port; a fixed one lets a test restart "the same" S3."""
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._client: Any = None
         self.url = ""
 
     def start(self) -> S3Server:
@@ -38,11 +44,33 @@ class S3Server:
         self.url = f"http://{host}:{port}"
         return self
 
+    def create_bucket(self, name: str) -> None:
+        # One boto3 client for the session: making one costs most of a second.
+        if self._client is None:
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        self._client.create_bucket(Bucket=name)
+
     def reset(self) -> None:
         """Forget every bucket and object, so the next test starts empty."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
+
+    def seed(self, bucket: str, objects: Mapping[str, bytes]) -> None:
+        """Write ``objects`` straight into the server's store, for large test data.
+
+        Thousands of PUTs over HTTP would take longer than the test itself; the code
+        under test still reads and deletes them over HTTP like any other object.
+        """
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        for key, body in objects.items():
+            backend.put_object(bucket, key, body, disable_notification=True)
 
     def stop(self) -> None:
         self._server.stop()

@@ -122,6 +122,8 @@ async def read_artifact_folder(
     finally:
         for task in side_reads.values():
             task.cancel()
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the listing's own error is the one reported
     if not any_object:
         # Nothing under the prefix, not even metadata: the job collected nothing (yet).
         return None

@@ -46,6 +46,7 @@ from artifacts_controller.phases import (
 )
 from artifacts_controller.queueing import KeyedQueue
 from artifacts_controller.settings import ControllerSettings
+from artifacts_controller.staging import DONE, StagingError, read_done
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobStatus
 
@@ -58,7 +59,6 @@ UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeo
 
 _RUN_FILE = "run.json"
 _RESULT_FILE = "result.json"
-_DONE_MARKER = "done"
 _POLL_CHILD_SECONDS = 0.1
 
 
@@ -389,8 +389,7 @@ class LocalRuntime:
     async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
         run.command_ended_at = self._clock()
         self.queue.submit(run.job_id)
-        done = _read_json(run.folder / "staging" / _DONE_MARKER)
-        if done is None:
+        if not (run.folder / "staging" / DONE).exists():
             log.warning("%s: run-job.sh left no done marker; nothing to upload", run.job_id)
             run.upload_code = 0 if run.exit_code not in (0, None) else 1
         else:
@@ -440,12 +439,16 @@ class LocalRuntime:
     async def _follow_adopted(self, run: _Run) -> None:
         while run.pid and _alive(run.pid, run.process_start):
             await asyncio.sleep(self._settings.local_poll_seconds)
-        done = _read_json(run.folder / "staging" / _DONE_MARKER)
-        if done is None:
+        try:
+            marker = read_done(run.folder / "staging")
+        except StagingError as err:
+            log.warning("%s: %s", run.job_id, err)
+            marker = None
+        if marker is None or marker.exit_code is None:
             run.lost = True
             self.queue.submit(run.job_id)
             return
-        run.exit_code = int(done.get("exitCode", 1))
+        run.exit_code = marker.exit_code
         job = self._store.get(run.job_id)
         await self._deliver(run, self._env(job, run.folder))
 

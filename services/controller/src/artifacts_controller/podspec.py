@@ -116,8 +116,13 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
             "volumeMounts": mounts,
         }
     )
+    init_containers: list[dict[str, Any]] = []
     if s3:
-        containers.append(_uploader(variables, settings))
+        uploader = _uploader(variables, settings)
+        if settings.uploader_sidecar == "native":
+            init_containers.append(uploader)
+        else:
+            containers.append(uploader)
 
     labels = {_LABEL_MANAGED_BY: MANAGED_BY}
     if len(job.metadata.name) <= 63:  # a label value's limit; the owner reference always works
@@ -128,6 +133,8 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         "containers": containers,
         "volumes": volumes,
     }
+    if init_containers:
+        spec["initContainers"] = init_containers
     if job.spec.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = job.spec.active_deadline_seconds
     return {
@@ -153,7 +160,15 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
 
 
 def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[str, Any]:
-    """The sidecar that pushes the staging folder to the bucket once run-job.sh is done."""
+    """The sidecar that pushes the staging folder to the bucket once run-job.sh is done.
+
+    Native (Kubernetes 1.29+, services/controller/README.md's advice): an init container
+    with ``restartPolicy: Always`` that uploads when ``done`` appears and stays up; the
+    kubelet stops it only after the job container ended, so a job container that died
+    without ``done`` cannot keep the pod running. ``container``: an ordinary second
+    container that exits after the upload, for older clusters; the reconciler fails a job
+    whose upload outlives ``CONTROLLER_UPLOAD_TIMEOUT_SECONDS``.
+    """
     env = dict(variables)
     env["PHFS_BUCKET"] = settings.phfs_bucket
     env["S3_REGION"] = settings.s3_region
@@ -167,6 +182,9 @@ def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[s
         "volumeMounts": [{"name": "staging", "mountPath": STAGING_MOUNT}],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
     }
+    if settings.uploader_sidecar == "native":
+        container["restartPolicy"] = "Always"
+        container["command"] += ["--stay-until-stopped", "--stop-grace", "5"]
     if settings.uploader_s3_secret:
         # Credentials by reference: the pod spec (readable by the job's users) never holds them.
         container["envFrom"] = [{"secretRef": {"name": settings.uploader_s3_secret}}]

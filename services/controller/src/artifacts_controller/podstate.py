@@ -37,8 +37,10 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return {str(status.get("name")): status for status in statuses}
+    """Every container's status by name; a native sidecar reports among the init containers."""
+    status = pod.get("status") or {}
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    return {str(item.get("name")): item for item in statuses}
 
 
 def _terminated(container: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -104,7 +106,8 @@ def observe_pod(pod: dict[str, Any]) -> Observation:
         uploader_end = _terminated(containers.get(UPLOADER_CONTAINER))
         ends = [t for t in (finished, parse_time((uploader_end or {}).get("finishedAt"))) if t]
         finished_at = max(ends) if ends else None
-        if phase == "Succeeded":
+        upload_failed = uploader_end is not None and uploader_end.get("exitCode") not in (0, None)
+        if phase == "Succeeded" and not upload_failed:
             return Observation(
                 RunState.SUCCEEDED, name, started_at=started, finished_at=finished_at
             )

@@ -57,6 +57,11 @@ class ControllerSettings(S3Settings, ArtifactPolicySettings, LocalRuntimeSetting
         min_length=1,
         description="the controller's own image, run as the uploader sidecar (s3 delivery)",
     )
+    uploader_sidecar: Literal["native", "container"] = Field(
+        "native",
+        description="'native' (an init container with restartPolicy Always, Kubernetes "
+        "1.29+) or 'container' (an ordinary second container)",
+    )
     uploader_s3_secret: str | None = Field(
         None,
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",

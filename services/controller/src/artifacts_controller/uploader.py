@@ -8,7 +8,7 @@ the marker are described in ``staging.py``); this process waits for that marker,
    earlier attempt left, so a retry after a crash starts clean and no ``expiredAt`` ever
    stands beside a partial upload;
 2. uploads every file to ``groups/<grouppath>/jobArtifacts/<job>/<name>`` (bounded
-   parallelism, multipart from 16 MiB), hashing what it sends;
+   parallelism, multipart in 16 MiB parts from 16 MiB), hashing what it sends;
 3. writes ``manifest.json``, then ``expiredAt`` (none when the retention is 0);
 4. leaves an ``uploaded`` receipt in the staging folder.
 

@@ -175,8 +175,6 @@ start_watchdog() {
 
 # run_command ARGS...: sets EXIT_CODE and ENDED_AT.
 run_command() {
-  trap 'on_signal TERM' TERM
-  trap 'on_signal INT' INT
   # Job control gives the command a process group of its own (its pid), so signals can
   # reach all its processes, and keeps SIGINT from being ignored in a background job.
   set -m
@@ -303,9 +301,9 @@ walk() {
   unset 'ON_STACK[$dir]'
 }
 
-# keep_files INDEX...: shrink the file arrays (and sizes and modes) to those entries.
+# keep_files INDEX...: shrink the per-file arrays to those entries, in that order.
 keep_files() {
-  local -a src=() rel=() pre=() size=() mode=()
+  local -a src=() rel=() pre=() size=() mode=() sha=()
   local i
   for i in "$@"; do
     src+=("${F_SRC[i]}")
@@ -313,46 +311,81 @@ keep_files() {
     pre+=("${F_PRE[i]}")
     size+=("${F_SIZE[i]-}")
     mode+=("${F_MODE[i]-}")
+    sha+=("${F_SHA[i]-}")
   done
   F_SRC=("${src[@]}")
   F_REL=("${rel[@]}")
   F_PRE=("${pre[@]}")
   F_SIZE=("${size[@]}")
   F_MODE=("${mode[@]}")
+  F_SHA=("${sha[@]}")
 }
 
 BATCH=256 # files per stat/cp/sha256sum call: few processes, far below the argument limit
 
-# measure_files: F_SIZE, F_MODE and TOTAL of the files found; files gone since the walk
-# are dropped.
-measure_files() {
-  local n=${#F_SRC[@]} i j line
-  local -a lines keep=()
-  F_SIZE=()
-  F_MODE=()
-  TOTAL=0
+# stat_all FORMAT PATH...: STATS[i] is `stat --printf FORMAT` of PATH i (one line, links
+# followed), or "gone" when it cannot be read.
+stat_all() {
+  local format=$1 i j n line
+  shift
+  local -a paths=("$@") lines
+  n=${#paths[@]}
+  STATS=()
   for ((i = 0; i < n; i += BATCH)); do
-    mapfile -t lines < <(stat -L --printf '%s %a\n' -- "${F_SRC[@]:i:BATCH}" 2>/dev/null)
+    mapfile -t lines < <(stat -L --printf "$format\n" -- "${paths[@]:i:BATCH}" 2>/dev/null)
     if ((${#lines[@]} != (n - i < BATCH ? n - i : BATCH))); then
-      lines=() # one failed: ask file by file to learn which
+      lines=() # one failed and left no line: ask file by file to learn which
       for ((j = i; j < n && j < i + BATCH; j++)); do
-        line=$(stat -L --printf '%s %a' -- "${F_SRC[j]}" 2>/dev/null) || line='gone'
+        line=$(stat -L --printf "$format" -- "${paths[j]}" 2>/dev/null) || line='gone'
         lines+=("$line")
       done
     fi
-    for ((j = 0; j < ${#lines[@]}; j++)); do
-      if [[ ${lines[j]} == gone ]]; then
-        show "${F_REL[i + j]}"
-        log "skipped $REPLY: it disappeared before it could be copied"
-        continue
-      fi
-      F_SIZE[i + j]=${lines[j]%% *}
-      F_MODE[i + j]=${lines[j]##* }
-      TOTAL=$((TOTAL + F_SIZE[i + j]))
-      keep+=("$((i + j))")
-    done
+    STATS+=("${lines[@]}")
   done
-  ((${#keep[@]} == n)) || keep_files "${keep[@]}"
+}
+
+# measure_files: F_SIZE, F_MODE and TOTAL of the originals, for the limits; files gone
+# since the walk are dropped.
+measure_files() {
+  local i
+  local -a keep=()
+  stat_all '%s %a' "${F_SRC[@]}"
+  F_SIZE=()
+  F_MODE=()
+  TOTAL=0
+  for i in "${!F_SRC[@]}"; do
+    if [[ ${STATS[i]} == gone ]]; then
+      show "${F_REL[i]}"
+      log "skipped $REPLY: it disappeared before it could be copied"
+      continue
+    fi
+    F_SIZE[i]=${STATS[i]%% *}
+    F_MODE[i]=${STATS[i]##* }
+    TOTAL=$((TOTAL + F_SIZE[i]))
+    keep+=("$i")
+  done
+  ((${#keep[@]} == ${#F_SRC[@]})) || keep_files "${keep[@]}"
+}
+
+# measure_copies DEST: F_SIZE and TOTAL of the copies, which is what gets delivered (a
+# process the job left running may still have been writing to the original).
+measure_copies() {
+  local dest=$1 i
+  local -a paths=() keep=()
+  for i in "${!F_REL[@]}"; do paths+=("$dest/${F_REL[i]}"); done
+  stat_all '%s' "${paths[@]}"
+  TOTAL=0
+  for i in "${!F_REL[@]}"; do
+    if [[ ${STATS[i]} == gone ]]; then
+      show "${F_REL[i]}"
+      log "skipped $REPLY: its copy cannot be read"
+      continue
+    fi
+    F_SIZE[i]=${STATS[i]}
+    TOTAL=$((TOTAL + F_SIZE[i]))
+    keep+=("$i")
+  done
+  ((${#keep[@]} == ${#F_REL[@]})) || keep_files "${keep[@]}"
 }
 
 # copy_files DEST CP-OPTION...: copy every file to DEST/<relative path>, one cp per folder
@@ -381,17 +414,14 @@ copy_files() {
     fi
     i=$j
   done
-  if ((${#keep[@]} != n)); then
-    keep_files "${keep[@]}"
-    TOTAL=0
-    for ((i = 0; i < ${#F_SIZE[@]}; i++)); do TOTAL=$((TOTAL + F_SIZE[i])); done
-  fi
+  ((${#keep[@]} == n)) || keep_files "${keep[@]}"
 }
 
-# hash_files DEST: F_SHA of each copy under DEST, with sha256sum.
+# hash_files DEST: F_SHA of each copy under DEST, with sha256sum; a copy that cannot be
+# read is removed and dropped, so the folder holds exactly what the manifest lists.
 hash_files() {
   local dest=$1 n=${#F_REL[@]} i j line
-  local -a paths lines
+  local -a paths lines keep=()
   F_SHA=()
   for ((i = 0; i < n; i += BATCH)); do
     paths=()
@@ -409,9 +439,21 @@ hash_files() {
         line=$(sha256sum <"${paths[j]}" 2>/dev/null)
         line=${line:0:64}
       fi
-      F_SHA[i + j]=$line
+      if [[ $line =~ ^[0-9a-f]{64}$ ]]; then
+        F_SHA[i + j]=$line
+        keep+=("$((i + j))")
+      else
+        show "${F_REL[i + j]}"
+        log "skipped $REPLY: its copy cannot be read back to hash it"
+        rm -f -- "${paths[j]}"
+      fi
     done
   done
+  if ((${#keep[@]} != n)); then
+    keep_files "${keep[@]}"
+    TOTAL=0
+    for i in "${!F_SIZE[@]}"; do TOTAL=$((TOTAL + F_SIZE[i])); done
+  fi
 }
 
 # ---------------------------------------------------------------- writing the records
@@ -627,11 +669,12 @@ collect() {
     # No expiredAt may stand beside a partial copy (a retried collection).
     rm -f -- "$DEST/.primehub/metadata/expiredAt"
     copy_files "$DEST" -L -f
+    measure_copies "$DEST"
+    hash_files "$DEST"
     ((${#F_REL[@]} > 0)) || {
       nothing "none: no file could be copied"
       return
     }
-    hash_files "$DEST"
     count_text "${#F_REL[@]}"
     local files=$REPLY
     if write_metadata "$DEST/.primehub/metadata" null; then
@@ -644,6 +687,7 @@ collect() {
     copy_files "$DEST" -L -f
     # The uploader may run as another user: let it read every copy.
     chmod -R a+rX -- "$DEST" 2>/dev/null
+    measure_copies "$DEST"
     ((${#F_REL[@]} > 0)) || {
       nothing "none: no file could be copied"
       return
@@ -661,6 +705,9 @@ collect() {
 }
 
 main() {
+  # Trapped from the start: a signal before the command runs is passed on once it does.
+  trap 'on_signal TERM' TERM
+  trap 'on_signal INT' INT
   if (($# == 0)); then
     say "usage: run-job.sh '<command>'"
     exit 2
