@@ -175,3 +175,23 @@ async def test_a_one_off_dry_run_prints_what_would_go_and_deletes_nothing(
     assert (result["dryRun"], result["deleted"], result["foldersUnexpired"]) == (True, [doomed], 1)
     assert result["objectsDeleted"] == len(doomed_objects)
     assert await snapshot(s3, bucket) == before
+
+
+def test_an_unreachable_redis_stops_the_worker_with_one_line_naming_it() -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0",
+        "JANITOR_METRICS_PORT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "artifacts_janitor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("janitor: cannot reach Redis at redis://:***@127.0.0.1:1/0")
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr

@@ -18,9 +18,11 @@ import logging
 import sys
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from arq.connections import create_pool
 from arq.worker import async_check_health
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from artifacts_janitor.clock import SystemClock
 from artifacts_janitor.metrics import JanitorMetrics
@@ -50,15 +52,29 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as err:
         sys.exit(f"janitor: {err}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.check:
-        sys.exit(asyncio.run(_check(settings)))
-    if args.once:
-        if args.dry_run:
-            settings = settings.model_copy(update={"janitor_dry_run": True})
-        result = asyncio.run(_once(settings))
-        print(json.dumps(result.to_stored(), indent=2))
-        return
-    make_worker(settings).run()
+    try:
+        if args.check:
+            sys.exit(asyncio.run(_check(settings)))
+        if args.once:
+            if args.dry_run:
+                settings = settings.model_copy(update={"janitor_dry_run": True})
+            result = asyncio.run(_once(settings))
+            print(json.dumps(result.to_stored(), indent=2))
+            return
+        make_worker(settings).run()
+    except (RedisConnectionError, OSError) as err:
+        # arq has already retried; an operator needs the address, not a traceback.
+        sys.exit(f"janitor: cannot reach Redis at {_shown(settings.redis_url)}: {err}")
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _check(settings: JanitorSettings) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ariadne import ObjectType
 
 from artifacts_api.artifacts import ArtifactFolder, read_artifact_folder
@@ -94,6 +96,24 @@ async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
         with_manifest=not wanted.isdisjoint(_NEEDS_MANIFEST),
         with_expiry="expiredAt" in wanted,
     )
+
+
+@phjob.field("artifactRetentionSeconds")
+def resolve_artifact_retention_seconds(job: PhJob, info: Info) -> int:
+    own = job.spec.artifact.retention_seconds if job.spec.artifact else None
+    # The controller applies the same rule (jobenv.effective_policy) with the same setting.
+    return info.context.services.settings.artifact_retention_seconds if own is None else own
+
+
+@phjob.field("artifactExpiredAt")
+def resolve_artifact_expired_at(job: PhJob, info: Info) -> str | None:
+    # Kept answerable after the janitor deleted the folder and its expiredAt with it, so
+    # the UI can say "expired on ..." instead of "left no artifacts".
+    finished = job.status.finish_time
+    retention = resolve_artifact_retention_seconds(job, info)
+    if not job.status.finished or finished is None or retention == 0:
+        return None
+    return iso_utc(finished + timedelta(seconds=retention))
 
 
 bindables = [phjob]

@@ -131,4 +131,17 @@ async def resolve_ph_job_artifact_cleanup(_: None, info: Info, *, id: str) -> Cl
     return status
 
 
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    name: str
+    groups: list[str]
+    admin: bool
+
+
+@query.field("viewer")
+def resolve_viewer(_: None, info: Info) -> Viewer:
+    identity = info.context.identity
+    return Viewer(name=identity.name, groups=sorted(identity.groups), admin=identity.admin)
+
+
 bindables = [query]

@@ -1,0 +1,113 @@
+"""The UI's pure modules (sizes, times, folder rows, link expiry), run in the browser itself.
+
+No node on the test machine: the page imports its own ES modules and the test reads what
+they return. Cases a real job cannot produce here (a newline in a name: moto refuses such
+keys) are checked this way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+def run(page: Any, module: str, body: str) -> Any:
+    """Evaluate ``body`` (an expression using ``m``, the module) in the UI's page."""
+    page.goto("/healthz")  # same origin, no UI running: nothing else touches the page
+    return page.evaluate(
+        f"async () => {{ const m = await import('/js/{module}'); return {body}; }}"
+    )
+
+
+def test_sizes_read_as_people_write_them_and_stay_exact_in_the_title(page: Any) -> None:
+    shown = run(
+        page,
+        "format.js",
+        "[0, 6, 1023, 1024, 1536, 10 * 1024, 5 * 2**30 + 1, 2**53].map(m.formatBytes)"
+        ".concat([m.exactBytes(1), m.exactBytes(3000005)])",
+    )
+
+    assert shown == [
+        "0 B",
+        "6 B",
+        "1023 B",
+        "1 KiB",
+        "1.5 KiB",
+        "10 KiB",
+        "5 GiB",
+        "8 PiB",
+        "1 byte",
+        "3,000,005 bytes",
+    ]
+
+
+def test_expiry_counts_whole_units_toward_now(page: Any) -> None:
+    shown = run(
+        page,
+        "format.js",
+        """(() => {
+          const now = new Date("2026-01-01T00:00:00Z");
+          const at = (seconds) => new Date(now.getTime() + seconds * 1000);
+          return [7 * 86400 - 5, 2 * 86400, 86400, 2 * 3600 - 1, 90, -3 * 86400]
+            .map((s) => m.relativeTime(at(s), now));
+        })()""",
+    )
+
+    assert shown == [
+        "in 6 days",
+        "in 2 days",
+        "in 24 hours",
+        "in 119 minutes",
+        "in 90 seconds",
+        "3 days ago",
+    ]
+
+
+def test_folder_rows_put_each_folder_before_its_files_with_its_totals(page: Any) -> None:
+    rows = run(
+        page,
+        "tree.js",
+        """m.folderRows([
+          {name: "test.txt", size: 6},
+          {name: "sub/test.txt", size: 6},
+          {name: "a/b/c.txt", size: 1},
+          {name: "a.txt", size: 2},
+          {name: "a/d.txt", size: 3},
+        ]).map((r) => [r.kind, r.kind === "file" ? r.item.name : r.path, r.depth, r.count ?? null,
+                       r.size ?? null, r.parent])""",
+    )
+
+    assert rows == [
+        ["file", "a.txt", 0, None, None, ""],
+        ["folder", "a/", 0, 2, 4, ""],
+        ["folder", "a/b/", 1, 1, 1, "a/"],
+        ["file", "a/b/c.txt", 2, None, None, "a/b/"],
+        ["file", "a/d.txt", 1, None, None, "a/"],
+        ["folder", "sub/", 0, 1, 6, ""],
+        ["file", "sub/test.txt", 1, None, None, "sub/"],
+        ["file", "test.txt", 0, None, None, ""],
+    ]
+
+
+def test_control_characters_in_names_are_made_visible(page: Any) -> None:
+    shown = run(page, "format.js", r'm.visibleName("new\nline\ttab\u007f.txt")')
+
+    assert shown == "new\u240aline\u2409tab\u2421.txt"
+
+
+def test_signed_links_tell_when_they_stop_working(page: Any) -> None:
+    expiries = run(
+        page,
+        "api.js",
+        """[
+          "http://s3.test/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20260101T120000Z"
+            + "&X-Amz-Expires=300&X-Amz-Signature=abc",
+          "/jobs/job-202009250153-34s0ti/artifacts.zip?expires=1767268800&signature=abc",
+          "http://s3.test/b/k",
+        ].map(m.linkExpiry)""",
+    )
+
+    assert expiries == [1767269100000, 1767268800000, None]
