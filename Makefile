@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MEMBERS := shared services/controller services/api services/janitor
+MEMBERS := shared services/controller services/api services/janitor client
 STAMP := $(VENV)/.installed
 
 .PHONY: venv test lint fmt run bench clean

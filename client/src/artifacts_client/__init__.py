@@ -1,0 +1,64 @@
+"""A Python client and the ``jobartifacts`` CLI for the job artifacts API.
+
+List jobs, wait for them, and download their artifacts verified, from scripts and
+notebooks, without a browser; see ``Client``. Standard library only.
+"""
+
+from artifacts_client.client import Client, JobRef
+from artifacts_client.errors import (
+    ApiError,
+    ArtifactExistsError,
+    BadUserInput,
+    ClientError,
+    ConnectionFailed,
+    DownloadError,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    ProtocolError,
+    Unauthenticated,
+    Unavailable,
+    UnsafeNameError,
+    WaitTimeout,
+)
+from artifacts_client.models import (
+    Artifact,
+    ArtifactFolder,
+    CleanupResult,
+    CleanupRun,
+    CleanupState,
+    Download,
+    Job,
+    JobPhase,
+)
+from artifacts_client.progress import NoProgress, Progress, ProgressBar
+
+__all__ = [
+    "ApiError",
+    "Artifact",
+    "ArtifactExistsError",
+    "ArtifactFolder",
+    "BadUserInput",
+    "CleanupResult",
+    "CleanupRun",
+    "CleanupState",
+    "Client",
+    "ClientError",
+    "ConnectionFailed",
+    "Download",
+    "DownloadError",
+    "Forbidden",
+    "IntegrityError",
+    "Job",
+    "JobPhase",
+    "JobRef",
+    "NoProgress",
+    "NotFound",
+    "Progress",
+    "ProgressBar",
+    "ProtocolError",
+    "Unauthenticated",
+    "Unavailable",
+    "UnsafeNameError",
+    "WaitTimeout",
+]
