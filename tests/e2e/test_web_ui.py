@@ -191,6 +191,11 @@ def test_artifacts_the_janitor_deleted_say_when_they_expired(
             break
         assert time.monotonic() < deadline, run
         time.sleep(0.5)
+    # The journey's step 4 happens after the retention period as the job states it
+    # (finishTime + retention). The script's expiredAt counts from the command's end,
+    # before the upload that finishTime waits for, so the janitor may delete a moment
+    # earlier; open the page once the stated expiry has passed.
+    time.sleep(max(0.0, (expired_at - datetime.now(UTC)).total_seconds()) + 0.2)
 
     page.goto(f"/jobs/{job_id}#artifacts")
 
