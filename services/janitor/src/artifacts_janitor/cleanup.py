@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 _METADATA_KEPT = 100
 """Metadata objects of one folder remembered from its listing; past this, list again."""
+_FINISHING = 256
+"""Folders at most waiting for their deletes to be confirmed, outside the worker slots."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +77,25 @@ async def run_cleanup(
     began = time.perf_counter()
     tally = _Tally()
     deleter = None if options.dry_run else BatchDeleter(s3, bucket, batch_size=options.batch_size)
-    sweeper = _Sweeper(s3, bucket, now=started_at, options=options, deleter=deleter, tally=tally)
-    folders = iter_job_folders(s3, bucket, refused=sweeper.refused)
     try:
-        await _for_each(folders, options.concurrency, sweeper.sweep, stop=stop)
+        async with asyncio.TaskGroup() as finishing:
+            sweeper = _Sweeper(
+                s3,
+                bucket,
+                now=started_at,
+                options=options,
+                deleter=deleter,
+                tally=tally,
+                finishing=finishing,
+            )
+            folders = iter_job_folders(s3, bucket, refused=sweeper.refused)
+            await _for_each(folders, options.concurrency, sweeper.sweep, stop=stop)
+            if deleter is not None:
+                deleter.drain()
+    except ExceptionGroup as failed:
+        # Only the listing of folders can fail a run (each folder catches its own
+        # errors), and every worker then meets the same failure: report that one.
+        raise _first(failed) from None
     finally:
         if deleter is not None:
             await deleter.aclose()
@@ -114,14 +131,9 @@ async def _for_each(
                     return
             await handle(item)
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(work())
-    except ExceptionGroup as failed:
-        # Only the shared listing can fail here (folders catch their own errors), and
-        # every worker then sees the same failure: report it, not a group of copies.
-        raise failed.exceptions[0] from None
+    async with asyncio.TaskGroup() as group:
+        for _ in range(workers):
+            group.create_task(work())
 
 
 @dataclass(slots=True)
@@ -192,6 +204,14 @@ class _Tally:
 
 
 class _Sweeper:
+    """Decides folders in worker slots; a folder's deletion finishes in ``finishing``.
+
+    Once a folder's listing is handed over, what is left is waiting for the deleter and
+    two more small steps: that happens outside the worker slots (at most
+    ``_FINISHING`` folders at once), so slow batches never stall finding more folders,
+    and batches can wait to fill up.
+    """
+
     def __init__(
         self,
         s3: S3Client,
@@ -201,6 +221,7 @@ class _Sweeper:
         options: CleanupOptions,
         deleter: BatchDeleter | None,
         tally: _Tally,
+        finishing: asyncio.TaskGroup,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
@@ -208,6 +229,8 @@ class _Sweeper:
         self._options = options
         self._deleter = deleter
         self._tally = tally
+        self._finishing = finishing
+        self._finishing_slots = asyncio.Semaphore(_FINISHING)
 
     def refused(self, folder: str) -> None:
         logger.warning("skipped %s: not a job folder name the layout accepts", folder)
@@ -216,8 +239,11 @@ class _Sweeper:
     async def sweep(self, prefix: JobPrefix) -> None:
         """Decide one job folder and act on it; never raises for the folder's own trouble."""
         self._tally.scanned += 1
+        await self._guarded(prefix, self._decide(prefix))
+
+    async def _guarded(self, prefix: JobPrefix, work: Awaitable[None]) -> None:
         try:
-            await self._decide(prefix)
+            await work
         except Exception as err:  # one folder's failure never stops the run
             logger.error("could not clean %s: %s: %s", prefix, type(err).__name__, err)
             self._tally.fail(prefix, f"{type(err).__name__}: {err}")
@@ -271,6 +297,35 @@ class _Sweeper:
                 metadata.append(Doomed(stored.key, stored.size))
             else:
                 relist = True
+        await self._finishing_slots.acquire()  # back-pressure on finding more folders
+        self._finishing.create_task(
+            self._guarded(prefix, self._finish(folder, metadata, relist=relist, last=last, why=why))
+        )
+
+    async def _finish(
+        self,
+        folder: FolderDeletion,
+        metadata: list[Doomed],
+        *,
+        relist: bool,
+        last: ObjectKey | None,
+        why: str,
+    ) -> None:
+        try:
+            await self._metadata_last(folder, metadata, relist=relist, last=last, why=why)
+        finally:
+            self._finishing_slots.release()
+
+    async def _metadata_last(
+        self,
+        folder: FolderDeletion,
+        metadata: list[Doomed],
+        *,
+        relist: bool,
+        last: ObjectKey | None,
+        why: str,
+    ) -> None:
+        prefix = JobPrefix(folder.prefix)
         if await self._failed(prefix, folder):
             return
         final: Doomed | None = None
@@ -310,6 +365,11 @@ class _Sweeper:
         self._tally.fail(prefix, _describe(failures))
         logger.error("could not delete all of %s: %s", prefix, _describe(failures))
         return True
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _aiter(items: list[T]) -> AsyncIterator[T]:

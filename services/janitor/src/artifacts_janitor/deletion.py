@@ -7,10 +7,11 @@ tells each folder when *its* keys are gone. That answer is what lets a folder ke
 order across shared batches: artifacts, then metadata, then ``expiredAt`` strictly
 last, each step only after the previous one is confirmed.
 
-When to send a batch that is not full is group commit, as databases do with their log:
-as soon as a folder waits for it and no request is in flight; otherwise when the
-request in flight comes back, taking along everything that gathered meanwhile. Batches
-grow when the server is slow and stay small, and quick, when it is idle. Full batches
+When to send a batch that is not full: while folders are still being found, after
+``linger`` seconds, so keys from many folders (and from the three steps of each) share
+a request; once every folder has been found (``drain``), by group commit, as databases
+do with their log: as soon as a folder waits and no request is in flight, else when
+that request comes back, taking along everything that gathered meanwhile. Full batches
 go at once, up to ``max_in_flight`` at a time; adding to a full batch waits for a free
 slot, so a folder of a million objects streams through with a few batches in memory.
 """
@@ -67,6 +68,7 @@ class BatchDeleter:
         *,
         batch_size: int = DELETE_BATCH_LIMIT,
         max_in_flight: int = 4,
+        linger: float = 1.0,
     ) -> None:
         if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
             raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
@@ -74,6 +76,9 @@ class BatchDeleter:
         self._bucket = bucket
         self._batch_size = batch_size
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None
+        self._draining = False
         self._current = _Batch()
         self._sending = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,31 +100,52 @@ class BatchDeleter:
         batch = self._current
         batch.objects.append(doomed)
         if len(batch.objects) >= self._batch_size:
-            self._current = _Batch()
+            self._take_current()
             # Waiting here, in the caller, is the back-pressure that bounds memory.
             await self._slots.acquire()
             self._launch(batch, slot_held=True)
+        elif self._timer is None and not self._draining:
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._send_partial)
         return batch.done
 
     def awaiting(self, done: asyncio.Future[Outcome]) -> None:
-        """Someone waits for ``done``: its batch goes now, or when the request in flight ends."""
+        """Someone waits for ``done``; once draining, its batch goes as soon as it can."""
         if done is self._current.done:
             self._current.awaited = True
             self._send_awaited()
 
+    def drain(self) -> None:
+        """No new folders will come: stop lingering, send what folders wait for."""
+        self._draining = True
+        self._cancel_timer()
+        self._send_awaited()
+
     async def aclose(self) -> None:
         """Send what is queued and wait for every request to finish."""
-        if self._current.objects:
-            batch, self._current = self._current, _Batch()
-            self._launch(batch, slot_held=False)
+        self._draining = True
+        self._send_partial()
         while self._tasks:
             await asyncio.gather(*self._tasks)
 
+    def _take_current(self) -> _Batch:
+        batch, self._current = self._current, _Batch()
+        self._cancel_timer()
+        return batch
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _send_partial(self) -> None:
+        self._timer = None
+        if self._current.objects:
+            self._launch(self._take_current(), slot_held=False)
+
     def _send_awaited(self) -> None:
         batch = self._current
-        if batch.awaited and batch.objects and self._sending == 0:
-            self._current = _Batch()
-            self._launch(batch, slot_held=False)
+        if self._draining and batch.awaited and batch.objects and self._sending == 0:
+            self._launch(self._take_current(), slot_held=False)
 
     def _launch(self, batch: _Batch, *, slot_held: bool) -> None:
         self._sending += 1
