@@ -196,7 +196,8 @@ async def test_the_daily_cron_and_a_request_at_the_same_moment_make_one_run(
     gate: DeleteGate,
 ) -> None:
     await seed_expired(s3, janitor_settings.phfs_bucket)
-    daily_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    # Far enough ahead that both workers have started (and planned the cron) before it.
+    daily_at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     for _ in range(2):
         await start_worker(settings=through(janitor_settings, gate), daily_at=daily_at)
     await asyncio.sleep((daily_at - datetime.now(UTC)).total_seconds() - 0.2)
@@ -239,10 +240,14 @@ async def test_runs_enqueued_around_the_slot_still_never_overlap(
 async def test_a_run_that_cannot_reach_its_bucket_is_reported_failed(
     janitor_settings: JanitorSettings, pool: ArqRedis, start_worker: StartWorker
 ) -> None:
-    await start_worker(settings=janitor_settings.model_copy(update={"phfs_bucket": "no-such"}))
+    worker = await start_worker(
+        settings=janitor_settings.model_copy(update={"phfs_bucket": "no-such"})
+    )
     run_id = await request_cleanup(pool)
     status = await wait_until(pool, run_id, CleanupState.FAILED)
     assert status.error is not None and "NoSuchBucket" in status.error
+    metrics = worker.ctx["janitor"].metrics
+    assert metrics.runs.labels(outcome="failed", dry_run="false")._value.get() == 1
 
 
 async def test_the_worker_serves_the_runs_figures_as_prometheus_counters(

@@ -63,6 +63,10 @@ class JanitorMetrics:
         for reason in SkipReason:  # present from the start, so rate() sees the first one
             self.folders_skipped.labels(reason=reason.value)
 
+    def failed(self, *, dry_run: bool) -> None:
+        """A run that could not finish at all (its folder listing failed)."""
+        self.runs.labels(outcome="failed", dry_run=str(dry_run).lower()).inc()
+
     def observe(self, result: CleanupResult) -> None:
         self.runs.labels(outcome=result.outcome.value, dry_run=str(result.dry_run).lower()).inc()
         if result.outcome is RunOutcome.SKIPPED:

@@ -89,14 +89,19 @@ class Janitor:
         if not await lock.acquire(wait=lock.lease + 1):
             return self._report(self._skipped(run_id, f"run {lock.holder} holds the run lock"))
         async with lock.kept() as lost:
-            result = await run_cleanup(
-                s3=self.s3,
-                bucket=self.settings.phfs_bucket,
-                clock=self.clock,
-                run_id=run_id,
-                options=self.options,
-                stop=lost,
-            )
+            try:
+                result = await run_cleanup(
+                    s3=self.s3,
+                    bucket=self.settings.phfs_bucket,
+                    clock=self.clock,
+                    run_id=run_id,
+                    options=self.options,
+                    stop=lost,
+                )
+            except Exception:
+                # arq keeps the error as the run's result and logs it; count it for alerts.
+                self.metrics.failed(dry_run=self.settings.janitor_dry_run)
+                raise
         return self._report(result)
 
     def _skipped(self, run_id: str, note: str) -> CleanupResult:
