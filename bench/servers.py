@@ -72,6 +72,17 @@ class MotoServer:
         return self._child.pid
 
     def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> MotoServer:
         self._child = subprocess.Popen(
             [sys.executable, __file__, "moto"],
             stdin=subprocess.PIPE,
@@ -85,12 +96,7 @@ class MotoServer:
         wait_for_http(f"{self.url}/moto-api/", process=self._child)
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         if self._child is None:
             return
         if self._child.stdin is not None:
@@ -121,6 +127,10 @@ class MotoServer:
     def seed(self, bucket: str, keys: list[str], *, size: int = 0, text: str | None = None) -> None:
         """Objects under ``keys``: ``text`` (UTF-8), else ``size`` random bytes shared by all."""
         self._ask({"op": "seed", "bucket": bucket, "keys": keys, "size": size, "text": text})
+
+    def seed_objects(self, bucket: str, objects: list[tuple[str, str]]) -> None:
+        """Objects given as ``(key, text)`` pairs, each with its own UTF-8 body."""
+        self._ask({"op": "objects", "bucket": bucket, "objects": objects})
 
     def seed_file(self, bucket: str, key: str, path: Path) -> None:
         """One object holding the bytes of the local file ``path``."""
@@ -188,6 +198,11 @@ def _serve_moto() -> None:
                     for key in command["keys"]:
                         backend().put_object(
                             command["bucket"], key, body, disable_notification=True
+                        )
+                elif command["op"] == "objects":
+                    for key, text in command["objects"]:
+                        backend().put_object(
+                            command["bucket"], key, text.encode(), disable_notification=True
                         )
                 elif command["op"] == "file":
                     body = Path(command["path"]).read_bytes()
