@@ -88,11 +88,11 @@ LIST_SIZES = (10, 100, 1_000) if QUICK else (10, 1_000, 10_000)
 LIST_REPEATS = {10: 20, 100: 10, 1_000: 10, 10_000: 5}
 if QUICK:
     LIST_REPEATS = {size: max(3, n // 3) for size, n in LIST_REPEATS.items()}
-LOAD_REQUESTS = {10: 100, 100: 50} if QUICK else {10: 250, 1_000: 100}
+LOAD_REQUESTS = {10: 100, 100: 50, 1_000: CLIENTS} if QUICK else {10: 250, 1_000: CLIENTS}
 DOWNLOAD_SIZE = (64 if QUICK else 500) * MIB
 EXPIRED_FOLDERS = 100 if QUICK else 2000
 OBJECTS_PER_FOLDER = 10
-RM_SAMPLE = 5 if QUICK else 15
+RM_SAMPLE = 5 if QUICK else 10
 """Folders ``aws s3 rm`` deletes per round: each costs a whole CLI process, so 2,000 of
 them would take over 20 minutes; every folder is alike, so a sample gives its cost."""
 
@@ -160,6 +160,27 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[Usage, str]:
         ), out.read()
 
 
+class Cpu:
+    """CPU seconds (user + system) a process and its descendants have used so far.
+
+    The descendants are those alive when the meter is made: the servers here keep theirs.
+    """
+
+    def __init__(self, pid: int) -> None:
+        root = psutil.Process(pid)
+        self.processes = [root, *root.children(recursive=True)]
+
+    def read(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+
 class Watch:
     """CPU seconds and peak RSS of a running process and its descendants during a block.
 
@@ -168,8 +189,8 @@ class Watch:
     """
 
     def __init__(self, pid: int, *, interval: float = 0.02) -> None:
-        root = psutil.Process(pid)
-        self._processes = [root, *root.children(recursive=True)]
+        self._meter = Cpu(pid)
+        self._processes = self._meter.processes
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -191,14 +212,7 @@ class Watch:
         return total
 
     def _cpu(self) -> float:
-        total = 0.0
-        for process in self._processes:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
+        return self._meter.read()
 
     def _sample(self) -> None:
         while not self._stop.wait(self._interval):
@@ -303,7 +317,43 @@ def spread(figures: Figures) -> str:
 # --- collect: the uploader vs aws s3 sync ---------------------------------------------------
 
 
+def start_up(s3: MotoServer, work: Path) -> tuple[Figures, Figures]:
+    """Seconds to start each side's process and import its code, doing nothing else."""
+    ours_argv = [sys.executable, "-c", "import artifacts_controller.uploader"]
+    peer_argv = [str(PEER_BIN / "aws"), "--version"]
+    samples: dict[str, list[float]] = {"ours": [], "peer": []}
+    for round_ in range(WARMUP + REPEAT):
+        for side, argv, env in (
+            ("ours", ours_argv, our_env(s3.url)),
+            ("peer", peer_argv, aws_env(s3.url, work)),
+        ):
+            used, _ = run_measured(argv, env)
+            if round_ >= WARMUP:
+                samples[side].append(used.seconds)
+    return Figures(samples["ours"]), Figures(samples["peer"])
+
+
+def collect_why(small: bool, start: tuple[Figures, Figures], cpu: tuple[float, float]) -> str:
+    started = (
+        f"starting the process and importing takes ours {start[0].median:.2f} s and the "
+        f"CLI {start[1].median:.2f} s"
+    )
+    if small:
+        return (
+            f"{started}; then both send one PUT per file to the same single-process moto, "
+            "and ours also hashes every file (sha256) and writes `manifest.json` and "
+            f"`expiredAt` after the files (CPU: ours {cpu[0]:.1f} s, the CLI {cpu[1]:.1f} s)"
+        )
+    return (
+        f"ours reads every byte twice, once for the sha256 that goes in `manifest.json` and "
+        f"once to send it (CPU: ours {cpu[0]:.1f} s, the CLI {cpu[1]:.1f} s), on 2 cores "
+        "where moto, one Python process storing every byte, needs the other; and it sends "
+        f"16 MiB parts 8 at once where the CLI sends 8 MiB parts 10 at once; {started}"
+    )
+
+
 def collect(s3: MotoServer, work: Path, report: Report) -> None:
+    start = start_up(s3, work)
     lines = [
         "| files | ours: uploader | peer: `aws s3 sync` | advantage (sync time / ours) "
         "| ours CPU s / peak RSS | sync CPU s / peak RSS |",
@@ -339,24 +389,17 @@ def collect(s3: MotoServer, work: Path, report: Report) -> None:
             f"| {peer} ({rate(dataset, peer.median)}) | **{peer.median / ours.median:.2f}x** "
             f"| {cost(usage['ours'])} | {cost(usage['peer'])} |"
         )
-        small = dataset.size < MIB
+        cpu = (
+            Figures([u.cpu for u in usage["ours"]]).median,
+            Figures([u.cpu for u in usage["peer"]]).median,
+        )
         report.rows.append(
             Row(
                 f"Collect {dataset.label} (wall time)",
-                f"{ours.median:.2f} s",
-                f"{peer.median:.2f} s",
+                f"{ours.median:.2f} s ({spread(ours)})",
+                f"{peer.median:.2f} s ({spread(peer)})",
                 peer.median / ours.median,
-                why=(
-                    "both start a Python process and send one PUT per file over 8-10 "
-                    "connections to the same single-process moto; ours also computes a "
-                    "sha256 of every file and writes `manifest.json` and `expiredAt` after "
-                    "the files, which `aws s3 sync` does not"
-                    if small
-                    else "ours reads every byte twice, once for the sha256 that goes in "
-                    "`manifest.json` and once to send it, and sends 16 MiB parts 8 at "
-                    "once where the CLI sends 8 MiB parts 10 at once; on one CPU-bound "
-                    "moto process the bytes hashed in our client compete for the same 2 cores"
-                ),
+                why=collect_why(dataset.size < MIB, start, cpu),
             )
         )
     report.details += [
@@ -370,6 +413,9 @@ def collect(s3: MotoServer, work: Path, report: Report) -> None:
         "processes, interpreter start included; CPU and peak RSS from the kernel (`wait4`).",
         "",
         *lines,
+        "",
+        f"Start-up alone (`python -c 'import artifacts_controller.uploader'` vs `aws "
+        f"--version`): ours {start[0]}, the CLI {start[1]}.",
         "",
     ]
 
@@ -394,6 +440,7 @@ class Servers:
     api_pid: int
     mlflow: str
     mlflow_pid: int
+    moto_pid: int
 
 
 def job_id(tag: str) -> str:
@@ -456,7 +503,7 @@ def api_and_mlflow(s3: MotoServer, work: Path, store: LocalJobStore) -> Iterator
         print(f"bench_peers: mlflow server up in {time.perf_counter() - started:.0f} s", flush=True)
         api_argv = [sys.executable, "-m", "artifacts_api"]
         with running(api_argv, api_env, work / "api.log", f"{api_url}/healthz") as api:
-            yield Servers(api_url, api, mlflow_url, mlflow)
+            yield Servers(api_url, api, mlflow_url, mlflow, s3.pid)
 
 
 def mlflow_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -510,12 +557,39 @@ def seed_pair(s3: MotoServer, pair: Pair, names: list[str], *, size: int) -> Non
 
 # --- list: GraphQL items vs MLflow's artifact listing -----------------------------------------
 
-LIST_WHY = (
-    "our request goes through GraphQL (parse, validate, the depth and cost limits, then a "
-    "resolver result per item) and reads the job's record before it lists; MLflow's REST "
-    "handler reads the run from sqlite and lists. Both list the same keys from the same "
-    "moto, so the difference is the work per request and per item in each server"
-)
+
+def pages(files: int) -> tuple[int, int]:
+    """ListObjectsV2 pages per listing: ours lists the folder's expiredAt with its files."""
+    return -(-(files + 1) // 1000), -(-files // 1000)
+
+
+def list_why(files: int, ours: Side, peer: Side) -> str:
+    pages_ours, pages_peer = pages(files)
+    return (
+        "both wait on the same moto for the same keys; per listing moto spent "
+        f"{ms(ours.per_request(ours.moto_cpu))} of CPU for ours ({pages_ours} ListObjectsV2 "
+        f"page(s): our folder also holds the job's `.primehub/metadata/expiredAt`, listed "
+        f"with the files and left out) and {ms(peer.per_request(peer.moto_cpu))} for MLflow "
+        f"({pages_peer} page(s)), and moto scans its whole bucket for every page; the servers "
+        f"themselves spent {ms(ours.per_request(ours.server_cpu))} (our api: GraphQL parse, "
+        f"validation, one result per item) and {ms(peer.per_request(peer.server_cpu))} "
+        "(MLflow: a sqlite read of the run, one JSON entry per file)"
+    )
+
+
+def load_why(files: int, per: dict[str, float]) -> str:
+    pages_ours, pages_peer = pages(files)
+    return (
+        f"per request our api spent {ms(per['ours'])} of CPU in its one process and moto "
+        f"{ms(per['moto_ours'])} ({pages_ours} page(s): the folder's metadata is listed "
+        f"with its files), MLflow {ms(per['peer'])} spread over its 4 worker processes and "
+        f"moto {ms(per['moto_peer'])} ({pages_peer} page(s)). The machine's 2 cores are "
+        f"shared with moto and with other work (load average {os.getloadavg()[0]:.1f} "
+        "then), and the kernel shares CPU out per runnable process: MLflow's 4 workers "
+        "get up to 4 shares where our one asyncio process gets one (the api scales out "
+        "as replicas instead)"
+    )
+
 
 ITEMS = """query ($id: ID!) {
   phJob(where: {id: $id}) { id artifact { prefix items { name size lastModified } } }
@@ -542,20 +616,42 @@ async def mlflow_listing(
     assert len(answer.get("files", ())) == n, answer
 
 
+@dataclass
+class Side:
+    """One side's latencies, and the CPU its requests cost its server and moto."""
+
+    latency: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0
+    moto_cpu: float = 0.0
+
+    def per_request(self, cpu: float) -> float:
+        return cpu / len(self.latency)
+
+
 async def alternate(
-    ours: Callable[[], Awaitable[None]], peer: Callable[[], Awaitable[None]], repeat: int
-) -> tuple[Figures, Figures]:
+    ours: Callable[[], Awaitable[None]],
+    peer: Callable[[], Awaitable[None]],
+    repeat: int,
+    *,
+    servers: Servers,
+) -> tuple[Side, Side]:
+    """Ours then the peer, ``repeat`` times after a warm-up, metering CPU around each."""
     await ours()
     await peer()  # warm-up: connections, caches, imports on first use
-    a, b = [], []
+    moto = Cpu(servers.moto_pid)
+    sides = (
+        (ours, Cpu(servers.api_pid), Side()),
+        (peer, Cpu(servers.mlflow_pid), Side()),
+    )
     for _ in range(repeat):
-        started = time.perf_counter()
-        await ours()
-        a.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        await peer()
-        b.append(time.perf_counter() - started)
-    return Figures(a), Figures(b)
+        for run, server, side in sides:
+            cpu_server, cpu_moto = server.read(), moto.read()
+            started = time.perf_counter()
+            await run()
+            side.latency.append(time.perf_counter() - started)
+            side.server_cpu += server.read() - cpu_server
+            side.moto_cpu += moto.read() - cpu_moto
+    return sides[0][2], sides[1][2]
 
 
 async def load(run: Callable[[], Awaitable[None]], requests: int) -> tuple[float, Figures]:
@@ -589,13 +685,15 @@ async def listing(
     memory = Memory()
     latency = [
         "| files | ours p50 | ours p95 | MLflow p50 | MLflow p95 "
-        "| advantage p50 (MLflow / ours) | runs |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| advantage p50 (MLflow / ours) | runs | server CPU a listing, ours / MLflow "
+        "| moto CPU a listing, ours / MLflow |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     throughput = [
         "| files | requests | ours req/s | ours p50 / p95 | MLflow req/s | MLflow p50 / p95 "
-        "| advantage (ours / MLflow req/s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| advantage (ours / MLflow req/s) | server CPU a request, ours / MLflow "
+        "| moto CPU a request, ours / MLflow |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     smallest = LIST_SIZES[0]
     # MLflow's 4 workers each do costly work on their first request (imports, the S3
@@ -614,16 +712,27 @@ async def listing(
 
         requests = LOAD_REQUESTS.get(n)
         with Watch(servers.api_pid) as api, Watch(servers.mlflow_pid) as mlflow:
-            mine, theirs = await alternate(ours, peer, LIST_REPEATS[n])
+            our_side, their_side = await alternate(ours, peer, LIST_REPEATS[n], servers=servers)
+            mine, theirs = Figures(our_side.latency), Figures(their_side.latency)
             if requests:
-                rps_ours, lat_ours = await load(ours, requests)
-                rps_peer, lat_peer = await load(peer, requests)
+                # CPU per request, of the server and of moto, says where the time goes.
+                with Watch(servers.api_pid) as cpu_ours, Watch(servers.moto_pid) as moto_ours:
+                    rps_ours, lat_ours = await load(ours, requests)
+                with (
+                    Watch(servers.mlflow_pid) as cpu_peer,
+                    Watch(servers.moto_pid) as moto_peer,
+                ):
+                    rps_peer, lat_peer = await load(peer, requests)
         # The last, largest job wins.
         memory = Memory(api.peak_rss, mlflow.peak_rss, mlflow.peak_one)
         latency.append(
             f"| {n:,} | {ms(mine.median)} | {ms(mine.percentile(95))} | {ms(theirs.median)} "
             f"| {ms(theirs.percentile(95))} | **{theirs.median / mine.median:.2f}x** "
-            f"| {len(mine.samples)} |"
+            f"| {len(mine.samples)} "
+            f"| {ms(our_side.per_request(our_side.server_cpu))} / "
+            f"{ms(their_side.per_request(their_side.server_cpu))} "
+            f"| {ms(our_side.per_request(our_side.moto_cpu))} / "
+            f"{ms(their_side.per_request(their_side.moto_cpu))} |"
         )
         report.rows.append(
             Row(
@@ -631,31 +740,34 @@ async def listing(
                 f"{ms(mine.median)} ({spread(mine)})",
                 f"{ms(theirs.median)} ({spread(theirs)})",
                 theirs.median / mine.median,
-                why=LIST_WHY,
+                why=list_why(n, our_side, their_side),
             )
         )
         if not requests:
-            throughput.append(f"| {n:,} | not run | | | | | (see below) |")
+            throughput.append(f"| {n:,} | not run | | | | | (see below) | | |")
             continue
+        per = {
+            "ours": cpu_ours.cpu / requests,
+            "moto_ours": moto_ours.cpu / requests,
+            "peer": cpu_peer.cpu / requests,
+            "moto_peer": moto_peer.cpu / requests,
+        }
         throughput.append(
             f"| {n:,} | {requests} | {rps_ours:.1f} | {ms(lat_ours.median)} / "
             f"{ms(lat_ours.percentile(95))} | {rps_peer:.1f} | {ms(lat_peer.median)} / "
-            f"{ms(lat_peer.percentile(95))} | **{rps_ours / rps_peer:.2f}x** |"
+            f"{ms(lat_peer.percentile(95))} | **{rps_ours / rps_peer:.2f}x** "
+            f"| {ms(per['ours'])} / {ms(per['peer'])} "
+            f"| {ms(per['moto_ours'])} / {ms(per['moto_peer'])} |"
         )
-        report.rows += [
+        report.rows.append(
             Row(
                 f"List {n:,} files, {CLIENTS} clients (requests/s)",
                 f"{rps_ours:.1f}",
                 f"{rps_peer:.1f}",
                 rps_ours / rps_peer,
-                why=(
-                    "MLflow serves with 4 uvicorn worker processes by default, ours is one "
-                    "asyncio process (scaled out as replicas in production); on 2 cores "
-                    "shared with moto the extra processes take CPU time that a single "
-                    "process cannot"
-                ),
-            ),
-        ]
+                why=load_why(n, per),
+            )
+        )
     report.details += [
         "## List: GraphQL `artifact { items }` vs MLflow's artifact listing",
         "",
