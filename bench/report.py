@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    sections = sorted((HERE / "results").glob("*.md"))
+    # The comparison with other tools (issue 10) leads; the per-issue sections follow.
+    sections = sorted((HERE / "results").glob("*.md"), key=lambda p: (p.stem != "peers", p.stem))
     cpu = next(
         (
             line.split(":", 1)[1].strip()
