@@ -35,12 +35,14 @@ fmt: $(STAMP)
 run: $(STAMP)
 	@$(BIN)/python devstack/run.py
 
+# report.py states how long the whole run took and the machine's load around it.
 bench: $(STAMP)
-	@set -e; for script in bench/bench_*.py; do \
+	@set -e; started=$$(date +%s); load=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	for script in bench/bench_*.py; do \
 		[ -e "$$script" ] || continue; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
-	done
-	$(BIN)/python bench/report.py
+	done; \
+	BENCH_STARTED=$$started BENCH_LOAD_BEFORE="$$load" $(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

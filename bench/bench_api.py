@@ -1,6 +1,6 @@
 """Artifact listing through the api's GraphQL versus a plain aiobotocore listing.
 
-Both read the same prefix of the same moto S3 server (a separate ``moto_server`` process);
+Both read the same prefix of the same moto S3 server (its own process, ``servers.MotoServer``);
 the api runs as ``python -m artifacts_api`` in its own process, as in production. For jobs
 of 10, 1,000 and 10,000 files each repetition times the seed query
 (``phJob { artifact { prefix items { name size lastModified } } }``) over HTTP and, right
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 import aiohttp
 from common import QUICK, Figures, write_section
+from servers import MotoServer, free_port
 
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
@@ -36,7 +36,6 @@ from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import S3Settings
 
-BIN = Path(sys.executable).parent
 BUCKET = "bench-api"
 GROUP = "bench"
 SIZES = (10, 100, 1_000) if QUICK else (10, 1_000, 10_000)
@@ -51,13 +50,6 @@ QUERY = """query ($id: ID!) {
 QUERY_WITH_LINKS = """query ($id: ID!) {
   phJob(where: {id: $id}) { id artifact { prefix items { name size lastModified downloadUrl } } }
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_for(url: str, timeout: float = 30.0) -> None:
@@ -88,14 +80,9 @@ def job_id(files: int) -> str:
     return f"job-202601010000-n{files:05d}"
 
 
-async def seed(s3: Any, store: LocalJobStore) -> None:
-    await s3.create_bucket(Bucket=BUCKET)
-    limit = asyncio.Semaphore(32)
-
-    async def put(key: str) -> None:
-        async with limit:
-            await s3.put_object(Bucket=BUCKET, Key=key, Body=b"x" * 100)
-
+def seed(server: MotoServer, store: LocalJobStore) -> None:
+    """The jobs, and their objects written straight into moto's store (not timed)."""
+    server.create_bucket(BUCKET)
     for files in SIZES:
         name = job_id(files)
         store.create(
@@ -105,12 +92,8 @@ async def seed(s3: Any, store: LocalJobStore) -> None:
             )
         )
         prefix = job_prefix(GROUP, name)
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(put(f"{prefix}dir{i % 10}/file-{i:05d}.bin") for i in range(files)),
-            put(f"{prefix}.primehub/metadata/expiredAt"),
-        )
-        print(f"seeded {files} files in {time.perf_counter() - started:.1f} s", flush=True)
+        keys = [f"{prefix}dir{i % 10}/file-{i:05d}.bin" for i in range(files)]
+        server.seed(BUCKET, [*keys, f"{prefix}.primehub/metadata/expiredAt"], text="x" * 100)
 
 
 async def graphql_listing(session: aiohttp.ClientSession, url: str, files: int, query: str) -> None:
@@ -165,17 +148,12 @@ def ms(seconds: float) -> str:
 
 
 async def main() -> None:
-    s3_port, api_port = free_port(), free_port()
-    s3_url = f"http://127.0.0.1:{s3_port}"
-    moto = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    api_port = free_port()
+    moto = MotoServer().start()
+    s3_url = moto.url
     work = tempfile.TemporaryDirectory(prefix="bench-api-")
     api: subprocess.Popen[bytes] | None = None
     try:
-        await wait_for(f"{s3_url}/moto-api/")
         settings = S3Settings(
             s3_endpoint_url=s3_url,
             s3_access_key_id="bench",
@@ -183,8 +161,8 @@ async def main() -> None:
             phfs_bucket=BUCKET,
         )
         store = LocalJobStore(Path(work.name) / "jobs")
+        seed(moto, store)
         async with open_s3(settings, max_connections=CLIENTS) as s3:
-            await seed(s3, store)
             env = {
                 **os.environ,
                 "API_HOST": "127.0.0.1",
@@ -234,7 +212,7 @@ async def main() -> None:
     finally:
         if api is not None:
             stop(api)
-        stop(moto)
+        moto.stop()
         work.cleanup()
 
     lines = [

@@ -25,9 +25,7 @@ show memory does not grow with the objects).
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -36,11 +34,11 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
 from common import QUICK, Figures, write_section
+from servers import MotoServer
 
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_janitor.clock import SystemClock
@@ -49,7 +47,6 @@ from artifacts_shared.layout import expired_at_key, job_prefix, manifest_key
 from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import S3Settings
 
-HERE = Path(__file__).resolve().parent
 EXPIRED = 200 if QUICK else 2_000
 UNEXPIRED = EXPIRED
 GROUPS = 4
@@ -80,37 +77,6 @@ def make_layout(expired: int, unexpired: int) -> Layout:
         if is_expired:
             doomed += [key for key, _ in folder]
     return Layout(objects, doomed)
-
-
-class MotoProcess:
-    def __init__(self) -> None:
-        with __import__("socket").socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(
-            [sys.executable, str(HERE / "s3_server.py"), str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert json.loads(self._readline()) == {"ready": True}
-
-    def _readline(self) -> str:
-        assert self._process.stdout is not None
-        return self._process.stdout.readline()
-
-    def seed(self, bucket: str, objects: list[tuple[str, str]]) -> None:
-        assert self._process.stdin is not None
-        command = {"op": "seed", "bucket": bucket, "objects": objects}
-        self._process.stdin.write(json.dumps(command) + "\n")
-        self._process.stdin.flush()
-        assert json.loads(self._readline()) == {"ok": len(objects)}
-
-    def stop(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        self._process.wait(timeout=30)
 
 
 @contextmanager
@@ -168,10 +134,10 @@ def counted_requests(s3: S3Client) -> Iterator[Requests]:
         s3.meta.events.unregister("after-call.s3", after)
 
 
-async def fresh_bucket(server: MotoProcess, s3: S3Client, layout: Layout) -> str:
+async def fresh_bucket(server: MotoServer, s3: S3Client, layout: Layout) -> str:
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     await s3.create_bucket(Bucket=bucket)
-    server.seed(bucket, layout.objects)
+    server.seed_objects(bucket, layout.objects)
     return bucket
 
 
@@ -226,7 +192,7 @@ async def floor(s3: S3Client, bucket: str, keys: list[str]) -> None:
         await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
-async def measure(server: MotoProcess, s3: S3Client, layout: Layout) -> dict[str, Any]:
+async def measure(server: MotoServer, s3: S3Client, layout: Layout) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"ours": [], "floor": [], "discovery": [], "bare": []}
     requests = Requests()
     rss = {"before": 0, "peak": 0}
@@ -270,7 +236,7 @@ def mib(size: int) -> str:
 
 
 async def main() -> None:
-    server = MotoProcess()
+    server = MotoServer().start()
     settings = S3Settings(
         s3_endpoint_url=server.url,
         s3_access_key_id="bench",

@@ -1,7 +1,7 @@
 """The uploader against a plain sequential boto3 upload of the same files, side by side.
 
-Both push the same staged files to the same S3 server: moto's ``moto_server`` as a
-separate process on loopback, so the benchmark's own GIL does not slow the server.
+Both push the same staged files to the same S3 server: moto's server as a separate
+process on loopback (``servers.MotoServer``), so the benchmark's own GIL does not slow it.
 Ours is ``deliver()``, what ``python -m artifacts_controller.uploader`` runs once the done
 marker is there: bounded parallel requests, multipart from 16 MiB, sha256 of every byte,
 then the manifest and ``expiredAt``. The baseline is one boto3 client calling
@@ -14,13 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from common import QUICK, Figures, write_section
+from servers import MotoServer
 
 from artifacts_controller.staging import DONE, FILES, DoneMarker, StagedFile
 from artifacts_controller.uploader import deliver
@@ -40,7 +36,7 @@ WORK = Path(__file__).resolve().parent / ".work" / "uploader"
 BUCKET = "phfs"
 GROUP = "bench"
 KIB = 1024
-REPEAT = 2 if QUICK else 3
+REPEAT = 2  # full mode had 3: two keep `make bench` under 20 minutes (issue 10)
 WARMUP = 1
 
 
@@ -64,46 +60,6 @@ DATASETS = (
         Dataset("large", "4 x 100 MiB", 4, 100 * MIB),
     ]
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """``moto_server`` from this virtualenv as a child process; yields its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    binary = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _reset(url: str) -> None:
-    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=30):
-        pass
 
 
 def stage(dataset: Dataset) -> tuple[Path, DoneMarker]:
@@ -172,7 +128,8 @@ def _rate(dataset: Dataset, seconds: float) -> str:
 
 async def main() -> None:
     rows = []
-    with moto_server() as url:
+    with MotoServer() as server:
+        url = server.url
         settings = S3Settings(
             s3_endpoint_url=url,
             s3_region="us-east-1",
@@ -200,7 +157,7 @@ async def main() -> None:
         async with open_s3(settings, max_connections=tuning.concurrency) as s3:
             for dataset in DATASETS:
                 staging, done = stage(dataset)
-                _reset(url)
+                server.reset()
                 client.create_bucket(Bucket=BUCKET)
                 print(f"bench_uploader: {dataset.label} ...", flush=True)
 

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -14,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    sections = sorted((HERE / "results").glob("*.md"))
+    # The comparison with other tools (issue 10) leads; the per-issue sections follow.
+    sections = sorted((HERE / "results").glob("*.md"), key=lambda p: (p.stem != "peers", p.stem))
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -39,6 +41,7 @@ def main() -> None:
         f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit}.",
         f"Machine: {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, "
         f"{platform.system()} {platform.release()}. Versions: {versions}.",
+        *_run_note(),
         "Every figure is a median over repetitions after a warm-up, with its spread; ratios "
         "compare runs made side by side in the same process against the same server.",
         "",
@@ -46,6 +49,21 @@ def main() -> None:
     body = [section.read_text(encoding="utf-8") for section in sections]
     (HERE / "RESULTS.md").write_text("\n".join(head + body), encoding="utf-8")
     print(f"bench: wrote {HERE / 'RESULTS.md'} from {len(sections)} sections")
+
+
+def _run_note() -> list[str]:
+    """How long `make bench` took and how loaded the shared machine was, when known."""
+    started = os.environ.get("BENCH_STARTED")
+    if not started:
+        return []
+    minutes = (time.time() - int(started)) / 60
+    after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    before = os.environ.get("BENCH_LOAD_BEFORE", "?")
+    return [
+        f"The whole `make bench` took {minutes:.1f} minutes. Load average (1, 5, 15 min) "
+        f"{before} when it started and {after} when it ended, on {os.cpu_count()} cores "
+        "shared with other work: spreads carry that noise.",
+    ]
 
 
 if __name__ == "__main__":
