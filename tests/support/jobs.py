@@ -101,6 +101,7 @@ class JobHome:
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=_default_signal_dispositions,
         )
 
     def run(
@@ -145,6 +146,17 @@ class JobHome:
 
     def manifest(self) -> Manifest:
         return Manifest.from_json((self.metadata / "manifest.json").read_bytes())
+
+
+def _default_signal_dispositions() -> None:
+    """Start the script as a container starts PID 1: SIGINT not ignored.
+
+    A shell without job control starts background commands with SIGINT ignored, and bash
+    can neither trap nor reset a signal ignored on entry; a test run started that way (as
+    CI may be) would otherwise test the environment, not the script.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def _runs(pid: int, name: str) -> bool:
