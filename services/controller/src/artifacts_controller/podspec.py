@@ -129,6 +129,9 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         labels[_LABEL_JOB] = job.metadata.name
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A user's command has no business with the Kubernetes API: without this a cluster
+        # mounts the namespace's default service-account token into every job's containers.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": settings.job_termination_grace_seconds,
         "containers": containers,
         "volumes": volumes,
