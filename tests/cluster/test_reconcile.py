@@ -22,7 +22,12 @@ from support.phjobs import (
 )
 
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
-from artifacts_controller.podspec import SCRIPT_KEY, SCRIPTS_CONFIGMAP
+from artifacts_controller.podspec import (
+    JOB_CONTAINER,
+    SCRIPT_KEY,
+    SCRIPTS_CONFIGMAP,
+    UPLOADER_CONTAINER,
+)
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJobPhase
 
@@ -146,3 +151,40 @@ async def test_a_job_whose_pod_vanished_fails_with_a_reason(
         await wait_for_phase(admin_kube, name, PhJobPhase.FAILED, timeout=TIMEOUT)
     status = (await read_phjob(admin_kube, name)).status
     assert status.message == f"the job's pod {name} was deleted before the job finished"
+
+
+async def test_an_s3_delivery_pod_with_an_ordinary_uploader_container_is_admitted(
+    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+) -> None:
+    settings = controller_settings.model_copy(
+        update={
+            "artifact_delivery": "s3",
+            "uploader_sidecar": "container",
+            "uploader_s3_secret": "uploader-s3",
+        }
+    )
+    async with running_controller(controller_kube, settings, sync_timeout=TIMEOUT):
+        job = await create_phjob(admin_kube)
+        pod = await wait_for_pod(admin_kube, job.metadata.name, timeout=TIMEOUT)
+        await wait_for_phase(admin_kube, job.metadata.name, PhJobPhase.PENDING, timeout=TIMEOUT)
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert sorted(containers) == [JOB_CONTAINER, UPLOADER_CONTAINER]
+    assert containers[UPLOADER_CONTAINER]["envFrom"] == [{"secretRef": {"name": "uploader-s3"}}]
+    assert {"name": "staging", "emptyDir": {}} in pod["spec"]["volumes"]
+
+
+async def test_a_server_without_native_sidecars_fails_the_job_naming_the_setting(
+    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+) -> None:
+    """Kubernetes 1.20 drops an init container's ``restartPolicy`` silently: the native
+    uploader would block the job forever, so the job fails at once and says what to set."""
+    settings = controller_settings.model_copy(
+        update={"artifact_delivery": "s3", "uploader_sidecar": "native"}
+    )
+    async with running_controller(controller_kube, settings, sync_timeout=TIMEOUT):
+        job = await create_phjob(admin_kube)
+        await wait_for_phase(admin_kube, job.metadata.name, PhJobPhase.FAILED, timeout=TIMEOUT)
+    status = (await read_phjob(admin_kube, job.metadata.name)).status
+    assert status.reason == "SidecarUnsupported"
+    assert status.message is not None and "UPLOADER_SIDECAR=container" in status.message
+    assert await admin_kube.get(PODS, job.metadata.name) is None
