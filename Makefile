@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MEMBERS := shared services/controller services/api services/janitor client
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint fmt run bench clean
+.PHONY: venv test test-cluster lint fmt run bench clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(MEM
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real API server tier: kube-apiserver built from Debian's source (cached outside the
+# repo after the first build, see tests/support/apiserver_build.py) on Debian's etcd.
+test-cluster: $(STAMP)
+	$(BIN)/python tests/support/apiserver_build.py
+	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ mean the cluster cannot serve us and become ``Unavailable``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,15 @@ async def open_kubernetes() -> AsyncIterator[Any]:
         await api_client.close()
 
 
+def _server_message(err: Any) -> str:
+    """The API server's own sentence from a ``Status`` body (RBAC names the user and verb)."""
+    try:
+        message = str(json.loads(err.body).get("message") or "")
+    except (TypeError, ValueError, AttributeError):
+        message = ""
+    return (message or str(err.reason))[:300]
+
+
 class KubernetesJobSource:
     def __init__(self, api_client: Any, *, namespace: str, timeout_seconds: float) -> None:
         self._api = client.CustomObjectsApi(api_client)
@@ -66,9 +76,18 @@ class KubernetesJobSource:
             log.warning("Kubernetes is unreachable: %r", err)
             raise Unavailable("Kubernetes is unavailable", backend="kubernetes") from err
 
-    @staticmethod
-    def _unavailable(err: Any) -> Unavailable:
-        log.warning("Kubernetes refused a request: %s %s", err.status, err.reason)
+    def _unavailable(self, err: Any, verb: str) -> Unavailable:
+        if err.status in (401, 403):
+            # The api's own credentials or Role (or an admission policy) stand in the way: an
+            # operator must act, so say which request, and pass on the server's reason.
+            reason = _server_message(err)
+            log.error("Kubernetes forbids the api to %s phjobs: %s", verb, reason)
+            return Unavailable(
+                f"Kubernetes forbids the api to {verb} PhJobs in namespace {self._namespace} "
+                f"({err.status} {err.reason}): {reason}",
+                backend="kubernetes",
+            )
+        log.warning("Kubernetes refused to %s phjobs: %s %s", verb, err.status, err.reason)
         return Unavailable(
             f"Kubernetes refused the request ({err.status} {err.reason})", backend="kubernetes"
         )
@@ -79,7 +98,7 @@ class KubernetesJobSource:
         except client.ApiException as err:
             if err.status == 404:
                 return None
-            raise self._unavailable(err) from err
+            raise self._unavailable(err, "get") from err
         return PhJob.from_k8s(document)
 
     async def list(self) -> list[PhJob]:
@@ -92,7 +111,7 @@ class KubernetesJobSource:
             try:
                 page = await self._call(self._api.list_namespaced_custom_object, **kwargs)
             except client.ApiException as err:
-                raise self._unavailable(err) from err
+                raise self._unavailable(err, "list") from err
             for item in page.get("items", []):
                 try:
                     jobs.append(PhJob.from_k8s(item))
@@ -113,7 +132,7 @@ class KubernetesJobSource:
         except client.ApiException as err:
             if err.status == 409:
                 raise JobExistsError(job.id) from err
-            raise self._unavailable(err) from err
+            raise self._unavailable(err, "create") from err
         return PhJob.from_k8s(document)
 
     async def request_cancel(self, job_id: JobId) -> PhJob | None:
@@ -128,5 +147,5 @@ class KubernetesJobSource:
         except client.ApiException as err:
             if err.status == 404:
                 return None
-            raise self._unavailable(err) from err
+            raise self._unavailable(err, "patch") from err
         return PhJob.from_k8s(document)

@@ -28,6 +28,7 @@ __all__ = [
     "owner_of",
     "pod_name_for",
     "scripts_configmap",
+    "sidecar_dropped",
 ]
 
 SCRIPTS_CONFIGMAP = "primehub-controller-job-scripts"
@@ -65,6 +66,19 @@ def owner_of(pod: dict[str, Any]) -> str | None:
             name = owner.get("name")
             return str(name) if name else None
     return None
+
+
+def sidecar_dropped(pod: dict[str, Any]) -> bool:
+    """Whether the API server dropped the native uploader sidecar's ``restartPolicy``.
+
+    A server older than Kubernetes 1.29 (the cluster tier runs 1.20) does not know the field
+    and drops it without a word: the uploader would then be a plain init container waiting
+    for a job container that cannot start before it ends.
+    """
+    for container in (pod.get("spec") or {}).get("initContainers") or []:
+        if container.get("name") == UPLOADER_CONTAINER:
+            return bool(container.get("restartPolicy") != "Always")
+    return False
 
 
 def _env(variables: dict[str, str]) -> list[dict[str, str]]:
@@ -129,6 +143,9 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         labels[_LABEL_JOB] = job.metadata.name
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A user's command has no business with the Kubernetes API: without this a cluster
+        # mounts the namespace's default service-account token into every job's containers.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": settings.job_termination_grace_seconds,
         "containers": containers,
         "volumes": volumes,
