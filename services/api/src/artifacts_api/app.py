@@ -96,10 +96,12 @@ async def _job_source(settings: ApiSettings, stack: AsyncExitStack) -> JobSource
     from artifacts_api.kube import KubernetesJobSource, open_kubernetes
 
     api_client = await stack.enter_async_context(open_kubernetes())
-    return KubernetesJobSource(
-        api_client,
-        namespace=settings.kube_namespace,
-        timeout_seconds=settings.api_kube_timeout_seconds,
+    return await stack.enter_async_context(
+        KubernetesJobSource(
+            api_client,
+            namespace=settings.kube_namespace,
+            timeout_seconds=settings.api_kube_timeout_seconds,
+        )
     )
 
 
