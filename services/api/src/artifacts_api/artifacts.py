@@ -155,13 +155,19 @@ async def list_folder(
     prefix: JobPrefix,
     path: str,
     *,
+    starts_with: str = "",
     token: str | None = None,
     size: int = MAX_PAGE,
 ) -> FolderPage:
-    """One delimiter listing page of the folder ``path`` (from ``folder_path``)."""
+    """One delimiter listing page of the folder ``path`` (from ``folder_path``), of the
+    entries whose name starts with ``starts_with``."""
     kwargs: dict[str, Any] = {"ContinuationToken": token} if token else {}
     response = await s3.list_objects_v2(
-        Bucket=bucket, Prefix=f"{prefix}{path}", Delimiter="/", MaxKeys=size, **kwargs
+        Bucket=bucket,
+        Prefix=f"{prefix}{path}{starts_with}",
+        Delimiter="/",
+        MaxKeys=size,
+        **kwargs,
     )
     contents = response.get("Contents", ())
     prefixes = response.get("CommonPrefixes", ())

@@ -202,14 +202,22 @@ async def resolve_entries(
     path: str = "",
     first: int = 100,
     after: str | None = None,
+    starts_with: str = "",
 ) -> EntryConnection:
     try:
         path = folder_path(path)
     except UnsafeNameError as err:
         raise BadUserInput(f"path: {err}", field="path") from None
+    if "/" in starts_with or "\x00" in starts_with or len(starts_with) > 255:
+        raise BadUserInput(
+            "startsWith must be the start of a name in the folder: no '/' or NUL, "
+            "at most 255 characters",
+            field="startsWith",
+        )
     if not 0 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be from 0 to {MAX_PAGE}, got {first}", field="first")
-    token = _token(after, path) if after is not None else None
+    # A cursor belongs to one listing: the folder and the filter it was made for.
+    token = _token(after, path + starts_with) if after is not None else None
     context = info.context
     manifest = folder.manifest
     empty_page = PageInfo(has_next_page=False, end_cursor=None)
@@ -221,7 +229,7 @@ async def resolve_entries(
     if first == 0:
         return EntryConnection(path, [], empty_page, *totals)
     context.budget.list_objects(first)
-    page = await context.loaders.folder_page.load((folder.prefix, path, token, first))
+    page = await context.loaders.folder_page.load((folder.prefix, path, starts_with, token, first))
     folders = await _real_folders(folder, info, page.folders)
     nodes: list[ArtifactFile | FolderEntry] = []
     for stored in page.files:
@@ -240,7 +248,7 @@ async def resolve_entries(
         nodes=nodes,
         page_info=PageInfo(
             has_next_page=page.next_token is not None,
-            end_cursor=_cursor(path, page.next_token) if page.next_token else None,
+            end_cursor=_cursor(path + starts_with, page.next_token) if page.next_token else None,
         ),
         file_count=totals[0],
         total_size=totals[1],

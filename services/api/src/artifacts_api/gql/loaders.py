@@ -32,8 +32,8 @@ _CONCURRENCY = 16
 
 FilePageKey = tuple[JobPrefix, str | None, int]
 """(job prefix, StartAfter key or None, page size)."""
-FolderPageKey = tuple[JobPrefix, str, str | None, int]
-"""(job prefix, folder path, continuation token or None, page size)."""
+FolderPageKey = tuple[JobPrefix, str, str, str | None, int]
+"""(job prefix, folder path, name start, continuation token or None, page size)."""
 
 
 def _batched(
@@ -100,6 +100,14 @@ class Loaders:
         )
 
     async def _folder_page(self, key: FolderPageKey) -> FolderPage:
-        prefix, path, token, size = key
+        prefix, path, starts_with, token, size = key
         services = self._services
-        return await list_folder(services.s3, services.bucket, prefix, path, token=token, size=size)
+        return await list_folder(
+            services.s3,
+            services.bucket,
+            prefix,
+            path,
+            starts_with=starts_with,
+            token=token,
+            size=size,
+        )
