@@ -67,7 +67,7 @@ GRANTS: Mapping[str, GrantTable] = {
         ("coordination.k8s.io", "leases"): frozenset({"get", "create", "patch"}),
     },
     "api": {
-        (API_GROUP, PLURAL): frozenset({"get", "list", "create", "patch"}),
+        (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "create", "patch"}),
     },
 }
 

@@ -9,6 +9,7 @@ start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -36,13 +37,14 @@ from artifacts_api.gql.endpoint import GraphQLEndpoint
 from artifacts_api.jobsource import JobSource, LocalJobSource
 from artifacts_api.jwks import JwksCache
 from artifacts_api.links import LinkSigner
+from artifacts_api.manifests import ManifestCache
 from artifacts_api.metrics import Metrics
 from artifacts_api.presign import Presigner
 from artifacts_api.probes import healthz, metrics, readyz
 from artifacts_api.services import METRICS, SERVICES, SETTINGS, Services
 from artifacts_api.settings import ApiSettings
 from artifacts_shared.jobstore import LocalJobStore
-from artifacts_shared.s3 import open_s3
+from artifacts_shared.s3 import open_s3, s3_credentials
 
 __all__ = ["UI_DIR", "make_app"]
 
@@ -94,10 +96,12 @@ async def _job_source(settings: ApiSettings, stack: AsyncExitStack) -> JobSource
     from artifacts_api.kube import KubernetesJobSource, open_kubernetes
 
     api_client = await stack.enter_async_context(open_kubernetes())
-    return KubernetesJobSource(
-        api_client,
-        namespace=settings.kube_namespace,
-        timeout_seconds=settings.api_kube_timeout_seconds,
+    return await stack.enter_async_context(
+        KubernetesJobSource(
+            api_client,
+            namespace=settings.kube_namespace,
+            timeout_seconds=settings.api_kube_timeout_seconds,
+        )
     )
 
 
@@ -134,14 +138,16 @@ def _services_ctx(
             stack.push_async_callback(pool.aclose)
             stack.push_async_callback(queue.aclose)
             link_key = settings.api_link_signing_key
+            presigner = await Presigner.for_client(
+                public_s3,
+                credentials=await s3_credentials(settings),
+                bucket=settings.phfs_bucket,
+                ttl_seconds=settings.download_url_ttl_seconds,
+            )
             app[SERVICES] = Services(
                 settings=settings,
                 s3=s3,
-                presigner=Presigner(
-                    public_s3,
-                    bucket=settings.phfs_bucket,
-                    ttl_seconds=settings.download_url_ttl_seconds,
-                ),
+                presigner=presigner,
                 jobs=job_source or await _job_source(settings, stack),
                 queue=queue,
                 authenticator=await _authenticator(settings, stack, timeout),
@@ -150,6 +156,8 @@ def _services_ctx(
                     ttl_seconds=settings.download_url_ttl_seconds,
                 ),
                 metrics=app[METRICS],
+                manifests=ManifestCache(s3, settings.phfs_bucket),
+                listing_slots=asyncio.Semaphore(settings.api_listing_concurrency),
             )
             yield
 

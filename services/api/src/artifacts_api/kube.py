@@ -3,22 +3,34 @@
 kubernetes-asyncio is untyped, so its surface stays here behind ``JobSource``. Every call
 carries ``API_KUBE_TIMEOUT_SECONDS``; errors other than "not found" and "already exists"
 mean the cluster cannot serve us and become ``Unavailable``.
+
+Listing every PhJob of the namespace on each ``phJobs`` (which the UI polls every two
+seconds) costs the API server and us in proportion to all jobs ever run. So the source
+keeps them in a ``JobIndex`` fed by one list-then-watch, as PrimeHub's own console does
+(``phJobCacheList``) and client-go's informers: lists page with ``limit``/``continue``,
+a watch resumes from the last resourceVersion, ``410 Gone`` lists again, other failures
+retry after a backoff. Pages are answered from memory once the first list is in.
+What this api creates or cancels goes into the index at once (read your own writes), and
+a job it does not know yet (made a moment ago through another replica) is fetched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 
 from artifacts_api.errors import Unavailable
-from artifacts_api.jobsource import newest_first
+from artifacts_api.jobindex import JobIndex, JobPage, JobQuery
 from artifacts_shared.jobstore import JobExistsError
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, JobId, PhJob
 
@@ -27,6 +39,9 @@ __all__ = ["KubernetesJobSource", "open_kubernetes"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LIST_PAGE = 500
+_WATCH_SECONDS = 300
+"""The server ends each watch after this; it is resumed from the last version seen."""
+_BACKOFF = (0.5, 30.0)
 
 
 @asynccontextmanager
@@ -54,11 +69,40 @@ def _server_message(err: Any) -> str:
     return (message or str(err.reason))[:300]
 
 
+def _version(document: dict[str, Any]) -> int | None:
+    value = (document.get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 class KubernetesJobSource:
+    """``async with KubernetesJobSource(...) as source``: the watch runs while it is open."""
+
     def __init__(self, api_client: Any, *, namespace: str, timeout_seconds: float) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._namespace = namespace
         self._timeout = timeout_seconds
+        self._index = JobIndex()
+        self._versions: dict[str, int] = {}
+        self._synced = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> KubernetesJobSource:
+        self._follower = asyncio.create_task(self._follow(), name="phjob-watch")
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            try:
+                await self._follower
+            except asyncio.CancelledError:
+                pass
+            self._follower = None
 
     async def _call(self, call: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         try:
@@ -93,16 +137,53 @@ class KubernetesJobSource:
         )
 
     async def get(self, job_id: JobId) -> PhJob | None:
+        if self._synced.is_set():
+            known = self._index.get(job_id)
+            if known is not None:
+                return known
         try:
             document = await self._call(self._api.get_namespaced_custom_object, name=job_id)
         except client.ApiException as err:
             if err.status == 404:
                 return None
             raise self._unavailable(err, "get") from err
-        return PhJob.from_k8s(document)
+        return self._learn(document)
 
-    async def list(self) -> list[PhJob]:
-        jobs: list[PhJob] = []
+    async def page(self, query: JobQuery) -> JobPage:
+        if not self._synced.is_set():
+            try:
+                await asyncio.wait_for(self._synced.wait(), self._timeout)
+            except TimeoutError:
+                raise Unavailable(
+                    "Kubernetes has not answered the list of jobs yet", backend="kubernetes"
+                ) from None
+        return self._index.page(query)
+
+    def _learn(self, document: dict[str, Any]) -> PhJob:
+        """Put what the API server answered into the index, unless it already has newer."""
+        job = PhJob.from_k8s(document)
+        version = _version(document)
+        known = self._versions.get(job.id)
+        if version is None or known is None or version >= known:
+            self._index.put(job)
+            if version is not None:
+                self._versions[job.id] = version
+        return job
+
+    def _apply(self, kind: str, document: dict[str, Any]) -> None:
+        name = (document.get("metadata") or {}).get("name", "?")
+        try:
+            if kind == "DELETED":
+                self._index.remove(name)
+                self._versions.pop(name, None)
+            elif kind in ("ADDED", "MODIFIED"):
+                self._learn(document)
+        except ValueError as err:
+            # One malformed object must not hide every other job.
+            log.warning("skipping PhJob %s: %s", name, err)
+
+    async def _relist(self) -> str | None:
+        documents: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": _LIST_PAGE}
@@ -112,16 +193,57 @@ class KubernetesJobSource:
                 page = await self._call(self._api.list_namespaced_custom_object, **kwargs)
             except client.ApiException as err:
                 raise self._unavailable(err, "list") from err
-            for item in page.get("items", []):
-                try:
-                    jobs.append(PhJob.from_k8s(item))
-                except ValueError as err:
-                    # One malformed object must not hide every other job.
-                    name = item.get("metadata", {}).get("name", "?")
-                    log.warning("skipping PhJob %s: %s", name, err)
+            documents.extend(page.get("items", []))
             token = page.get("metadata", {}).get("continue")
             if not token:
-                return newest_first(jobs)
+                break
+        self._index = JobIndex()
+        self._versions = {}
+        for document in documents:
+            self._apply("ADDED", document)
+        self._synced.set()
+        version = page.get("metadata", {}).get("resourceVersion")
+        return str(version) if version else None
+
+    async def _follow(self) -> None:
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self._relist()
+                async with watch.Watch() as stream:
+                    async for event in stream.stream(
+                        self._api.list_namespaced_custom_object,
+                        group=API_GROUP,
+                        version=API_VERSION,
+                        namespace=self._namespace,
+                        plural=PLURAL,
+                        resource_version=version,
+                        timeout_seconds=_WATCH_SECONDS,
+                        allow_watch_bookmarks=True,
+                    ):
+                        document = event.get("raw_object") or {}
+                        version = (document.get("metadata") or {}).get("resourceVersion") or version
+                        self._apply(str(event.get("type")), document)
+                        failures = 0
+            except client.ApiException as err:
+                if err.status == 410:
+                    log.info("PhJob watch: version %s expired; listing again", version)
+                    version = None
+                    continue
+                failures += 1
+                await self._pause(err, failures)
+            except (Unavailable, aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
+                failures += 1
+                await self._pause(err, failures)
+
+    @staticmethod
+    async def _pause(err: Exception, failures: int) -> None:
+        low, high = _BACKOFF
+        delay = min(high, low * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+        log.warning("PhJob watch failed (%s); retrying in %.1f s", err, delay)
+        await asyncio.sleep(delay)
 
     async def create(self, job: PhJob) -> PhJob:
         body = job.to_k8s()
@@ -133,7 +255,7 @@ class KubernetesJobSource:
             if err.status == 409:
                 raise JobExistsError(job.id) from err
             raise self._unavailable(err, "create") from err
-        return PhJob.from_k8s(document)
+        return self._learn(document)
 
     async def request_cancel(self, job_id: JobId) -> PhJob | None:
         try:
@@ -148,4 +270,4 @@ class KubernetesJobSource:
             if err.status == 404:
                 return None
             raise self._unavailable(err, "patch") from err
-        return PhJob.from_k8s(document)
+        return self._learn(document)

@@ -86,6 +86,24 @@ class ApiSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntim
     api_max_query_cost: int = Field(
         5000, ge=10, le=10_000_000, description="an integer from 10 to 10000000"
     )
+    api_max_listed_objects: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="an integer from 1 to 100000000: objects one request may list from S3",
+    )
+    api_max_signed_links: int = Field(
+        1_000,
+        ge=1,
+        le=10_000_000,
+        description="an integer from 1 to 10000000: download links one request may sign",
+    )
+    api_listing_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="an integer from 1 to 64: big listings served at once, the rest wait",
+    )
     api_max_retention_seconds: int = Field(
         365 * 86_400,
         ge=1,

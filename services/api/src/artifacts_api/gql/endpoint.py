@@ -27,10 +27,13 @@ from graphql import (
     parse,
 )
 
+from artifacts_api.budget import WorkBudget
 from artifacts_api.errors import ApiError, BadUserInput, PayloadTooLarge, classify
-from artifacts_api.gql.context import RequestContext
+from artifacts_api.gql.context import RequestContext, Turn
 from artifacts_api.gql.limits import MAX_TOKENS, validation_rules
+from artifacts_api.gql.loaders import Loaders
 from artifacts_api.gql.schema import make_schema
+from artifacts_api.jsonbody import encode
 from artifacts_api.metrics import Metrics
 from artifacts_api.services import SERVICES
 from artifacts_api.settings import ApiSettings
@@ -146,6 +149,7 @@ class GraphQLEndpoint:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         operation = "unknown"
+        turn: Turn | None = None
         try:
             services = request.app[SERVICES]
             identity = await services.authenticator.authenticate(
@@ -154,10 +158,22 @@ class GraphQLEndpoint:
             data = await self._body(request)
             document = self._document(data["query"])
             operation = self._operation(document, data.get("operationName"))
+            budget = WorkBudget(
+                max_objects=self._settings.api_max_listed_objects,
+                max_links=self._settings.api_max_signed_links,
+            )
+            turn = Turn(services.listing_slots)
             success, result = await graphql(
                 self.schema,
                 data,
-                context_value=RequestContext(request=request, identity=identity, services=services),
+                context_value=RequestContext(
+                    request=request,
+                    identity=identity,
+                    services=services,
+                    budget=budget,
+                    loaders=Loaders(services),
+                    turn=turn,
+                ),
                 query_document=document,
                 validation_rules=validation_rules(
                     max_depth=self._settings.api_max_query_depth,
@@ -167,13 +183,24 @@ class GraphQLEndpoint:
                 error_formatter=self.format_error,
                 logger=self._logger,
             )
+            if budget.refusal is not None:
+                # Refused as a whole: one error saying which limit, not a partial answer.
+                raise budget.refusal
+            body = await encode(result)
         except Exception as err:  # every failure must still answer in GraphQL's shape
             response = self._reject(classify(err))
             outcome = "rejected"
         else:
             outcome = "ok" if success and "errors" not in result else "error"
             # Without "data" nothing ran (validation failed): the request was bad as a whole.
-            response = web.json_response(result, status=200 if "data" in result else 400)
+            response = web.Response(
+                body=body,
+                status=200 if "data" in result else 400,
+                content_type="application/json",
+            )
+        finally:
+            if turn is not None:
+                turn.release()
         self._metrics.graphql_requests.labels(operation, outcome).inc()
         self._metrics.graphql_seconds.labels(operation).observe(time.perf_counter() - started)
         return response

@@ -37,6 +37,9 @@ COST_MAP: dict[str, dict[str, Any]] = {
         "phJobs": {"complexity": 2, "multipliers": ["first"]},
     },
     "PhJob": {"artifact": {"complexity": 10}},
+    # One S3 page of `first` entries: their fields cost `first` times (items are charged
+    # when they run, by the request's WorkBudget).
+    "PhJobArtifact": {"entries": {"complexity": 1, "multipliers": ["first"]}},
 }
 
 

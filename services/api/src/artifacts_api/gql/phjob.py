@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 from ariadne import ObjectType
 
-from artifacts_api.artifacts import ArtifactFolder, read_artifact_folder
+from artifacts_api.gql.artifact import ArtifactFolder
 from artifacts_api.gql.context import Info
 from artifacts_api.gql.selection import selected_names
 from artifacts_api.times import iso_utc
@@ -17,7 +19,8 @@ __all__ = ["bindables"]
 
 phjob = ObjectType("PhJob")
 
-_NEEDS_MANIFEST = frozenset({"sha256", "skipped", "skipReason"})
+_NEEDS_MANIFEST = frozenset({"sha256", "skipped", "skipReason", "fileCount", "totalSize", "items"})
+"""Fields answered from the manifest; ``items`` is charged by its file count before listing."""
 
 
 @phjob.field("id")
@@ -82,20 +85,50 @@ def resolve_cancel(job: PhJob, info: Info) -> bool:
 
 @phjob.field("artifact")
 async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
-    services = info.context.services
+    """The folder's reads the query needs, through the request's loaders; never a listing.
+
+    Whether the folder exists is one ``MaxKeys=1`` listing: in a page of jobs these are
+    batched by the loader, and a query that selects no ``artifact`` costs nothing.
+    """
+    loaders = info.context.loaders
     try:
         prefix = job_prefix(job.spec.group_name, job.id)
     except UnsafeNameError:
         return None  # a name no collector could have written a folder for
     wanted = selected_names(info)
-    return await read_artifact_folder(
-        services.s3,
-        services.bucket,
-        prefix,
-        job_id=job.id,
-        with_manifest=not wanted.isdisjoint(_NEEDS_MANIFEST),
-        with_expiry="expiredAt" in wanted,
+    info.context.budget.list_objects(1)
+    exists = asyncio.ensure_future(loaders.has_objects.load(prefix))
+    manifest = (
+        asyncio.ensure_future(loaders.manifest.load(prefix))
+        if not wanted.isdisjoint(_NEEDS_MANIFEST)
+        else None
     )
+    expired_at = (
+        asyncio.ensure_future(loaders.expired_at.load(prefix)) if "expiredAt" in wanted else None
+    )
+    try:
+        if not await exists:
+            # Nothing under the prefix, not even metadata: the job collected nothing (yet).
+            return None
+        return ArtifactFolder(
+            job_id=job.id,
+            prefix=prefix,
+            manifest=await manifest if manifest else None,
+            expired_at=await expired_at if expired_at else None,
+        )
+    finally:
+        _settle(exists, manifest, expired_at)
+
+
+def _settle(*reads: asyncio.Future[Any] | None) -> None:
+    """Cancel reads no longer needed; the first error raised is the one reported."""
+    for read in reads:
+        if read is None:
+            continue
+        if not read.done():
+            read.cancel()
+        elif not read.cancelled():
+            read.exception()
 
 
 @phjob.field("artifactRetentionSeconds")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ariadne import QueryType
 
 from artifacts_api.errors import BadUserInput, NotFound
 from artifacts_api.gql.context import Info
-from artifacts_api.identity import Identity
+from artifacts_api.jobindex import JobQuery, Position, position_of
 from artifacts_api.jobs import visible_job
 from artifacts_shared.cleanup_queue import CleanupState, CleanupStatus, cleanup_status
 from artifacts_shared.phjob import PhJob
@@ -23,7 +23,6 @@ query = QueryType()
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @query.field("phJob")
@@ -55,35 +54,22 @@ class Connection:
         return [edge.node for edge in self.edges]
 
 
-def _order(job: PhJob) -> tuple[datetime, str]:
-    """The listing's order (newest first, as ``newest_first``), which cursors point into."""
-    return job.metadata.creation_timestamp or _EPOCH, job.id
-
-
 def _cursor(job: PhJob) -> str:
-    created, job_id = _order(job)
+    created, job_id = position_of(job)
     raw = f"{created.isoformat()}|{job_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _position(cursor: str) -> tuple[datetime, str]:
+def _position(cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), job_id
+        moment = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"{cursor[:80]!r} is not a cursor from phJobs", field="after") from None
-
-
-def _matches(job: PhJob, identity: Identity, where: dict[str, Any]) -> bool:
-    if not identity.may_access(job.spec.group_name):
-        return False
-    group, phase, user = where.get("group_name"), where.get("phase"), where.get("user_name")
-    return (
-        (group is None or job.spec.group_name == group)
-        and (phase is None or job.status.phase.value == phase)
-        and (user is None or job.spec.user_name == user)
-    )
+    if moment.tzinfo is None:
+        raise BadUserInput(f"{cursor[:80]!r} is not a cursor from phJobs", field="after")
+    return moment, job_id
 
 
 @query.field("phJobs")
@@ -103,21 +89,24 @@ async def resolve_ph_jobs(
     group = where.get("group_name")
     if group is not None:
         context.identity.require_access(group, "the jobs asked for")
-    jobs = [
-        job for job in await context.services.jobs.list() if _matches(job, context.identity, where)
-    ]
-    start = 0
-    if after is not None:
-        position = _position(after)
-        start = next((i for i, job in enumerate(jobs) if _order(job) < position), len(jobs))
-    page = jobs[start : start + size]
-    edges = [Edge(cursor=_cursor(job), node=job) for job in page]
+    identity = context.identity
+    page = await context.services.jobs.page(
+        JobQuery(
+            groups=None if identity.admin else identity.groups,
+            first=size,
+            after=_position(after) if after is not None else None,
+            group_name=group,
+            phase=where.get("phase"),
+            user_name=where.get("user_name"),
+        )
+    )
+    edges = [Edge(cursor=_cursor(job), node=job) for job in page.jobs]
     return Connection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=start + size < len(jobs), end_cursor=edges[-1].cursor if edges else None
+            has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
         ),
-        total_count=len(jobs),
+        total_count=page.total,
     )
 
 
