@@ -30,13 +30,14 @@ from support.phjobs import (
     wait_for_pod,
 )
 
+from artifacts_api.jobindex import JobQuery
 from artifacts_api.kube import KubernetesJobSource
 from artifacts_controller.controller import run_elected
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.podspec import SCRIPT_KEY, SCRIPTS_CONFIGMAP
 from artifacts_controller.settings import ControllerSettings
-from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase
+from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, new_job_id
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 SUBRESOURCE_VERBS = ("get", "update", "patch")
@@ -103,12 +104,15 @@ async def _controller_repertoire(
 
 
 async def _api_repertoire(source: KubernetesJobSource) -> None:
-    """Everything the api asks of Kubernetes: create, list, get, cancel."""
-    job = await source.create(new_phjob())
-    assert job.id in [listed.id for listed in await source.list()]
-    assert await source.get(job.id) is not None
-    cancelled = await source.request_cancel(job.id)
-    assert cancelled is not None and cancelled.spec.cancel
+    """Everything the api asks of Kubernetes: list and watch (its index), create, get, cancel."""
+    async with source:
+        job = await source.create(new_phjob())
+        page = await source.page(JobQuery(groups=None, first=50))
+        assert job.id in [listed.id for listed in page.jobs]
+        assert await source.get(job.id) is not None  # from the index
+        assert await source.get(new_job_id()) is None  # not in the index: asked, 404
+        cancelled = await source.request_cancel(job.id)
+        assert cancelled is not None and cancelled.spec.cancel
 
 
 async def test_every_request_the_services_make_is_allowed_and_every_grant_is_used(

@@ -84,6 +84,10 @@ class KubernetesJobSource:
         self._index = JobIndex()
         self._versions: dict[str, int] = {}
         self._synced = asyncio.Event()
+        self._answered = asyncio.Event()
+        """Set once the first list either succeeded or failed: page() need not wait longer."""
+        self._trouble: Unavailable | None = None
+        """Why the list of jobs failed last, until one succeeds: what page() answers."""
         self._follower: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> KubernetesJobSource:
@@ -152,11 +156,14 @@ class KubernetesJobSource:
     async def page(self, query: JobQuery) -> JobPage:
         if not self._synced.is_set():
             try:
-                await asyncio.wait_for(self._synced.wait(), self._timeout)
+                await asyncio.wait_for(self._answered.wait(), self._timeout)
             except TimeoutError:
                 raise Unavailable(
                     "Kubernetes has not answered the list of jobs yet", backend="kubernetes"
                 ) from None
+            if not self._synced.is_set():
+                assert self._trouble is not None
+                raise self._trouble
         return self._index.page(query)
 
     def _learn(self, document: dict[str, Any]) -> PhJob:
@@ -201,7 +208,9 @@ class KubernetesJobSource:
         self._versions = {}
         for document in documents:
             self._apply("ADDED", document)
+        self._trouble = None
         self._synced.set()
+        self._answered.set()
         version = page.get("metadata", {}).get("resourceVersion")
         return str(version) if version else None
 
@@ -234,7 +243,13 @@ class KubernetesJobSource:
                     continue
                 failures += 1
                 await self._pause(err, failures)
-            except (Unavailable, aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
+            except Unavailable as err:
+                if not self._synced.is_set():  # callers get this reason, not a time-out
+                    self._trouble = err
+                    self._answered.set()
+                failures += 1
+                await self._pause(err, failures)
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
                 failures += 1
                 await self._pause(err, failures)
 
