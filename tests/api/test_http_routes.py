@@ -59,7 +59,7 @@ async def test_metrics_count_and_time_requests_per_operation_and_s3_calls(
 
 
 async def test_the_explorer_and_the_ui_folder_are_served(api: Api) -> None:
-    explorer = await api.get("/graphql", bearer=None)
+    explorer = await api.get("/graphql", bearer=None, accept="text/html")
     index = await api.get("/", bearer=None)
     same = await api.get("/index.html", bearer=None)
     escape = await api.get("/../pyproject.toml", bearer=None)

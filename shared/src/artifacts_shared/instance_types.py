@@ -24,6 +24,7 @@ from artifacts_shared.settings import BaseServiceSettings
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPES",
+    "GPU_RESOURCE",
     "InstanceType",
     "InstanceTypeSettings",
     "Toleration",

@@ -25,7 +25,13 @@ from artifacts_shared.manifest import Manifest, ManifestError
 from artifacts_shared.metadata_store import ExpiryState, read_expiry, read_manifest
 from artifacts_shared.s3 import S3Client, StoredObject, iter_objects
 
-__all__ = ["ArtifactFile", "ArtifactFolder", "iter_artifact_files", "read_artifact_folder"]
+__all__ = [
+    "ArtifactFile",
+    "ArtifactFolder",
+    "artifact_name",
+    "iter_artifact_files",
+    "read_artifact_folder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,16 @@ class ArtifactFolder:
     """What GraphQL's ``PhJobArtifact`` resolves from; field names are its snake_case."""
 
     job_id: str
-    prefix: str
+    key_prefix: JobPrefix
     items: list[ArtifactFile]
     expired_at: str | None
     skipped: bool
     skip_reason: str | None
+
+    @property
+    def prefix(self) -> str:
+        """Without the trailing slash: PrimeHub's clients join ``f"{prefix}/{name}"``."""
+        return self.key_prefix.rstrip("/")
 
     @property
     def file_count(self) -> int:
@@ -59,13 +70,18 @@ class ArtifactFolder:
         return sum(item.size for item in self.items)
 
 
-def _safe(prefix: JobPrefix, relative: str) -> bool:
+def artifact_name(prefix: JobPrefix, key: str) -> str | None:
+    """The artifact path of ``key`` in the job folder ``prefix``; None for metadata, keys
+    outside the folder and names no collector could have written (logged)."""
+    relative = relative_name(prefix, key)
+    if relative is None:
+        return None
     try:
         artifact_key(prefix, relative)
     except UnsafeNameError as err:
         log.warning("not listing %r under %s: %s", relative, prefix, err)
-        return False
-    return True
+        return None
+    return relative
 
 
 async def iter_artifact_files(
@@ -73,8 +89,8 @@ async def iter_artifact_files(
 ) -> AsyncIterator[tuple[str, StoredObject]]:
     """``(name, object)`` for every artifact file under ``prefix``, in key order."""
     async for stored in iter_objects(s3, bucket, prefix):
-        relative = relative_name(prefix, stored.key)
-        if relative is not None and _safe(prefix, relative):
+        relative = artifact_name(prefix, stored.key)
+        if relative is not None:
             yield relative, stored
 
 
@@ -102,21 +118,15 @@ async def read_artifact_folder(
     job_id: str,
     with_manifest: bool,
     with_expiry: bool,
-) -> ArtifactFolder | None:
-    """The folder, or None when the job has no artifact folder at all."""
+) -> ArtifactFolder:
+    """The folder; no items when the job has collected nothing (yet), or it expired."""
     side_reads: dict[str, asyncio.Task[Any]] = {}
     if with_manifest:
         side_reads["manifest"] = asyncio.create_task(_manifest_or_none(s3, bucket, prefix))
     if with_expiry:
         side_reads["expiry"] = asyncio.create_task(_expired_at(s3, bucket, prefix))
     try:
-        files: list[tuple[str, StoredObject]] = []
-        any_object = False
-        async for stored in iter_objects(s3, bucket, prefix):
-            any_object = True
-            relative = relative_name(prefix, stored.key)
-            if relative is not None and _safe(prefix, relative):
-                files.append((relative, stored))
+        files = [item async for item in iter_artifact_files(s3, bucket, prefix)]
         manifest: Manifest | None = await side_reads["manifest"] if with_manifest else None
         expired_at: str | None = await side_reads["expiry"] if with_expiry else None
     finally:
@@ -124,9 +134,6 @@ async def read_artifact_folder(
             task.cancel()
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: the listing's own error is the one reported
-    if not any_object:
-        # Nothing under the prefix, not even metadata: the job collected nothing (yet).
-        return None
     sha256 = manifest.sha256_by_name() if manifest else {}
     items = [
         ArtifactFile(
@@ -141,7 +148,7 @@ async def read_artifact_folder(
     skip = manifest.skip_reason if manifest else None
     return ArtifactFolder(
         job_id=job_id,
-        prefix=prefix,
+        key_prefix=prefix,
         items=items,
         expired_at=expired_at,
         skipped=bool(manifest and manifest.skipped),

@@ -12,7 +12,7 @@ from ariadne import ObjectType
 from artifacts_api.artifacts import ArtifactFile, ArtifactFolder
 from artifacts_api.errors import BadUserInput
 from artifacts_api.gql.context import Info
-from artifacts_shared.layout import JobPrefix, UnsafeNameError, artifact_key
+from artifacts_shared.layout import UnsafeNameError, artifact_key
 
 __all__ = ["bindables"]
 
@@ -23,7 +23,7 @@ item = ObjectType("PhJobArtifactItem")
 @artifact.field("item")
 def resolve_item(folder: ArtifactFolder, info: Info, *, name: str) -> ArtifactFile | None:
     try:
-        artifact_key(JobPrefix(folder.prefix), name)
+        artifact_key(folder.key_prefix, name)
     except UnsafeNameError as err:
         raise BadUserInput(str(err), field="name") from None
     return next((file for file in folder.items if file.name == name), None)

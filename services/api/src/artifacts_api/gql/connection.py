@@ -1,0 +1,168 @@
+"""``PhJobConnection`` pages: ``phJobs``' (opaque cursors) and PrimeHub's ``phJobsConnection``.
+
+Both page a list that ``search.find_jobs`` already filtered and ordered. ``phJobs`` cursors
+encode a job's place in the newest-first order, so a page boundary survives jobs being
+added. PrimeHub's cursors are job ids and its numbered pages hold ``ITEMS_PER_PAGE`` jobs,
+a page past the last being empty (its SDK lists pages until one is).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from artifacts_api.errors import BadUserInput
+from artifacts_shared.phjob import PhJob
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "ITEMS_PER_PAGE",
+    "MAX_PAGE",
+    "Connection",
+    "cursor_page",
+    "id_cursor_page",
+    "numbered_page",
+]
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+ITEMS_PER_PAGE = 10
+"""PrimeHub's page size (graphql-server ``resolvers/utils.ts``)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+    has_previous_page: bool = False
+    start_cursor: str | None = None
+    total_page: int | None = None
+    current_page: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    cursor: str
+    node: PhJob
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    edges: list[Edge]
+    page_info: PageInfo
+    total_count: int
+
+    @property
+    def nodes(self) -> list[PhJob]:
+        return [edge.node for edge in self.edges]
+
+
+def page_size(value: int | None, default: int, name: str = "first") -> int:
+    size = default if value is None else value
+    if not 0 <= size <= MAX_PAGE:
+        raise BadUserInput(f"{name} must be from 0 to {MAX_PAGE}, got {size}", field=name)
+    return size
+
+
+def _order(job: PhJob) -> tuple[datetime, str]:
+    """The newest-first order of ``phJobs``, which its cursors point into."""
+    return job.metadata.creation_timestamp or _EPOCH, job.id
+
+
+def _cursor(job: PhJob) -> str:
+    created, job_id = _order(job)
+    raw = f"{created.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|")
+        return datetime.fromisoformat(created), job_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadUserInput(f"{cursor[:80]!r} is not a cursor from phJobs", field="after") from None
+
+
+def _edges(jobs: list[PhJob], *, by_id: bool = False) -> list[Edge]:
+    return [Edge(cursor=job.id if by_id else _cursor(job), node=job) for job in jobs]
+
+
+def cursor_page(jobs: list[PhJob], *, first: int | None, after: str | None) -> Connection:
+    """``phJobs``: ``first`` jobs (default 50) after the ``after`` cursor, newest first."""
+    size = page_size(first, DEFAULT_PAGE)
+    start = 0
+    if after is not None:
+        position = _position(after)
+        start = next((i for i, job in enumerate(jobs) if _order(job) < position), len(jobs))
+    edges = _edges(jobs[start : start + size])
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=start + size < len(jobs),
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
+        total_count=len(jobs),
+    )
+
+
+def numbered_page(jobs: list[PhJob], *, page: int, first: int | None) -> Connection:
+    """PrimeHub's numbered pages: page ``page`` (from 1) of ``first`` jobs (default 10)."""
+    if page < 1:
+        raise BadUserInput(f"page must be 1 or more, got {page}", field="page")
+    size = page_size(first, ITEMS_PER_PAGE)
+    start = (page - 1) * size
+    edges = _edges(jobs[start : start + size], by_id=True)
+    total_page = max(1, math.ceil(len(jobs) / size)) if size else 1
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=start + size < len(jobs),
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=page > 1,
+            start_cursor=edges[0].cursor if edges else None,
+            total_page=total_page,
+            current_page=page,
+        ),
+        total_count=len(jobs),
+    )
+
+
+def id_cursor_page(
+    jobs: list[PhJob],
+    *,
+    after: str | None,
+    before: str | None,
+    first: int | None,
+    last: int | None,
+) -> Connection:
+    """PrimeHub's cursor paging: job ids as cursors; between ``after`` and ``before``, the
+    ``first`` jobs, then the ``last`` of those (PrimeHub's order of the two)."""
+    ids: list[str] = [job.id for job in jobs]
+    for name, cursor in (("after", after), ("before", before)):
+        if cursor is not None and cursor not in ids:
+            raise BadUserInput(f"{name}: there is no job {cursor[:80]!r} in this list", field=name)
+    start = ids.index(after) + 1 if after is not None else 0
+    end = max(start, ids.index(before)) if before is not None else len(jobs)
+    if first is not None or last is None:
+        # PrimeHub returns every job when no size is given; we stop at phJobs' default.
+        end = min(end, start + page_size(first, DEFAULT_PAGE))
+    if last is not None:
+        start = max(start, end - page_size(last, DEFAULT_PAGE, "last"))
+    edges = _edges(jobs[start:end], by_id=True)
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=end < len(jobs),
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
+        total_count=len(jobs),
+    )
