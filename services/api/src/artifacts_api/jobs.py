@@ -48,7 +48,8 @@ async def visible_job(jobs: JobSource, identity: Identity, job_id: str) -> PhJob
     """The job ``identity`` asked for, or the error that explains why it cannot have it."""
     job = await jobs.get(parse_job_id(job_id))
     if job is None:
-        raise NotFound(f"there is no job {job_id}")
+        # The Kubernetes wording in brackets is what PrimeHub's SDK looks for to say "not found".
+        raise NotFound(f'there is no job {job_id} (phjobs.primehub.io "{job_id}" not found)')
     identity.require_access(job.spec.group_name, f"job {job_id}")
     return job
 
