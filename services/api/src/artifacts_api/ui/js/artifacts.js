@@ -94,11 +94,13 @@ export function artifactsPanel(panel, jobId, context) {
   }
 
   function render(job) {
-    const artifact = job.artifact;
-    const expiry = parseTime(artifact?.expiredAt ?? job.artifactExpiredAt);
+    // Never null: a job that left nothing, or whose folder the janitor deleted, has no items.
+    const artifact = job.artifact ?? { items: [], expiredAt: null, skipped: false };
+    const expiry = parseTime(artifact.expiredAt ?? job.artifactExpiredAt);
     const now = new Date();
-    if (!artifact || (!artifact.skipped && artifact.items.length === 0)) {
-      if (!artifact && expiry && expiry <= now) {
+    if (!artifact.skipped && artifact.items.length === 0) {
+      // No expiredAt of the folder's own: nothing of it is left, and its time has passed.
+      if (!artifact.expiredAt && expiry && expiry <= now) {
         renderMessage(
           "expired",
           `Artifacts expired on ${formatTime(expiry)}.`,
