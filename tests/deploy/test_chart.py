@@ -278,12 +278,8 @@ def test_instance_types_reach_the_api_and_the_controller_alike() -> None:
     assert found["api"] == found["controller"]
     (parsed,) = InstanceTypeSettings(instance_types=json.loads(found["api"])).instance_types
     assert parsed.pod_resources()["limits"] == {"cpu": "4", "memory": "16G", "nvidia.com/gpu": "1"}
-    assert [
-        t.name for t in InstanceTypeSettings(instance_types=json.loads(defaults)).instance_types
-    ] == [
-        "cpu-1",
-        "cpu-2",
-    ]
+    default_presets = InstanceTypeSettings(instance_types=json.loads(defaults)).instance_types
+    assert [preset.name for preset in default_presets] == ["cpu-1", "cpu-2"]
 
 
 def test_phfs_mode_mounts_the_claim_and_runs_no_uploader() -> None:
