@@ -88,8 +88,29 @@ def _position(cursor: str) -> tuple[datetime, str]:
         raise BadUserInput(f"{cursor[:80]!r} is not a cursor from phJobs", field="after") from None
 
 
-def _edges(jobs: list[PhJob], *, by_id: bool = False) -> list[Edge]:
-    return [Edge(cursor=job.id if by_id else _cursor(job), node=job) for job in jobs]
+def _page(
+    jobs: list[PhJob],
+    start: int,
+    end: int,
+    *,
+    by_id: bool,
+    total_page: int | None = None,
+    current_page: int | None = None,
+) -> Connection:
+    """``jobs[start:end]`` as a connection; cursors are job ids (PrimeHub's) or ``phJobs``'."""
+    edges = [Edge(cursor=job.id if by_id else _cursor(job), node=job) for job in jobs[start:end]]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=end < len(jobs),
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            total_page=total_page,
+            current_page=current_page,
+        ),
+        total_count=len(jobs),
+    )
 
 
 def cursor_page(jobs: list[PhJob], *, first: int | None, after: str | None) -> Connection:
@@ -99,17 +120,7 @@ def cursor_page(jobs: list[PhJob], *, first: int | None, after: str | None) -> C
     if after is not None:
         position = _position(after)
         start = next((i for i, job in enumerate(jobs) if _order(job) < position), len(jobs))
-    edges = _edges(jobs[start : start + size])
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=start + size < len(jobs),
-            end_cursor=edges[-1].cursor if edges else None,
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-        ),
-        total_count=len(jobs),
-    )
+    return _page(jobs, start, min(start + size, len(jobs)), by_id=False)
 
 
 def numbered_page(jobs: list[PhJob], *, page: int, first: int | None) -> Connection:
@@ -117,20 +128,15 @@ def numbered_page(jobs: list[PhJob], *, page: int, first: int | None) -> Connect
     if page < 1:
         raise BadUserInput(f"page must be 1 or more, got {page}", field="page")
     size = page_size(first, ITEMS_PER_PAGE)
-    start = (page - 1) * size
-    edges = _edges(jobs[start : start + size], by_id=True)
+    start = min((page - 1) * size, len(jobs))
     total_page = max(1, math.ceil(len(jobs) / size)) if size else 1
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=start + size < len(jobs),
-            end_cursor=edges[-1].cursor if edges else None,
-            has_previous_page=page > 1,
-            start_cursor=edges[0].cursor if edges else None,
-            total_page=total_page,
-            current_page=page,
-        ),
-        total_count=len(jobs),
+    return _page(
+        jobs,
+        start,
+        min(start + size, len(jobs)),
+        by_id=True,
+        total_page=total_page,
+        current_page=page,
     )
 
 
@@ -155,14 +161,4 @@ def id_cursor_page(
         end = min(end, start + page_size(first, DEFAULT_PAGE))
     if last is not None:
         start = max(start, end - page_size(last, DEFAULT_PAGE, "last"))
-    edges = _edges(jobs[start:end], by_id=True)
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=end < len(jobs),
-            end_cursor=edges[-1].cursor if edges else None,
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-        ),
-        total_count=len(jobs),
-    )
+    return _page(jobs, start, end, by_id=True)
