@@ -60,23 +60,29 @@ _PARSE_CACHE = 512
 _EXACT_FLOAT = 2**53
 
 
-def _integral(value: Any) -> Any:
-    """Floats that are whole numbers as integers: sizes are ``Float`` (exact beyond 2 GiB,
-    where ``Int`` stops) and PrimeHub's clients expect ``6``, not ``6.0``."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) <= _EXACT_FLOAT else value
-    if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
-    return value
+def _integral(value: dict[str, Any] | list[Any]) -> None:
+    """Whole-number floats become integers, in place: sizes are ``Float`` (exact beyond
+    2 GiB, where ``Int`` stops) and PrimeHub's clients expect ``6``, not ``6.0``.
+
+    In place and by exact type, as it visits every value of every response (a listing of
+    10000 files costs about half of the JSON encoding).
+    """
+    entries = value.items() if type(value) is dict else enumerate(value)
+    for key, item in entries:
+        kind = type(item)
+        if kind is float:
+            if item.is_integer() and -_EXACT_FLOAT <= item <= _EXACT_FLOAT:
+                value[key] = int(item)  # type: ignore[index]
+        elif kind is dict or kind is list:
+            _integral(item)
 
 
 def _response(
     body: dict[str, Any], *, status: int, media: MediaType, headers: dict[str, str] | None = None
 ) -> web.Response:
+    _integral(body)
     return web.Response(
-        body=json.dumps(_integral(body), separators=(",", ":")).encode(),
+        body=json.dumps(body, separators=(",", ":")).encode(),
         status=status,
         content_type=media.value,
         charset="utf-8",
