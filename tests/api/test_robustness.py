@@ -107,6 +107,18 @@ async def test_an_alias_bomb_exceeds_the_cost_limit(api: Api) -> None:
     assert "maximum cost" in result.errors[0]["message"]
 
 
+async def test_primehubs_job_list_counts_its_page_size_in_the_cost(api: Api) -> None:
+    aliases = " ".join(
+        f"a{i}: phJobsConnection(first: 200) {{ edges {{ node {{ artifact {{ prefix }} }} }} }}"
+        for i in range(3)
+    )
+
+    result = await api.graphql(f"{{ {aliases} }}", accept=GRAPHQL_RESPONSE)
+
+    assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
+    assert "maximum cost" in result.errors[0]["message"]
+
+
 async def test_too_many_tokens_are_refused_by_the_parser(api: Api) -> None:
     fields = " ".join("a" for _ in range(20_100))  # just over the limit, far under 256 kB
 
