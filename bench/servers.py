@@ -19,15 +19,21 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "devstack"))
+from seaweedfs import Credentials, SeaweedPorts, weed_binary, weed_command, write_identities
+
 LOOPBACK = "127.0.0.1"
 _CACHED_FROM = 8 << 20
+_SEED_THREADS = 32
 
 
 def free_port() -> int:
@@ -38,17 +44,21 @@ def free_port() -> int:
 
 
 def wait_for_http(
-    url: str, *, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None
+    url: str,
+    *,
+    timeout: float = 60.0,
+    process: subprocess.Popen[Any] | None = None,
+    any_status: bool = False,
 ) -> None:
-    """Poll ``url`` until it answers below 500; fail early if ``process`` has exited."""
+    """Poll ``url`` until it answers below 500 (or at all); fail early if ``process`` exited."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
+                if response.status < 500 or any_status:
                     return
         except urllib.error.HTTPError as err:
-            if err.code < 500:
+            if err.code < 500 or any_status:
                 return
         except OSError:
             pass
@@ -57,6 +67,128 @@ def wait_for_http(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
         time.sleep(0.1)
+
+
+class SeaweedServer:
+    """SeaweedFS's ``weed mini`` in a child process, as `make run` starts it; one per run.
+
+    ``with SeaweedServer() as s3: s3.url``. ``seed*`` load objects with parallel PUTs over
+    HTTP (a real server has no back door), ``reset`` deletes every bucket; ``version`` is
+    what ``weed version`` says, for the results.
+    """
+
+    ACCESS_KEY = "bench"
+    SECRET_KEY = "bench-secret"
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-seaweedfs-")
+        self.data = Path(self._dir.name)
+        self.ports = SeaweedPorts.free()
+        self.url = f"http://{LOOPBACK}:{self.ports.s3}"
+        self._identities = self.data / "s3.json"
+        write_identities(self._identities, Credentials(self.ACCESS_KEY, self.SECRET_KEY))
+        self._child: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
+
+    @property
+    def pid(self) -> int:
+        assert self._child is not None
+        return self._child.pid
+
+    @property
+    def version(self) -> str:
+        done = subprocess.run([weed_binary(), "version"], capture_output=True, text=True)
+        return " ".join(done.stdout.split()[1:3])  # "version 8000GB 4.48 ..." -> "8000GB 4.48"
+
+    def __enter__(self) -> SeaweedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> SeaweedServer:
+        command = weed_command(self.data / "store", self.ports, self._identities)
+        with (self.data / "server.log").open("ab") as log:
+            self._child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_http(f"{self.url}/", process=self._child, any_status=True)
+        return self
+
+    def stop(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()
+            try:
+                self._child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+        self._dir.cleanup()
+
+    def settings(self, bucket: str) -> Any:
+        from artifacts_shared.settings import S3Settings
+
+        return S3Settings(
+            s3_endpoint_url=self.url,
+            s3_access_key_id=self.ACCESS_KEY,
+            s3_secret_access_key=self.SECRET_KEY,  # type: ignore[arg-type]
+            phfs_bucket=bucket,
+        )
+
+    @property
+    def client(self) -> Any:
+        """A boto3 client with every right (thread-safe: the seeding threads share it)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.url,
+                region_name="us-east-1",
+                aws_access_key_id=self.ACCESS_KEY,
+                aws_secret_access_key=self.SECRET_KEY,
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    max_pool_connections=_SEED_THREADS,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+        return self._client
+
+    def reset(self) -> None:
+        """Delete every bucket, with what it holds."""
+        for bucket in self.client.list_buckets().get("Buckets", ()):
+            self.client.delete_bucket(Bucket=bucket["Name"])
+
+    def create_bucket(self, bucket: str) -> None:
+        self.client.create_bucket(Bucket=bucket)
+
+    def seed(self, bucket: str, keys: list[str], *, size: int = 0, text: str | None = None) -> None:
+        """Objects under ``keys``: ``text`` (UTF-8), else ``size`` random bytes shared by all."""
+        body = text.encode() if text is not None else os.urandom(size)
+        self._put(bucket, [(key, body) for key in keys])
+
+    def seed_objects(self, bucket: str, objects: list[tuple[str, str]]) -> None:
+        """Objects given as ``(key, text)`` pairs, each with its own UTF-8 body."""
+        self._put(bucket, [(key, text.encode()) for key, text in objects])
+
+    def seed_file(self, bucket: str, key: str, path: Path) -> None:
+        """One object holding the bytes of the local file ``path`` (multipart when large)."""
+        self.client.upload_file(str(path), bucket, key)
+
+    def _put(self, bucket: str, objects: list[tuple[str, bytes]]) -> None:
+        with ThreadPoolExecutor(_SEED_THREADS) as pool:
+            for done in [
+                pool.submit(self.client.put_object, Bucket=bucket, Key=key, Body=body)
+                for key, body in objects
+            ]:
+                done.result()
 
 
 class MotoServer:

@@ -23,6 +23,7 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
+from seaweedfs import SeaweedPorts, credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 STOPPED_BY_SIGNAL = {130, 143}  # honcho's return code after SIGINT / SIGTERM
@@ -44,14 +45,17 @@ def stack_environment(environ: dict[str, str]) -> dict[str, str]:
     data = Path(env.get("DEVSTACK_DATA", ROOT / ".data")).resolve()
     env["DEVSTACK_DATA"] = str(data)
     s3_port = env.setdefault("DEVSTACK_S3_PORT", "9000")
+    env.setdefault("DEVSTACK_SEAWEEDFS_PORTS", "9330")
+    # SeaweedFS's key: made on the first start, kept in .data/ with the data it guards.
+    key = credentials(data / "seaweedfs" / "s3.json")
     defaults = {
         "API_HOST": "127.0.0.1",
         "API_PORT": "8080",
         "API_AUTH_MODE": "none",
         "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
         "S3_REGION": "us-east-1",
-        "S3_ACCESS_KEY_ID": "devstack",
-        "S3_SECRET_ACCESS_KEY": "devstack",
+        "S3_ACCESS_KEY_ID": key.access_key_id,
+        "S3_SECRET_ACCESS_KEY": key.secret_access_key,
         "PHFS_BUCKET": "phfs",
         "REDIS_URL": f"unix://{data}/redis.sock",
         "CONTROLLER_RUNTIME": "local",
@@ -67,21 +71,26 @@ def stack_environment(environ: dict[str, str]) -> dict[str, str]:
     for name, value in defaults.items():
         env.setdefault(name, value)
     env.setdefault("S3_PUBLIC_ENDPOINT_URL", env["S3_ENDPOINT_URL"])
-    # The Procfile says `python`, `moto_server`: this virtualenv's, whoever started us.
+    # The Procfile says `python`: this virtualenv's, whoever started us.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
 def busy_ports(env: dict[str, str]) -> list[str]:
     wanted = [
-        ("API_PORT", env["API_HOST"]),
-        ("DEVSTACK_S3_PORT", "127.0.0.1"),
-        ("CONTROLLER_PROBE_PORT", env["CONTROLLER_PROBE_HOST"]),
-        ("JANITOR_METRICS_PORT", "0.0.0.0"),
+        (env["API_HOST"], int(env["API_PORT"]), "API_PORT"),
+        (env["CONTROLLER_PROBE_HOST"], int(env["CONTROLLER_PROBE_PORT"]), "CONTROLLER_PROBE_PORT"),
+        ("0.0.0.0", int(env["JANITOR_METRICS_PORT"]), "JANITOR_METRICS_PORT"),
     ]
+    # weed would quietly move to a neighbour of a taken port; we name it instead.
+    seaweed = SeaweedPorts.from_base(
+        s3=int(env["DEVSTACK_S3_PORT"]), base=int(env["DEVSTACK_SEAWEEDFS_PORTS"])
+    )
+    for name, port in seaweed.named().items():
+        variable = "DEVSTACK_S3_PORT" if name == "s3" else f"DEVSTACK_SEAWEEDFS_PORTS, {name}"
+        wanted.append(("127.0.0.1", port, variable))
     busy = []
-    for variable, host in wanted:
-        port = int(env[variable])
+    for host, port, variable in wanted:
         if port == 0:
             continue
         with socket.socket() as probe:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import calendar
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -9,7 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 from support.api import Api, add_job, api_settings, put_files, serve
 from support.servers import S3Server
-from support.sigv4 import Presigned
 
 from artifacts_api.presign import content_disposition
 from artifacts_shared.jobstore import LocalJobStore
@@ -62,7 +63,16 @@ async def test_each_download_url_returns_the_files_bytes_as_an_attachment(
             )
 
 
-async def test_a_download_url_is_signed_for_that_key_only_on_the_public_endpoint_with_the_ttl(
+def _altered(url: str, *, path: str | None = None, **params: str) -> str:
+    """``url`` with its path or some query parameters changed, the rest as signed."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) | params
+    return urllib.parse.urlunsplit(
+        parts._replace(path=path or parts.path, query=urllib.parse.urlencode(query))
+    )
+
+
+async def test_the_server_honours_a_link_only_as_signed_for_that_key_host_and_ttl(
     public_api: Api, s3: S3Client, s3_server: S3Server, store: LocalJobStore
 ) -> None:
     add_job(store, JOB)
@@ -81,24 +91,56 @@ async def test_a_download_url_is_signed_for_that_key_only_on_the_public_endpoint
         for item in result.data["phJob"]["artifact"]["items"]
         if item["name"] == "sub/test.txt"
     )
-    signed = Presigned.parse(url)
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
 
     public = urllib.parse.urlsplit(s3_server.url.replace("127.0.0.1", "localhost"))
-    assert (signed.scheme, signed.host) == (public.scheme, public.netloc)
-    assert signed.path == f"/{public_api.settings.phfs_bucket}/{prefix}sub/test.txt"
-    assert signed.key == f"{prefix}sub/test.txt"
-    assert signed.expires_in == 123
-    assert before - 2 <= signed.signed_at.timestamp() <= time.time() + 1
-    assert signed.verifies("testing")
-    # The signature covers the key, the host, the expiry and the response header.
-    assert not signed.with_changes(path=signed.path.replace("sub/test.txt", "other.txt")).verifies(
-        "testing"
+    assert (parts.scheme, parts.netloc) == (public.scheme, public.netloc)
+    assert urllib.parse.unquote(parts.path) == (
+        f"/{public_api.settings.phfs_bucket}/{prefix}sub/test.txt"
     )
-    assert not signed.with_changes(**{"X-Amz-Expires": "604800"}).verifies("testing")
-    assert not signed.with_changes(**{"response-content-disposition": "inline"}).verifies("testing")
-    assert not Presigned(signed.scheme, "127.0.0.1:1", signed.path, signed.params).verifies(
-        "testing"
+    assert query["X-Amz-Expires"] == "123"
+    signed_at = calendar.timegm(time.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
+    assert before - 2 <= signed_at <= time.time() + 1
+    signature = query["X-Amz-Signature"]
+    forged = "0" if signature[0] != "0" else "1"
+    tampered = {
+        "signature": _altered(url, **{"X-Amz-Signature": forged + signature[1:]}),
+        "key": _altered(url, path=parts.path.replace("sub/test.txt", "other.txt")),
+        "expiry": _altered(url, **{"X-Amz-Expires": "604800"}),
+        "header": _altered(url, **{"response-content-disposition": "inline"}),
+    }
+
+    async with public_api.session.get(url) as response:
+        assert (response.status, await response.read()) == (200, b"hello\n")
+    for what, link in tampered.items():
+        async with public_api.session.get(link) as response:
+            body = await response.text()
+            assert response.status == 403, f"{what}: {response.status} {body}"
+            assert "secret" not in body
+
+
+async def test_the_server_refuses_a_link_once_its_ttl_has_passed(
+    s3_server: S3Server,
+    s3_settings: S3Settings,
+    redis_settings: RedisSettings,
+    store: LocalJobStore,
+    s3: S3Client,
+) -> None:
+    settings = api_settings(
+        s3_settings, redis_settings.redis_url, store.root, download_url_ttl_seconds=1
     )
+    add_job(store, JOB)
+    await put_files(s3, settings.phfs_bucket, "team-a", JOB, {"test.txt": b"hello\n"})
+    async with serve(settings) as api:
+        result = await api.graphql(LINKS, {"id": JOB})
+        (item,) = result.data["phJob"]["artifact"]["items"]
+        async with api.session.get(item["downloadUrl"]) as fresh:
+            assert fresh.status == 200
+        await asyncio.sleep(2.1)
+        async with api.session.get(item["downloadUrl"]) as stale:
+            assert stale.status == 403
+            assert "expired" in (await stale.text()).lower()
 
 
 @pytest.mark.parametrize(

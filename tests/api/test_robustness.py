@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from support.api import GRAPHQL_RESPONSE, SEED_QUERY, Api, add_job, api_settings, serve, token
-from support.servers import S3Server, free_port
+from support.servers import S3Server
 
 from artifacts_api.settings import ApiSettings
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
-from artifacts_shared.settings import RedisSettings, S3Settings
+from artifacts_shared.settings import RedisSettings
 
 JOB = "job-202103040506-robust"
 
@@ -131,17 +131,11 @@ async def test_too_many_tokens_are_refused_by_the_parser(api: Api) -> None:
 async def test_s3_stopped_mid_test_gives_unavailable_and_the_api_recovers(
     redis_settings: RedisSettings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    server = S3Server(port=port).start()
+    server = S3Server().start()
     bucket = f"outage-{uuid.uuid4().hex[:8]}"
     server.create_bucket(bucket)
     server.seed(bucket, {f"{job_prefix('team-a', JOB)}test.txt": b"hello\n"})
-    s3 = S3Settings(
-        s3_endpoint_url=server.url,
-        s3_access_key_id="testing",
-        s3_secret_access_key="testing",  # type: ignore[arg-type]
-        phfs_bucket=bucket,
-    )
+    s3 = server.settings(bucket)
     store = LocalJobStore(tmp_path / "jobs")
     add_job(store, JOB)
     settings = api_settings(s3, redis_settings.redis_url, store.root, api_s3_timeout_seconds=2)
@@ -154,11 +148,11 @@ async def test_s3_stopped_mid_test_gives_unavailable_and_the_api_recovers(
             elapsed = time.monotonic() - started
             ready_during = await api.get("/readyz")
             zip_during = await api.get(f"/jobs/{JOB}/artifacts.zip")
-            server = S3Server(port=port).start()
+            server.start()  # the same ports and data
             after = await api.graphql(SEED_QUERY, {"id": JOB})
             ready_after = await api.get("/readyz")
     finally:
-        server.stop()
+        server.close()
 
     assert [i["name"] for i in before.data["phJob"]["artifact"]["items"]] == ["test.txt"]
     assert during.status == 200 and during.codes == ["UNAVAILABLE"]

@@ -21,7 +21,7 @@ from artifacts_api.settings import ApiSettings
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import RedisSettings, S3Settings
+from artifacts_shared.settings import RedisSettings
 
 JOB = "job-202102030405-zipzip"
 WARM_UP = "job-202102030405-warmup"
@@ -211,21 +211,16 @@ async def test_a_zip_of_one_300_mb_file_streams_with_flat_memory(
 async def test_an_s3_failure_mid_zip_cuts_the_download_short(
     redis_settings: RedisSettings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    server = S3Server(port=port).start()
+    server = S3Server().start()
     bucket = f"cut-{uuid.uuid4().hex[:8]}"
     server.create_bucket(bucket)
     prefix = job_prefix("team-a", JOB)
     server.seed(bucket, {f"{prefix}part-{i:02d}.bin": os.urandom(MiB) for i in range(30)})
     store = LocalJobStore(tmp_path / "jobs")
     add_job(store, JOB)
-    s3 = S3Settings(
-        s3_endpoint_url=server.url,
-        s3_access_key_id="testing",
-        s3_secret_access_key="testing",  # type: ignore[arg-type]
-        phfs_bucket=bucket,
+    settings = api_settings(
+        server.settings(bucket), redis_settings.redis_url, store.root, api_s3_timeout_seconds=2
     )
-    settings = api_settings(s3, redis_settings.redis_url, store.root, api_s3_timeout_seconds=2)
     received = 0
     try:
         async with serve(settings) as api:
@@ -239,7 +234,7 @@ async def test_an_s3_failure_mid_zip_cuts_the_download_short(
                             server.stop()  # requests already in flight still finish
                         received += len(chunk)
     finally:
-        server.stop()
+        server.close()
 
     # Cut before the end: a client never takes a truncated archive for a whole one.
     assert 0 < received < 30 * MiB

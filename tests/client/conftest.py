@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from support.api import api_settings, token
 from support.client import GROUP, Bucket, ThreadedApi
+from support.servers import S3Server
 
 from artifacts_api.settings import ApiSettings
 from artifacts_shared.jobstore import LocalJobStore
@@ -25,15 +25,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> LocalJobStore:
 
 
 @pytest.fixture
-def bucket(s3_settings: S3Settings) -> Bucket:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_settings.s3_endpoint_url,
-        region_name=s3_settings.s3_region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return Bucket(s3_settings.phfs_bucket, client)
+def bucket(s3_settings: S3Settings, s3_server: S3Server) -> Bucket:
+    return Bucket(s3_settings.phfs_bucket, s3_server.client)
 
 
 def _serve(settings: ApiSettings) -> Iterator[ThreadedApi]:

@@ -1,6 +1,6 @@
 """The acceptance story through ``jobartifacts``, as a subprocess against the dev stack.
 
-The dev stack (``devstack``) is what ``make run`` starts: moto's S3 server, Redis, the api
+The dev stack (``devstack``) is what ``make run`` starts: SeaweedFS's S3, Redis, the api
 in ``none`` auth mode, the janitor and the controller with the local runtime, so the jobs
 here really run through run-job.sh and the uploader. Each test starts its own job; the
 README's CLI examples are run as a reader would paste them.
@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 from support.client import HELLO, CliRun, run_cli
 from support.devstack import DevStack
@@ -77,13 +76,7 @@ def test_an_object_tampered_after_listing_is_caught_and_not_left_behind(
     job_id = create(devstack, SEED_COMMAND)
     assert wait(devstack, job_id, "--timeout", "60").returncode == 0
     listed = run_cli("artifacts", job_id, api_url=devstack.api_url)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=devstack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="dev",
-        aws_secret_access_key="dev",
-    )
+    s3 = devstack.s3_client()
     key = f"{job_prefix(GROUP, job_id)}test.txt"
     s3.put_object(Bucket=devstack.bucket, Key=key, Body=b"HELLO\n")
 

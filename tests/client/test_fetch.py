@@ -1,8 +1,8 @@
 """One download against a storage that misbehaves: expired links, cut connections, errors.
 
-moto serves whatever it is asked, so these tests put a small HTTP server of their own
-behind the download link: it can refuse a link the way S3 refuses an expired one, or
-hang up halfway through a body.
+A real S3 server does not misbehave on request, so these tests put a small HTTP server of
+their own behind the download link: it can refuse a link the way S3 refuses an expired one,
+or hang up halfway through a body.
 """
 
 from __future__ import annotations

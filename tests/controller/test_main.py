@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from support.phjobs import new_phjob
-from support.servers import free_port
+from support.servers import TEST_CREDENTIALS, free_port
 
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJobPhase
@@ -37,8 +37,8 @@ def test_the_local_controller_runs_a_job_answers_probes_and_stops_on_sigterm(
         "CONTROLLER_PROBE_HOST": "127.0.0.1",
         "CONTROLLER_PROBE_PORT": str(port),
         "S3_ENDPOINT_URL": str(s3_settings.s3_endpoint_url),
-        "S3_ACCESS_KEY_ID": "testing",
-        "S3_SECRET_ACCESS_KEY": "testing",
+        "S3_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key_id,
+        "S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_access_key,
         "PHFS_BUCKET": s3_settings.phfs_bucket,
     }
     store = LocalJobStore(tmp_path / "jobs")

@@ -271,9 +271,12 @@ def test_retention_zero_in_s3_mode_writes_no_expiry(
     assert "kept until deleted by hand" in result.stderr
 
 
-# moto's server cannot route a key holding a newline (real S3 can); the phfs tests and the
-# staging test below cover newlines.
-S3_ODD_NAMES = ["with space.txt", "-dash", "ünïcødé 日本語 🎉", 'q"d', "back\\slash", "*", "tab\t"]
+# No backslash: SeaweedFS stores ``a\\b`` as ``a/b`` (AWS S3 and MinIO keep it), which the
+# README's server notes say; the phfs tests cover backslashes.
+S3_ODD_NAMES = [
+    "with space.txt", "-dash", "ünïcødé 日本語 🎉", 'q"d', "*", "tab\t",
+    "new\nline ünï.txt", "100% done", "a%2Fb", "a:b?c#d",
+]  # fmt: skip
 
 
 def test_odd_names_become_keys_intact(

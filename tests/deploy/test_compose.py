@@ -23,7 +23,7 @@ from support.deploy import ROOT, allowed_names
 DOCKER_COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(
     DOCKER_COMPOSE is None,
-    reason="docker-compose is not installed (Debian's docker-compose package; .ci/run installs it)",
+    reason="no docker-compose: apt-get install --no-install-recommends docker-compose",
 )
 
 # The variables a user must export; the file refuses to resolve without them.

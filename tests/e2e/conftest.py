@@ -25,10 +25,10 @@ def browser() -> Iterator[Any]:
     # Module scope, not session: while Playwright's sync API is open it keeps an asyncio
     # loop marked as running in this thread, and every async test after it would fail.
     if sync_api is None:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+        pytest.skip("no playwright: make venv")
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no chromium: install Debian's chromium (apt-get install chromium)")
+        pytest.skip("no chromium: apt-get install chromium")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS

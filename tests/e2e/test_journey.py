@@ -7,7 +7,6 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from support.devstack import DevStack
 from support.journey import SEED_COMMAND, artifact, create_job, graphql, wait_finished
@@ -16,14 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def _bucket_keys(stack: DevStack, prefix: str) -> list[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="devstack",
-        aws_secret_access_key="devstack",
-    )
-    response = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    response = stack.s3_client().list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
     return [item["Key"] for item in response.get("Contents", [])]
 
 
@@ -87,3 +79,28 @@ def test_a_failed_job_still_shows_its_artifacts(devstack: DevStack) -> None:
     [item] = listed["items"]
     assert (item["name"], item["size"]) == ("log.txt", 8)
     assert _download(item["downloadUrl"]) == b"partial\n"
+
+
+def test_a_file_named_with_a_newline_and_unicode_is_collected_listed_and_downloaded(
+    devstack: DevStack,
+) -> None:
+    name = "new\nline ünï.txt"
+    job_id = create_job(
+        devstack.api_url,
+        "mkdir -p artifacts; printf 'odd\\n' > \"artifacts/$(printf 'new\\nline ünï.txt')\"",
+    )
+    assert wait_finished(devstack.api_url, job_id)["phase"] == "Succeeded"
+
+    listed = artifact(devstack.api_url, job_id)
+
+    assert listed is not None
+    [item] = listed["items"]
+    assert (item["name"], item["size"]) == (name, 4)
+    assert item["sha256"] == hashlib.sha256(b"odd\n").hexdigest()
+    assert _download(item["downloadUrl"]) == b"odd\n"
+    folder = listed["prefix"].rstrip("/") + "/"
+    assert _bucket_keys(devstack, folder) == [
+        f"{folder}.primehub/metadata/expiredAt",
+        f"{folder}.primehub/metadata/manifest.json",
+        f"{folder}{name}",
+    ]

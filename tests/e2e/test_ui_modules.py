@@ -1,8 +1,7 @@
 """The UI's pure modules (sizes, times, folder rows, link expiry), run in the browser itself.
 
-No node on the test machine: the page imports its own ES modules and the test reads what
-they return. Cases a real job cannot produce here (a newline in a name: moto refuses such
-keys) are checked this way.
+The page imports its own ES modules and the test reads what they return, so edge cases
+(a newline in a name, a link about to expire) are checked without making a job for each.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytest.importorskip("playwright.sync_api", reason="no playwright: make venv")
 
 
 def run(page: Any, module: str, body: str) -> Any:

@@ -22,7 +22,9 @@ import pytest
 from support.browser import StackClient
 from support.journey import SEED_COMMAND as SEED
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: make venv"
+)
 expect = sync_api.expect
 
 MARKUP = "<img src=x onerror=window.pwned=1>.txt"

@@ -14,7 +14,7 @@ from support.servers import S3Server
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_shared.cleanup_result import NAMES_KEPT, CleanupResult, RunOutcome, SkipReason
 from artifacts_shared.layout import expired_at_key, legacy_expired_at_key, manifest_key
-from artifacts_shared.s3 import S3Client
+from artifacts_shared.s3 import S3Client, iter_prefixes, open_s3
 from artifacts_shared.settings import S3Settings
 
 PAST = str(NOW - 3600).encode()
@@ -86,7 +86,6 @@ async def test_keys_outside_job_folders_are_never_touched(
         "groups/g/jobArtifacts/job-1-kept/a.txt": b"x",
         "groups/g/jobArtifacts/ job-2/" + expiry: PAST,
         "groups/ spaced/jobArtifacts/job-3/" + expiry: PAST,
-        "groups/g/jobArtifacts//" + expiry: PAST,
     }
     doomed, doomed_objects = folder("g", "job-1", expired_at=PAST)
     await put_objects(s3, bucket, {**strays, **doomed_objects})
@@ -101,8 +100,24 @@ async def test_keys_outside_job_folders_are_never_touched(
         ("groups/g/jobArtifacts/job-1-kept/", SkipReason.MISSING_EXPIRED_AT),
         ("groups/g/jobArtifacts/ job-2/", SkipReason.UNSAFE_NAME),
         ("groups/ spaced/", SkipReason.UNSAFE_NAME),
-        ("groups/g/jobArtifacts//", SkipReason.UNSAFE_NAME),
     }
+
+
+async def test_an_empty_job_name_is_refused_where_a_server_keeps_one(
+    aws_keys_s3_settings: S3Settings, clock: FixedClock
+) -> None:
+    # ``jobArtifacts//`` exists on AWS S3; SeaweedFS folds ``//`` into ``/``.
+    bucket = aws_keys_s3_settings.phfs_bucket
+    stray = "groups/g/jobArtifacts//.primehub/metadata/expiredAt"
+    async with open_s3(aws_keys_s3_settings) as s3:
+        await s3.put_object(Bucket=bucket, Key=stray, Body=PAST)
+
+        result = await sweep(s3, bucket, clock)
+
+        assert set(await snapshot(s3, bucket)) == {stray}
+    assert [(s.prefix, s.reason) for s in result.skipped] == [
+        ("groups/g/jobArtifacts//", SkipReason.UNSAFE_NAME)
+    ]
 
 
 async def test_artifacts_go_first_then_metadata_and_the_expiry_last(
@@ -146,8 +161,16 @@ async def test_a_folder_larger_than_a_batch_goes_in_requests_of_at_most_1000_key
 
     result = await sweep(spy, bucket, clock)
 
+    sent = [key for keys in spy.requests for key in keys]
     assert max(len(keys) for keys in spy.requests) == 1000
-    assert sum(len(keys) for keys in spy.requests) == 2003
+    objects = [key for key in sent if not key.endswith("/")]
+    assert sorted(objects) == sorted(big_objects)
+    # Then the folder's directories, for servers that keep them, not counted as objects.
+    assert sorted(set(sent) - set(objects)) == [
+        "groups/g/jobArtifacts/job-big/",
+        "groups/g/jobArtifacts/job-big/.primehub/",
+        "groups/g/jobArtifacts/job-big/.primehub/metadata/",
+    ]
     assert result.objects_deleted == len(big_objects) == 2003
     assert await snapshot(s3, bucket) == before
 
@@ -342,3 +365,30 @@ async def test_a_folder_with_much_metadata_still_loses_its_expiry_last(
     assert all(spy.position(expiry) > spy.position(k) for k in objects if k != expiry)
     assert spy.position(f"{prefix}.metadata/log-000") > spy.position(f"{prefix}a.txt")
     assert await snapshot(s3, bucket) == {}
+
+
+async def test_after_deleting_100_folders_the_next_run_reports_none_missing_an_expiry(
+    s3: S3Client, s3_settings: S3Settings, clock: FixedClock
+) -> None:
+    # SeaweedFS keeps a folder's directories after its last object went; a delimiter
+    # listing then still shows the folder, which must not read as "missing expiredAt".
+    bucket = s3_settings.phfs_bucket
+    objects: dict[str, bytes] = {}
+    for i in range(100):
+        files = {"test.txt": b"hello\n", "sub/deeper/test.txt": b"hello\n"}
+        objects |= folder(f"group-{i % 3}", f"job-{i:03}", files, expired_at=PAST)[1]
+    _, kept_objects = folder("group-0", "job-kept", expired_at=FUTURE)
+    await put_objects(s3, bucket, objects | kept_objects)
+    # A folder some earlier run left empty, with a directory inside.
+    await s3.put_object(Bucket=bucket, Key="groups/group-9/jobArtifacts/job-old/sub/x", Body=b"")
+    await s3.delete_object(Bucket=bucket, Key="groups/group-9/jobArtifacts/job-old/sub/x")
+
+    first = await sweep(s3, bucket, clock)
+    second = await sweep(s3, bucket, clock)
+
+    assert (first.folders_deleted, first.folders_failed) == (100, 0)
+    assert first.skipped_by_reason == {} and second.skipped_by_reason == {}
+    assert (second.folders_scanned, second.folders_unexpired, second.skipped) == (1, 1, [])
+    assert set(await snapshot(s3, bucket)) == set(kept_objects)
+    for group in ("group-1", "group-9"):  # no job folder left to list
+        assert [p async for p in iter_prefixes(s3, bucket, f"groups/{group}/jobArtifacts/")] == []

@@ -21,7 +21,7 @@ from arq.connections import ArqRedis, create_pool
 from support.buckets import put_objects, snapshot
 from support.folders import folder
 from support.s3_gate import DeleteGate
-from support.servers import S3Server
+from support.servers import TEST_CREDENTIALS, S3Server
 
 from artifacts_janitor.settings import JanitorSettings
 from artifacts_janitor.worker import arq_redis_settings
@@ -41,8 +41,8 @@ def janitor_env(settings: JanitorSettings, *, s3_url: str | None = None) -> dict
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "S3_ENDPOINT_URL": s3_url or str(settings.s3_endpoint_url),
-        "S3_ACCESS_KEY_ID": "testing",
-        "S3_SECRET_ACCESS_KEY": "testing",
+        "S3_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key_id,
+        "S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_access_key,
         "PHFS_BUCKET": settings.phfs_bucket,
         "REDIS_URL": settings.redis_url,
         "JANITOR_LOCK_SECONDS": "2",

@@ -14,8 +14,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import boto3
 import psutil
+from botocore.config import Config
+from seaweedfs import SeaweedPorts, credentials
 
 from support.servers import free_port
 
@@ -43,10 +47,12 @@ def stack_env(data_dir: Path, **overrides: str) -> dict[str, str]:
             )
         )
     }
+    seaweed = SeaweedPorts.free()
     env.update(
         DEVSTACK_DATA=str(data_dir),
         API_PORT=str(free_port()),
-        DEVSTACK_S3_PORT=str(free_port()),
+        DEVSTACK_S3_PORT=str(seaweed.s3),
+        DEVSTACK_SEAWEEDFS_PORTS=str(seaweed.s3_grpc),  # the first of the internal ones
         CONTROLLER_PROBE_PORT=str(free_port()),
         JANITOR_METRICS_PORT=str(free_port()),
     )
@@ -72,6 +78,18 @@ class DevStack:
     @property
     def bucket(self) -> str:
         return self.env.get("PHFS_BUCKET", "phfs")
+
+    def s3_client(self) -> Any:
+        """A boto3 client with the key the stack made for its S3 server on first start."""
+        key = credentials(self.data_dir / "seaweedfs" / "s3.json")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id=key.access_key_id,
+            aws_secret_access_key=key.secret_access_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
 
     @property
     def redis_url(self) -> str:

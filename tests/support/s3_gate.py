@@ -3,8 +3,8 @@
 Lets the first ``allow`` delete requests through, then holds every further one until
 ``open()`` lets them through or ``close()`` drops them, so a test can freeze a janitor
 (in this process or another) exactly "after some batches", then kill it or watch it.
-Everything else passes straight through; the server behind does not check signatures,
-so the changed address does not matter.
+Everything else passes straight through, with the client's ``Host`` header: the server
+behind checks signatures, and the client signed the gate's address.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from yarl import URL
 
 from support.servers import free_port
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
 class DeleteGate:

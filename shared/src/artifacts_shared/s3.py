@@ -8,11 +8,13 @@ grow with the number of objects under a prefix.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -31,6 +33,7 @@ __all__ = [
     "DeleteOutcome",
     "S3Client",
     "StoredObject",
+    "add_content_md5",
     "delete_keys",
     "iter_objects",
     "iter_prefixes",
@@ -79,7 +82,23 @@ async def open_s3(
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=config,
     ) as client:
+        client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
         yield client
+
+
+def add_content_md5(request: Any, **_: Any) -> None:
+    """Give ``DeleteObjects`` the ``Content-MD5`` header S3 documents as required.
+
+    botocore now sends a CRC32 checksum instead, which AWS accepts but MinIO (and the
+    gateways built on it, such as JuiceFS's) refuse with ``MissingContentMD5``. Set
+    before signing, so the header is signed like the others.
+    """
+    body = request.body
+    if isinstance(body, str):
+        body = body.encode()
+    if isinstance(body, bytes) and "Content-MD5" not in request.headers:
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+        request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

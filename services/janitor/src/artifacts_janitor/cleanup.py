@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from artifacts_janitor.clock import Clock
 from artifacts_janitor.deletion import BatchDeleter, Doomed, Failure, FolderDeletion
-from artifacts_janitor.folders import iter_job_folders
+from artifacts_janitor.folders import directory_markers, iter_job_folders, leftover_markers
 from artifacts_shared.cleanup_result import (
     NAMES_KEPT,
     CleanupResult,
@@ -238,7 +238,6 @@ class _Sweeper:
 
     async def sweep(self, prefix: JobPrefix) -> None:
         """Decide one job folder and act on it; never raises for the folder's own trouble."""
-        self._tally.scanned += 1
         await self._guarded(prefix, self._decide(prefix))
 
     async def _guarded(self, prefix: JobPrefix, work: Awaitable[None]) -> None:
@@ -250,6 +249,17 @@ class _Sweeper:
 
     async def _decide(self, prefix: JobPrefix) -> None:
         reading = await read_expiry(self._s3, self._bucket, prefix)
+        if reading.state is ExpiryState.MISSING:
+            markers = await leftover_markers(self._s3, self._bucket, prefix)
+            if markers is not None:
+                # What a deleted folder leaves on a server that keeps directories: not a
+                # job folder, so neither counted nor reported, only removed -- one by one,
+                # as JuiceFS's gateway removes a directory only through DeleteObject.
+                if self._deleter is not None:
+                    for marker in markers:
+                        await self._s3.delete_object(Bucket=self._bucket, Key=marker)
+                return
+        self._tally.scanned += 1
         if reading.state is ExpiryState.SET:
             assert reading.expired_at is not None
             if not is_expired(reading.expired_at, self._now):
@@ -290,7 +300,9 @@ class _Sweeper:
         # kept for the second step instead of listing them again, unless there are many.
         metadata: list[Doomed] = []
         relist = False
+        dirs: set[str] = set()
         async for stored in iter_objects(self._s3, self._bucket, prefix):
+            dirs.add(stored.key[len(prefix) :].rpartition("/")[0])
             if not is_metadata(stored.key[len(prefix) :]):
                 await folder.add(Doomed(stored.key, stored.size))
             elif len(metadata) < _METADATA_KEPT:
@@ -298,8 +310,12 @@ class _Sweeper:
             else:
                 relist = True
         await self._finishing_slots.acquire()  # back-pressure on finding more folders
+        markers = directory_markers(prefix, dirs)
         self._finishing.create_task(
-            self._guarded(prefix, self._finish(folder, metadata, relist=relist, last=last, why=why))
+            self._guarded(
+                prefix,
+                self._finish(folder, metadata, relist=relist, last=last, why=why, markers=markers),
+            )
         )
 
     async def _finish(
@@ -310,11 +326,17 @@ class _Sweeper:
         relist: bool,
         last: ObjectKey | None,
         why: str,
+        markers: list[ObjectKey],
     ) -> None:
         try:
             await self._metadata_last(folder, metadata, relist=relist, last=last, why=why)
         finally:
             self._finishing_slots.release()
+        # Only once the folder is gone: its directories, where the server keeps them. Not
+        # waited for nor counted; one left behind is removed as empty by the next run.
+        if self._deleter is not None and not folder.failures:
+            for marker in markers:
+                await self._deleter.add(Doomed(marker, 0))
 
     async def _metadata_last(
         self,

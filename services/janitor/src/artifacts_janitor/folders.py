@@ -5,23 +5,30 @@ listing a single artifact, page by page, so memory does not grow with the bucket
 Anything that is not exactly a job folder — ``jobArtifactsOld/``, files lying directly
 in ``jobArtifacts/``, names that ``layout`` refuses — is never yielded, so the deleting
 code downstream cannot be pointed anywhere else.
+
+Some servers (SeaweedFS, whose S3 sits on a file system) keep a folder as a directory after
+its last object is deleted, and a delimiter listing still shows it. Such a folder holds
+nothing and is not a job folder; ``directory_markers`` and ``leftover_markers`` name the
+directory keys that remove it. Deleting a directory key is harmless elsewhere: on AWS S3 no
+such object exists, and SeaweedFS and JuiceFS leave a directory that still holds objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from artifacts_shared.layout import (
     GROUPS_ROOT,
     GroupPath,
     JobPrefix,
+    ObjectKey,
     UnsafeNameError,
     job_artifacts_root,
     parse_job_prefix,
 )
-from artifacts_shared.s3 import S3Client, iter_prefixes
+from artifacts_shared.s3 import S3Client, iter_objects, iter_prefixes
 
-__all__ = ["iter_job_folders"]
+__all__ = ["directory_markers", "iter_job_folders", "leftover_markers"]
 
 
 async def iter_job_folders(
@@ -40,3 +47,38 @@ async def iter_job_folders(
                 refused(folder)
                 continue
             yield JobPrefix(folder)
+
+
+def directory_markers(prefix: JobPrefix, relative_dirs: Iterable[str]) -> list[ObjectKey]:
+    """The directory keys of a deleted folder, deepest first, the folder itself last.
+
+    ``relative_dirs`` are the folders its objects lay in (``sub/deeper/``), relative to
+    ``prefix``; a directory is removed only once empty, so children go first.
+    """
+    every = {""}
+    for relative in relative_dirs:
+        parts = relative.strip("/").split("/")
+        every.update("/".join(parts[:depth]) + "/" for depth in range(1, len(parts) + 1))
+    every.discard("/")
+    ordered = sorted(every, key=lambda name: (-name.count("/"), name))
+    return [ObjectKey(f"{prefix}{name}") for name in ordered]
+
+
+async def leftover_markers(s3: S3Client, bucket: str, prefix: JobPrefix) -> list[ObjectKey] | None:
+    """The directory keys left of a folder that holds no object; None when it holds one.
+
+    JuiceFS's gateway lists an empty directory as an object named ``dir/``; SeaweedFS shows
+    one only in a delimiter listing; either way it is no artifact.
+    """
+    found: list[str] = []
+    async for item in iter_objects(s3, bucket, prefix):
+        if not item.key.endswith("/"):
+            return None
+        found.append(item.key[len(prefix) :])
+    pending = [str(prefix)]
+    while pending:
+        folder = pending.pop()
+        async for child in iter_prefixes(s3, bucket, folder):
+            found.append(child[len(prefix) :])
+            pending.append(child)
+    return directory_markers(prefix, found)

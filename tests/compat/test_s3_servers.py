@@ -1,0 +1,170 @@
+"""Collect, list, download, zip and expire a job's artifacts on each real S3 server.
+
+The product's own paths end to end — the uploader (multipart, odd names), the api
+(listings across pages, presigned links the server checks, the zip), the janitor
+(``DeleteObjects``, and the empty folder a file-system-backed server keeps) — once per
+implementation of ``conftest.SERVERS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import urllib.parse
+import zipfile
+from pathlib import Path
+
+from support.api import add_job, api_settings, serve
+from support.buckets import put_objects, snapshot
+from support.folders import FixedClock, folder
+from support.jobs import GROUP, JOB, JobHome
+
+from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
+from artifacts_shared.jobstore import LocalJobStore
+from artifacts_shared.layout import job_prefix, manifest_key
+from artifacts_shared.manifest import Manifest
+from artifacts_shared.s3 import S3Client, iter_objects
+from artifacts_shared.settings import RedisSettings, S3Settings
+
+MIB = 1024 * 1024
+ODD_NAMES = [
+    "new\nline ünï.txt",
+    "with space.txt",
+    "100% done.txt",
+    "a%2Fb",
+    "plus+and&equals=.txt",
+    "ünïcødé 日本語 🎉/inner.txt",
+    'q"uote',
+    "-dash",
+]
+LIST = """query ($id: ID!) { phJob(where: {id: $id}) {
+  artifact { fileCount items { name size downloadUrl } zipUrl } } }"""
+
+
+def _uploader_env(settings: S3Settings, job: JobHome) -> dict[str, str]:
+    secret = settings.s3_secret_access_key
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "S3_REGION": settings.s3_region,
+        "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
+        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
+        "PHFS_BUCKET": settings.phfs_bucket,
+        "PHJOB_NAME": JOB,
+        "GROUP_NAME": GROUP,
+        "PHJOB_ARTIFACT_STAGING": str(job.staging),
+    }
+
+
+async def test_the_uploader_delivers_odd_names_and_a_multipart_file(
+    tmp_path: Path, matrix_settings: S3Settings, matrix_s3: S3Client
+) -> None:
+    job = JobHome(tmp_path)
+    job.use_s3_delivery()
+    files = {name: name.encode() for name in ODD_NAMES}
+    files["model.bin"] = os.urandom(17 * MIB)  # above the 16 MiB multipart threshold
+    for name, body in files.items():
+        (job.artifacts / name).parent.mkdir(parents=True, exist_ok=True)
+        (job.artifacts / name).write_bytes(body)
+    job.run("true", env={"PHJOB_ARTIFACT_LIMIT_SIZE_MB": "100"})
+
+    uploaded = subprocess.run(
+        [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeout", "0"],
+        env=_uploader_env(matrix_settings, job),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert uploaded.returncode == 0, uploaded.stderr
+    prefix = job_prefix(GROUP, JOB)
+    stored = {
+        item.key[len(prefix) :]: item.size
+        async for item in iter_objects(matrix_s3, matrix_settings.phfs_bucket, prefix)
+    }
+    assert {name: stored[name] for name in files} == {n: len(b) for n, b in files.items()}
+    response = await matrix_s3.get_object(
+        Bucket=matrix_settings.phfs_bucket, Key=manifest_key(prefix)
+    )
+    async with response["Body"] as body:
+        manifest = Manifest.from_json(await body.read())
+    digests = {entry.name: entry.sha256 for entry in manifest.files}
+    assert digests == {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    big = await matrix_s3.get_object(Bucket=matrix_settings.phfs_bucket, Key=f"{prefix}model.bin")
+    async with big["Body"] as body:
+        assert await body.read() == files["model.bin"]
+
+
+async def test_the_api_lists_across_pages_and_its_links_and_zip_hold_odd_names(
+    matrix_settings: S3Settings,
+    matrix_s3: S3Client,
+    redis_settings: RedisSettings,
+    tmp_path: Path,
+) -> None:
+    store = LocalJobStore(tmp_path / "jobs")
+    add_job(store, JOB, group="team-a")
+    prefix = job_prefix("team-a", JOB)
+    many = {f"pages/file-{i:04d}.txt": b"x" * (i % 3) for i in range(1100)}  # two pages
+    odd = {name: f"body of {name}".encode() for name in ODD_NAMES}
+    await put_objects(
+        matrix_s3,
+        matrix_settings.phfs_bucket,
+        {f"{prefix}{name}": body for name, body in (many | odd).items()},
+    )
+    settings = api_settings(matrix_settings, redis_settings.redis_url, store.root)
+
+    async with serve(settings) as api:
+        result = await api.graphql(LIST, {"id": JOB})
+        artifact = result.data["phJob"]["artifact"]
+        links = {item["name"]: item["downloadUrl"] for item in artifact["items"]}
+        downloads = {}
+        for name in ODD_NAMES:
+            async with api.session.get(links[name]) as response:
+                downloads[name] = (response.status, await response.read())
+        url = links[ODD_NAMES[0]]
+        parts = urllib.parse.urlsplit(url)
+        forged = urllib.parse.urlunsplit(parts._replace(path=parts.path.replace("line", "lime", 1)))
+        async with api.session.get(forged) as refused:
+            forged_status = refused.status
+        zipped = await api.get(artifact["zipUrl"])
+        archive = zipfile.ZipFile(io.BytesIO(await zipped.read()))
+
+    assert result.errors == []
+    assert artifact["fileCount"] == len(many) + len(odd)
+    assert sorted(links) == sorted(many | odd)
+    assert downloads == {name: (200, body) for name, body in odd.items()}
+    assert forged_status == 403
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == sorted(many | odd)
+    assert archive.read(ODD_NAMES[0]) == odd[ODD_NAMES[0]]
+
+
+async def test_the_janitor_deletes_an_expired_folder_and_the_next_run_finds_nothing_to_report(
+    matrix_settings: S3Settings, matrix_s3: S3Client
+) -> None:
+    bucket = matrix_settings.phfs_bucket
+    files = {"a.txt": b"1", "sub/deeper/b.txt": b"2", ODD_NAMES[0]: b"3"}
+    files |= {f"bulk/{i:04d}": b"." for i in range(1001)}  # two DeleteObjects requests
+    _, doomed = folder("g", "job-expired", files, expired_at=b"1000")
+    _, kept = folder("g", "job-kept", {"keep.txt": b"k"}, expired_at=b"4000000000")
+    await put_objects(matrix_s3, bucket, doomed | kept)
+    options = CleanupOptions(concurrency=4)
+
+    first = await run_cleanup(
+        s3=matrix_s3, bucket=bucket, clock=FixedClock(), run_id="one", options=options
+    )
+    second = await run_cleanup(
+        s3=matrix_s3, bucket=bucket, clock=FixedClock(), run_id="two", options=options
+    )
+
+    assert (first.folders_deleted, first.objects_deleted, first.folders_failed) == (
+        1,
+        len(doomed),
+        0,
+    ), first.errors
+    assert set(await snapshot(matrix_s3, bucket)) == set(kept)  # no directory left behind
+    assert (second.folders_scanned, second.folders_skipped, second.skipped) == (1, 0, [])
+    assert second.folders_unexpired == 1
