@@ -172,6 +172,30 @@ def test_a_job_that_left_nothing_in_artifacts_says_so(page: Any, finished: Finis
     expect(artifacts_panel(page).locator("table")).to_have_count(0)
 
 
+def test_the_summary_shows_the_instance_type_and_the_time_limit_a_job_asked_for(
+    page: Any, stack: StackClient
+) -> None:
+    created = stack.graphql(
+        "mutation ($data: PhJobCreateInput!) { createPhJob(data: $data) { id } }",
+        {
+            "data": {
+                "displayName": "sized",
+                "groupId": "phusers",
+                "command": "true",
+                "instanceType": "cpu-2",
+                "activeDeadlineSeconds": 600,
+            }
+        },
+    )
+    page.goto(f"/jobs/{created['createPhJob']['id']}")
+
+    summary = page.locator(".summary-row")
+    expect(summary.filter(has_text="Instance type").locator("dd")).to_have_text(
+        "CPU 2 (2 CPUs, 4 GB memory)"
+    )
+    expect(summary.filter(has_text="Time limit").locator("dd")).to_have_text("10 minutes")
+
+
 def test_a_job_over_the_file_limit_says_which_limit_with_the_figures(
     page: Any, finished: Finished, screenshots: Path
 ) -> None:

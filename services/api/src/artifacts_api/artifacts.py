@@ -41,6 +41,7 @@ __all__ = [
     "FilePage",
     "FolderEntry",
     "FolderPage",
+    "artifact_name",
     "folder_path",
     "iter_artifact_files",
     "list_files",
@@ -100,6 +101,15 @@ def _safe(prefix: JobPrefix, relative: str) -> bool:
         log.warning("not listing %r under %s: %s", relative, prefix, err)
         return False
     return True
+
+
+def artifact_name(prefix: JobPrefix, key: str) -> str | None:
+    """The artifact path of ``key`` in the job folder ``prefix``; None for metadata, keys
+    outside the folder and names no collector could have written (logged)."""
+    relative = relative_name(prefix, key)
+    if relative is None or not _safe(prefix, relative):
+        return None
+    return relative
 
 
 def folder_path(path: str) -> str:
@@ -199,6 +209,6 @@ async def iter_artifact_files(
 ) -> AsyncIterator[tuple[str, StoredObject]]:
     """``(name, object)`` for every artifact file under ``prefix``, in key order."""
     async for stored in iter_objects(s3, bucket, prefix):
-        relative = relative_name(prefix, stored.key)
-        if relative is not None and _safe(prefix, relative):
+        relative = artifact_name(prefix, stored.key)
+        if relative is not None:
             yield relative, stored

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,6 +41,8 @@ class JobQuery:
     group_name: str | None = None
     phase: str | None = None
     user_name: str | None = None
+    matches: Callable[[PhJob], bool] | None = None
+    """A further check (PrimeHub's ``search``, ``mine`` ...), applied while walking."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +110,13 @@ class JobIndex:
         groups = list(groups)
 
         def matches(job: PhJob) -> bool:
-            return (query.phase is None or job.status.phase.value == query.phase) and (
-                query.user_name is None or job.spec.user_name == query.user_name
+            return (
+                (query.phase is None or job.status.phase.value == query.phase)
+                and (query.user_name is None or job.spec.user_name == query.user_name)
+                and (query.matches is None or query.matches(job))
             )
 
-        if query.phase is None and query.user_name is None:
+        if query.phase is None and query.user_name is None and query.matches is None:
             total = sum(len(self._groups.get(group, ())) for group in groups)
         else:
             total = sum(1 for job in self._newest_first(groups, None) if matches(job))

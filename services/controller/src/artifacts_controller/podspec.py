@@ -86,10 +86,15 @@ def _env(variables: dict[str, str]) -> list[dict[str, str]]:
 
 
 def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
-    """The pod that runs ``job``; raises ``UnsafeNameError`` for a group without a folder."""
+    """The pod that runs ``job``.
+
+    Raises ``UnsafeNameError`` for a group without a folder and ``UnknownInstanceTypeError``
+    for an instance type that ``INSTANCE_TYPES`` does not define: retrying cannot help either.
+    """
     if job.metadata.uid is None:
         raise ValueError("a PhJob read from the API server has a uid; this one has none")
     group = group_path(job.spec.group_name)
+    preset = settings.instance_type(job.spec.instance_type) if job.spec.instance_type else None
     policy = effective_policy(job, settings)
     s3 = settings.artifact_delivery == "s3"
     variables = contract_env(
@@ -120,16 +125,17 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         volumes.append(
             {"name": "phfs", "persistentVolumeClaim": {"claimName": settings.phfs_volume_claim}}
         )
-    containers.append(
-        {
-            "name": JOB_CONTAINER,
-            "image": job.spec.image or settings.job_default_image,
-            "command": [f"{SCRIPTS_MOUNT}/{SCRIPT_KEY}", job.spec.command],
-            "workingDir": HOME,
-            "env": _env(variables),
-            "volumeMounts": mounts,
-        }
-    )
+    job_container: dict[str, Any] = {
+        "name": JOB_CONTAINER,
+        "image": job.spec.image or settings.job_default_image,
+        "command": [f"{SCRIPTS_MOUNT}/{SCRIPT_KEY}", job.spec.command],
+        "workingDir": HOME,
+        "env": _env(variables),
+        "volumeMounts": mounts,
+    }
+    if preset is not None and preset.pod_resources():
+        job_container["resources"] = preset.pod_resources()
+    containers.append(job_container)
     init_containers: list[dict[str, Any]] = []
     if s3:
         uploader = _uploader(variables, settings)
@@ -152,7 +158,13 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
     }
     if init_containers:
         spec["initContainers"] = init_containers
+    if preset is not None and preset.node_selector:
+        spec["nodeSelector"] = dict(preset.node_selector)
+    if preset is not None and preset.tolerations:
+        spec["tolerations"] = [toleration.to_k8s() for toleration in preset.tolerations]
     if job.spec.active_deadline_seconds is not None:
+        # The kubelet stops the pod with its grace period (run-job.sh collects), and the
+        # pod fails with reason DeadlineExceeded, which podstate reports as the job's.
         spec["activeDeadlineSeconds"] = job.spec.active_deadline_seconds
     return {
         "apiVersion": "v1",

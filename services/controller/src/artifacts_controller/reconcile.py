@@ -31,6 +31,7 @@ from artifacts_controller.podspec import (
 )
 from artifacts_controller.podstate import observe_pod, upload_overdue
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError
 from artifacts_shared.phjob import KIND, PhJob, PhJobStatus
 
@@ -202,6 +203,9 @@ class Reconciler:
             body = job_pod(job, self._settings)
         except UnsafeNameError as err:
             return failed(status, now=now, reason="InvalidSpec", message=f"groupName: {err}"), None
+        except UnknownInstanceTypeError as err:
+            message = f"instanceType: {err}"
+            return failed(status, now=now, reason="InvalidSpec", message=message), None
         await self.scripts.ensure()
         try:
             pod = await self._kube.create(PODS, body)

@@ -31,8 +31,8 @@ from artifacts_api.artifacts import (
     folder_path,
 )
 from artifacts_api.errors import BadUserInput
+from artifacts_api.gql.connection import PageInfo
 from artifacts_api.gql.context import Info
-from artifacts_api.gql.query import PageInfo
 from artifacts_api.gql.selection import selected_names
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.times import iso_utc
@@ -93,6 +93,12 @@ async def _links(info: Info, count: int) -> None:
     if count and "downloadUrl" in selected_names(info):
         info.context.budget.sign_links(count)
         await info.context.services.presigner.refresh()
+
+
+@artifact.field("prefix")
+def resolve_prefix(folder: ArtifactFolder, info: Info) -> str:
+    """Without the trailing slash: PrimeHub's clients join ``f"{prefix}/{name}"``."""
+    return folder.prefix.rstrip("/")
 
 
 @artifact.field("items")

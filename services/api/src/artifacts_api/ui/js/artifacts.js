@@ -129,15 +129,21 @@ export function artifactsPanel(panel, jobId, context) {
   }
 
   function render(job) {
-    const artifact = job.artifact;
-    const expiry = parseTime(artifact?.expiredAt ?? job.artifactExpiredAt);
+    // Never null: a job that left nothing, or whose folder the janitor deleted, lists nothing.
+    const artifact = job.artifact ?? {
+      entries: { nodes: [], pageInfo: { hasNextPage: false } },
+      expiredAt: null,
+      skipped: false,
+    };
+    const expiry = parseTime(artifact.expiredAt ?? job.artifactExpiredAt);
     const now = new Date();
-    const entries = artifact?.entries;
+    const entries = artifact.entries;
     const nothing =
-      artifact && !artifact.skipped && path === "" && !startsWith && cursors.length === 1 &&
+      !artifact.skipped && path === "" && !startsWith && cursors.length === 1 &&
       entries.nodes.length === 0 && !entries.pageInfo.hasNextPage;
-    if (!artifact || nothing) {
-      if (!artifact && expiry && expiry <= now) {
+    if (nothing) {
+      // No expiredAt of the folder's own: nothing of it is left, and its time has passed.
+      if (!artifact.expiredAt && expiry && expiry <= now) {
         renderMessage(
           "expired",
           `Artifacts expired on ${formatTime(expiry)}.`,
