@@ -148,7 +148,7 @@ async def test_a_folder_emptied_after_collection_is_not_shown_as_holding_files(
     assert gone["nodes"] == [] and gone["pageInfo"]["hasNextPage"] is False
 
 
-async def test_a_job_folder_the_janitor_emptied_has_no_artifact(
+async def test_a_job_folder_the_janitor_emptied_lists_nothing(
     api: Api, s3: S3Client, store: LocalJobStore
 ) -> None:
     prefix = await collected(s3, api.settings.phfs_bucket, store)
@@ -158,7 +158,11 @@ async def test_a_job_folder_the_janitor_emptied_has_no_artifact(
 
     result = await api.graphql(ENTRIES, {"id": JOB})
 
-    assert result.errors == [] and result.data["phJob"]["artifact"] is None
+    # Never null (PrimeHub's clients read it unguarded), and the directories SeaweedFS kept
+    # are no folders: nothing at all is listed.
+    artifact = result.data["phJob"]["artifact"]
+    assert result.errors == [] and artifact["entries"]["nodes"] == []
+    assert artifact["entries"]["pageInfo"]["hasNextPage"] is False
 
 
 async def test_hostile_paths_and_cursors_are_refused_with_a_reason(
