@@ -204,14 +204,29 @@ class KubernetesJobSource:
             token = page.get("metadata", {}).get("continue")
             if not token:
                 break
+        version = page.get("metadata", {}).get("resourceVersion")
+        listed_at = int(version) if isinstance(version, str) and version.isdigit() else None
+        # What this process wrote or read after the list's snapshot (a job created while the
+        # list was on its way) stays: the watch from that snapshot has yet to bring it.
+        newer = [
+            job
+            for name, seen in self._versions.items()
+            if listed_at is not None
+            and seen > listed_at
+            and (job := self._index.get(name)) is not None
+        ]
+        kept = {job.id: self._versions[job.id] for job in newer}
         self._index = JobIndex()
         self._versions = {}
         for document in documents:
             self._apply("ADDED", document)
+        for job in newer:
+            if kept[job.id] > self._versions.get(job.id, -1):
+                self._index.put(job)
+                self._versions[job.id] = kept[job.id]
         self._trouble = None
         self._synced.set()
         self._answered.set()
-        version = page.get("metadata", {}).get("resourceVersion")
         return str(version) if version else None
 
     async def _follow(self) -> None:
