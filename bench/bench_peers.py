@@ -474,8 +474,8 @@ def collect(s3: SeaweedServer, work: Path, report: Report) -> None:
         "--wait-timeout 0` (8 requests at once, multipart from 16 MiB, sha256 of every byte, "
         "then `manifest.json` and `expiredAt`). Peer: `aws s3 sync files/ s3://...` with the "
         "CLI's defaults (10 requests at once, multipart from 8 MiB). Both are timed as whole "
-        "processes, interpreter start included; CPU and peak RSS from the kernel (`wait4`), "
-        "and the CPU SeaweedFS spent during each.",
+        "processes, interpreter start included; CPU from the kernel (`wait4`), peak RSS from "
+        "the process's own high-water mark (`VmHWM`), and the CPU SeaweedFS spent during each.",
         "",
         *lines,
         "",
