@@ -36,7 +36,8 @@ COST_MAP: dict[str, dict[str, Any]] = {
         "phJob": {"complexity": 2},
         "phJobs": {"complexity": 2, "multipliers": ["first"]},
     },
-    "PhJob": {"artifact": {"complexity": 10}},
+    # Reading a page of a log reads the log up to its end (to count its lines).
+    "PhJob": {"artifact": {"complexity": 10}, "logs": {"complexity": 20}},
 }
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from ariadne import ObjectType
 
 from artifacts_api.artifacts import ArtifactFolder, read_artifact_folder
 from artifacts_api.gql.context import Info
 from artifacts_api.gql.selection import selected_names
+from artifacts_api.jobs import artifacts_expire_at, retention_seconds
 from artifacts_api.times import iso_utc
 from artifacts_shared.layout import UnsafeNameError, job_prefix
 from artifacts_shared.phjob import PhJob
@@ -100,20 +99,14 @@ async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
 
 @phjob.field("artifactRetentionSeconds")
 def resolve_artifact_retention_seconds(job: PhJob, info: Info) -> int:
-    own = job.spec.artifact.retention_seconds if job.spec.artifact else None
-    # The controller applies the same rule (jobenv.effective_policy) with the same setting.
-    return info.context.services.settings.artifact_retention_seconds if own is None else own
+    return retention_seconds(job, info.context.services.settings)
 
 
 @phjob.field("artifactExpiredAt")
 def resolve_artifact_expired_at(job: PhJob, info: Info) -> str | None:
     # Kept answerable after the janitor deleted the folder and its expiredAt with it, so
     # the UI can say "expired on ..." instead of "left no artifacts".
-    finished = job.status.finish_time
-    retention = resolve_artifact_retention_seconds(job, info)
-    if not job.status.finished or finished is None or retention == 0:
-        return None
-    return iso_utc(finished + timedelta(seconds=retention))
+    return iso_utc(artifacts_expire_at(job, info.context.services.settings))
 
 
 bindables = [phjob]
