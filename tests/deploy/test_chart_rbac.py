@@ -30,6 +30,7 @@ GRANTS: Mapping[str, Grants] = {
     },
     "api": {
         (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "create", "patch"}),
+        ("", "pods/log"): frozenset({"get"}),
     },
 }
 
