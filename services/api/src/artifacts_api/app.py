@@ -32,6 +32,7 @@ from artifacts_api.auth import (
 )
 from artifacts_api.downloads import artifacts_zip
 from artifacts_api.errors import InternalError
+from artifacts_api.filewatch import open_file_watcher
 from artifacts_api.gql.endpoint import GraphQLEndpoint
 from artifacts_api.jobsource import JobSource, LocalJobSource
 from artifacts_api.jwks import JwksCache
@@ -90,7 +91,8 @@ async def _authenticator(
 
 async def _job_source(settings: ApiSettings, stack: AsyncExitStack) -> JobSource:
     if settings.controller_runtime == "local":
-        return LocalJobSource(LocalJobStore(settings.local_jobs_dir), settings)
+        watcher = await stack.enter_async_context(open_file_watcher())
+        return LocalJobSource(LocalJobStore(settings.local_jobs_dir), settings, watcher=watcher)
     # Imported here: kubernetes-asyncio is only loaded where it is used.
     from artifacts_api.kube import KubernetesJobSource, open_kubernetes
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from artifacts_api.filewatch import FileWatcher
 from artifacts_api.logreaders import JobLog, SeekableLog, open_file_log
 from artifacts_shared.jobstore import JobExistsError, JobNotFoundError, LocalJobStore
 from artifacts_shared.layout import check_job_name
@@ -54,15 +55,18 @@ def newest_first(jobs: list[PhJob]) -> list[PhJob]:
 
 class LocalJobSource:
     """The local job store (``LOCAL_JOBS_DIR``), shared with the controller's local runtime,
-    whose job logs it reads under ``LOCAL_RUNTIME_DIR``.
+    whose job logs it reads under ``LOCAL_RUNTIME_DIR`` (followed through ``watcher``).
 
     The store does small blocking file operations; they run in a worker thread so a slow
     disk does not stall every other request.
     """
 
-    def __init__(self, store: LocalJobStore, runtime: LocalRuntimeSettings) -> None:
+    def __init__(
+        self, store: LocalJobStore, runtime: LocalRuntimeSettings, *, watcher: FileWatcher
+    ) -> None:
         self._store = store
         self._runtime = runtime
+        self._watcher = watcher
 
     async def get(self, job_id: JobId) -> PhJob | None:
         try:
@@ -92,4 +96,10 @@ class LocalJobSource:
             current = await self.get(job.id)
             return current is None or current.status.finished
 
-        return SeekableLog(log, source="LIVE", ended=ended, close=log.close)
+        return SeekableLog(
+            log,
+            source="LIVE",
+            ended=ended,
+            watch=lambda: self._watcher.watch(log.fd),
+            close=log.close,
+        )

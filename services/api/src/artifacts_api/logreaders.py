@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
+from artifacts_api.filewatch import Watch
 from artifacts_api.loglines import (
     CHUNK,
     LinePage,
@@ -57,7 +58,8 @@ Chunks = AsyncGenerator[bytes, None]
 """A log's bytes as they are read; ``aclose`` stops the reading."""
 
 FOLLOW_POLL_SECONDS = 0.05
-"""How often a followed file is checked for new bytes: an ``fstat``, no read, when idle."""
+"""How often a followed file is checked for new bytes where it cannot be watched (an
+``fstat``, no read, when idle); watched files are looked at when the kernel says so."""
 STATUS_POLL_SECONDS = 1.0
 """How often a followed file's job is asked whether it has ended."""
 
@@ -98,7 +100,8 @@ class SeekableLog:
     """A log that can be read at any offset (``FileLog``, ``ObjectLog``), as a ``JobLog``.
 
     ``ended`` says whether the writer is done; a log whose writer may go on (a running
-    local job's file) is followed by checking its size every ``FOLLOW_POLL_SECONDS``.
+    local job's file) is followed: read again whenever ``watch()`` wakes (inotify), or
+    every ``FOLLOW_POLL_SECONDS`` when it cannot be watched.
     """
 
     def __init__(
@@ -107,11 +110,13 @@ class SeekableLog:
         *,
         source: LogSource,
         ended: Callable[[], Awaitable[bool]] | None = None,
+        watch: Callable[[], Watch | None] = lambda: None,
         close: Callable[[], None] = lambda: None,
     ) -> None:
         self.source = source
         self._data = data
         self._ended = ended
+        self._watch = watch
         self._close = close
 
     async def stream(self, *, tail_lines: int | None, follow: bool) -> Chunks:
@@ -125,9 +130,22 @@ class SeekableLog:
         position = size
         if not follow or self._ended is None:
             return
+        watch = self._watch()
+        try:
+            async for chunk in self._follow(position, self._ended, watch):
+                yield chunk
+        finally:
+            if watch is not None:
+                watch.close()
+
+    async def _follow(
+        self, position: int, has_ended: Callable[[], Awaitable[bool]], watch: Watch | None
+    ) -> Chunks:
         checked = time.monotonic()
         ended = False
         while True:
+            if watch is not None:
+                watch.arm()  # before looking: a write from now on wakes the wait below
             size = await self._data.size()
             if size > position:
                 async for chunk in self._data.read(position, size):
@@ -136,12 +154,16 @@ class SeekableLog:
                 continue
             if ended:
                 return
-            if time.monotonic() - checked >= STATUS_POLL_SECONDS:
+            waited = time.monotonic() - checked
+            if waited >= STATUS_POLL_SECONDS:
                 checked = time.monotonic()
                 # Once the job has ended nothing more is written: one last read, then done.
-                ended = await self._ended()
+                ended = await has_ended()
                 continue
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            if watch is not None:
+                await watch.wait(STATUS_POLL_SECONDS - waited)
+            else:
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def page(self, *, offset: int | None, limit: int) -> LinePage:
         size = await self._data.size()
@@ -160,23 +182,23 @@ class FileLog:
     """An open file's bytes; reads run in a worker thread, so a slow disk stalls no request."""
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
+        self.fd = fd
 
     async def size(self) -> int:
-        return os.fstat(self._fd).st_size
+        return os.fstat(self.fd).st_size
 
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
         position = start
         while position < end:
             size = min(CHUNK, end - position)
-            chunk = await asyncio.to_thread(os.pread, self._fd, size, position)
+            chunk = await asyncio.to_thread(os.pread, self.fd, size, position)
             if not chunk:
                 return  # truncated meanwhile
             position += len(chunk)
             yield chunk
 
     def close(self) -> None:
-        os.close(self._fd)
+        os.close(self.fd)
 
 
 def open_file_log(path: Path) -> FileLog | None:
