@@ -185,6 +185,11 @@ async def memory(url: str, pid: int, store: LocalJobStore, path: Path) -> tuple[
     return idle, peak[0], seconds
 
 
+TAIL_VERSION = subprocess.run(
+    ["tail", "--version"], capture_output=True, text=True, check=False
+).stdout.splitlines()[0]
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -228,6 +233,10 @@ async def main() -> None:
             f"Ours over the baseline at the median: **{ratio:.1f}x**. Both are woken by "
             "inotify (the api: one instance for the process, a watch per followed file); "
             "ours adds the HTTP hop, a thread for the read, and the chunked encoding.",
+            "",
+            f"Versions: {TAIL_VERSION}, aiohttp {aiohttp.__version__}, Python "
+            f"{sys.version.split()[0]}; no S3 server is involved (a running job's log is its "
+            "runtime's file).",
             "",
             f"Memory: following a {MEGABYTES} MiB log while the job writes it (1 MiB every "
             f"10 ms; {seconds:.1f} s, all {MEGABYTES} MiB received) the api's RSS peaked at "
