@@ -255,11 +255,13 @@ async def _serve(
     response = web.StreamResponse(headers=headers)
     try:
         await response.prepare(request)
-        async for chunk in _ticking(chunks, IDLE_CHECK_SECONDS):
-            if _client_gone(request):
-                return response
-            if chunk:
-                await response.write(chunk)
+        # aclosing: leaving the loop early stops the reading now, not when collected.
+        async with contextlib.aclosing(_ticking(chunks, IDLE_CHECK_SECONDS)) as ticking:
+            async for chunk in ticking:
+                if _client_gone(request):
+                    return response
+                if chunk:
+                    await response.write(chunk)
         await response.write_eof()
     except ConnectionError:
         pass  # the client left: nothing to tell anyone

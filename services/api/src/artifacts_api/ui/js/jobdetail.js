@@ -1,5 +1,5 @@
 // A job's page (`/jobs/<id>`): its phase, updated live while it runs, and three tabs,
-// Summary, Logs (live while the job runs, see logs.js) and Artifacts. The Artifacts tab
+// Summary, Artifacts and Logs (live while the job runs, see logs.js). The Artifacts tab
 // opens only once the job has finished (Succeeded, Failed or Cancelled): before that
 // there is nothing collected to show. `#logs` and `#artifacts` in the address open those
 // tabs (the artifacts now, or as soon as the job finishes).
@@ -28,7 +28,7 @@ query Job($id: ID!) {
 const CANCEL_MUTATION = `
 mutation Cancel($id: ID!) { cancelPhJob(where: {id: $id}) { id cancel } }`;
 
-const TABS = ["summary", "logs", "artifacts"];
+const TABS = ["summary", "artifacts", "logs"];
 
 export function renderJobDetail(main, jobId, context) {
   document.title = `${jobId} · Job artifacts`;
@@ -181,8 +181,8 @@ function buildView(main, initial, context, initialTab) {
     h("div", { role: "tablist", "aria-label": "Job details", class: "tablist" }, TABS.map((name) => tabs[name])),
     hint,
     panels.summary,
-    panels.logs,
     panels.artifacts,
+    panels.logs,
   );
 
   let current = null;

@@ -72,6 +72,8 @@ export function logsPanel(panel, jobId, context) {
   const lines = h("div", {
     class: "log-view",
     role: "log",
+    // A busy job would flood a screen reader: the status line says what changes.
+    "aria-live": "off",
     tabindex: "0",
     "aria-label": "Job log",
     onscroll: () => {
