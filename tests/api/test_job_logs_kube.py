@@ -37,10 +37,10 @@ class Cluster:
     api: Api
     emulator: KubeEmulator
     kube: Any
+    source: KubernetesJobSource
 
     async def job(self, job_id: str, *, group: str = "team-a") -> None:
-        source = KubernetesJobSource(self.kube, namespace=NAMESPACE, timeout_seconds=5)
-        await source.create(
+        await self.source.create(
             PhJob(
                 metadata=PhJobMetadata(name=job_id),
                 spec=PhJobSpec(display_name=job_id, group_name=group, command="true"),
@@ -87,13 +87,15 @@ async def cluster(settings: ApiSettings) -> AsyncIterator[Cluster]:
         serve_kube() as (emulator, url),
         api_client_for(url) as kube,
         api_client_for(url) as logs,
+        KubernetesJobSource(
+            kube, namespace=NAMESPACE, timeout_seconds=5, log_client=logs
+        ) as source,
     ):
-        source = KubernetesJobSource(kube, namespace=NAMESPACE, timeout_seconds=5, log_client=logs)
         kube_settings = settings.model_copy(
             update={"controller_runtime": "kubernetes", "kube_namespace": NAMESPACE}
         )
         async with serve(kube_settings, job_source=source) as api:
-            yield Cluster(api, emulator, kube)
+            yield Cluster(api, emulator, kube, source)
 
 
 def test_the_api_reads_the_container_the_controller_runs_the_job_in() -> None:

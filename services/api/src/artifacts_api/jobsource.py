@@ -8,20 +8,18 @@ A backend that cannot answer raises ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from artifacts_api.filewatch import FileWatcher
+from artifacts_api.jobindex import JobIndex, JobPage, JobQuery
 from artifacts_api.logreaders import JobLog, SeekableLog, open_file_log
 from artifacts_shared.jobstore import JobExistsError, JobNotFoundError, LocalJobStore
 from artifacts_shared.layout import check_job_name
 from artifacts_shared.phjob import JobId, PhJob
 from artifacts_shared.settings import LocalRuntimeSettings
 
-__all__ = ["JobExistsError", "JobSource", "LocalJobSource", "newest_first"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["JobExistsError", "JobSource", "LocalJobSource"]
 
 
 class JobSource(Protocol):
@@ -29,8 +27,8 @@ class JobSource(Protocol):
         """The job, or None when there is no such job."""
         ...
 
-    async def list(self) -> list[PhJob]:
-        """Every job, newest first."""
+    async def page(self, query: JobQuery) -> JobPage:
+        """One page of the jobs ``query`` selects, newest first (``JobIndex.page``)."""
         ...
 
     async def create(self, job: PhJob) -> PhJob:
@@ -45,12 +43,6 @@ class JobSource(Protocol):
         """The job's output as its runtime keeps it (the pod's log, the local runtime's
         file), or None when the runtime has none (not started, or gone with the pod)."""
         ...
-
-
-def newest_first(jobs: list[PhJob]) -> list[PhJob]:
-    return sorted(
-        jobs, key=lambda job: (job.metadata.creation_timestamp or _EPOCH, job.id), reverse=True
-    )
 
 
 class LocalJobSource:
@@ -74,8 +66,10 @@ class LocalJobSource:
         except JobNotFoundError:
             return None
 
-    async def list(self) -> list[PhJob]:
-        return newest_first(await asyncio.to_thread(self._store.list))
+    async def page(self, query: JobQuery) -> JobPage:
+        # The dev stack's store reads every job's file: fine for a laptop's few hundred.
+        jobs = await asyncio.to_thread(self._store.list)
+        return JobIndex(jobs).page(query)
 
     async def create(self, job: PhJob) -> PhJob:
         return await asyncio.to_thread(self._store.create, job)
