@@ -349,7 +349,7 @@ class LocalRuntime:
         home.mkdir(parents=True, exist_ok=True)
         (folder / "staging").mkdir(exist_ok=True)
         env = self._env(job, folder)
-        with (folder / "job.log").open("ab") as output:
+        with self._settings.local_job_log(job.metadata.name).open("ab") as output:
             # subprocess, not asyncio's: asyncio kills a child whose transport is collected,
             # and the job's fate must be ours to decide (see _stop_all).
             process = subprocess.Popen(
@@ -440,7 +440,7 @@ class LocalRuntime:
         self.queue.submit(run.job_id)
 
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
-        with (run.folder / "job.log").open("ab") as output:
+        with self._settings.local_job_log(run.job_id).open("ab") as output:
             process = subprocess.Popen(
                 self._uploader,
                 env=self._uploader_env(env),
