@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from support.s3_spy import DeleteSpy
 from support.servers import S3Server
 
 from artifacts_shared.s3 import S3Client, delete_keys, iter_objects, iter_prefixes
@@ -82,3 +83,19 @@ async def test_delete_honours_a_smaller_batch_and_plain_lists(
     outcome = await delete_keys(s3, bucket, [f"k/{i}" for i in range(10)], batch_size=4)
     assert (outcome.deleted, outcome.requests) == (10, 3)
     assert [item async for item in iter_objects(s3, bucket, "k/")] == []
+
+
+async def test_deleting_listed_objects_counts_their_bytes_and_names_the_refused(
+    s3: S3Client, s3_settings: S3Settings
+) -> None:
+    bucket = s3_settings.phfs_bucket
+    await s3.put_object(Bucket=bucket, Key="k/small", Body=b"12")
+    await s3.put_object(Bucket=bucket, Key="k/kept", Body=b"12345")
+    listed = [item async for item in iter_objects(s3, bucket, "k/")]
+    spy = DeleteSpy(s3, refuse=lambda key: key == "k/kept")
+
+    outcome = await delete_keys(spy, bucket, listed)  # type: ignore[arg-type]
+
+    assert (outcome.deleted, outcome.bytes) == (1, 2)
+    assert [(f.key, f.code, f.size) for f in outcome.failures] == [("k/kept", "AccessDenied", 5)]
+    assert [item.key async for item in iter_objects(s3, bucket, "k/")] == ["k/kept"]

@@ -29,6 +29,7 @@ else:
 
 __all__ = [
     "DELETE_BATCH_LIMIT",
+    "Deletable",
     "DeleteFailure",
     "DeleteOutcome",
     "S3Client",
@@ -148,11 +149,15 @@ class DeleteFailure:
     key: str
     code: str
     message: str
+    size: int = 0
+    """The object's size when the caller handed a ``StoredObject``, else 0."""
 
 
 @dataclass(slots=True)
 class DeleteOutcome:
     deleted: int = 0
+    bytes: int = 0
+    """Bytes of the ``StoredObject`` s deleted (keys handed as plain strings count 0)."""
     requests: int = 0
     failures: list[DeleteFailure] = field(default_factory=list)
 
@@ -161,44 +166,59 @@ class DeleteOutcome:
         return not self.failures
 
 
+Deletable = str | StoredObject
+
+
 async def delete_keys(
     s3: S3Client,
     bucket: str,
-    keys: Iterable[str] | AsyncIterable[str],
+    keys: Iterable[Deletable] | AsyncIterable[Deletable],
     *,
     batch_size: int = DELETE_BATCH_LIMIT,
 ) -> DeleteOutcome:
-    """Delete ``keys`` with ``DeleteObjects``, at most ``batch_size`` keys a request.
+    """Delete ``keys`` with ``DeleteObjects``, at most ``batch_size`` keys a request, in order.
 
-    Keys are consumed lazily, so a caller can stream a listing straight into this.
-    Keys S3 refuses to delete are reported in ``failures``; transport errors propagate.
+    Keys are consumed lazily, so a caller can stream a listing straight into this; given
+    ``StoredObject`` s (a listing's items) the outcome also counts their bytes. Keys S3
+    refuses to delete are reported in ``failures``; transport errors propagate.
     """
     if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
         raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
     outcome = DeleteOutcome()
-    batch: list[ObjectIdentifierTypeDef] = []
+    batch: list[Deletable] = []
 
     async def flush() -> None:
-        response = await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        outcome.requests += 1
-        errors = response.get("Errors", [])
-        outcome.deleted += len(batch) - len(errors)
-        outcome.failures.extend(
-            DeleteFailure(e.get("Key", "?"), e.get("Code", "?"), e.get("Message", ""))
-            for e in errors
+        objects: list[ObjectIdentifierTypeDef] = [{"Key": _key(item)} for item in batch]
+        response = await s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
         )
+        outcome.requests += 1
+        refused = {e.get("Key", "?"): e for e in response.get("Errors", [])}
+        for item in batch:
+            error = refused.get(_key(item))
+            size = item.size if isinstance(item, StoredObject) else 0
+            if error is None:
+                outcome.deleted += 1
+                outcome.bytes += size
+            else:
+                code, message = error.get("Code", "?"), error.get("Message", "")
+                outcome.failures.append(DeleteFailure(_key(item), code, message, size))
         batch.clear()
 
     if isinstance(keys, AsyncIterable):
         async for key in keys:
-            batch.append({"Key": key})
+            batch.append(key)
             if len(batch) == batch_size:
                 await flush()
     else:
         for key in keys:
-            batch.append({"Key": key})
+            batch.append(key)
             if len(batch) == batch_size:
                 await flush()
     if batch:
         await flush()
     return outcome
+
+
+def _key(item: Deletable) -> str:
+    return item if isinstance(item, str) else item.key
