@@ -23,7 +23,7 @@ from artifacts_shared.settings import S3Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef, ObjectTypeDef
 else:
     S3Client = object
 
@@ -109,6 +109,16 @@ class StoredObject:
     last_modified: datetime
     etag: str
 
+    @classmethod
+    def listed(cls, item: ObjectTypeDef) -> StoredObject:
+        """One entry of a ``ListObjectsV2`` page's ``Contents``."""
+        return cls(
+            key=item["Key"],
+            size=item["Size"],
+            last_modified=item["LastModified"],
+            etag=item.get("ETag", "").strip('"'),
+        )
+
 
 async def iter_objects(
     s3: S3Client, bucket: str, prefix: str, *, page_size: int = 1000
@@ -120,12 +130,7 @@ async def iter_objects(
     )
     async for page in pages:
         for item in page.get("Contents", ()):
-            yield StoredObject(
-                key=item["Key"],
-                size=item["Size"],
-                last_modified=item["LastModified"],
-                etag=item.get("ETag", "").strip('"'),
-            )
+            yield StoredObject.listed(item)
 
 
 async def iter_prefixes(

@@ -16,6 +16,7 @@ such object exists, and SeaweedFS and JuiceFS leave a directory that still holds
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 
 from artifacts_shared.layout import (
     GROUPS_ROOT,
@@ -26,9 +27,40 @@ from artifacts_shared.layout import (
     job_artifacts_root,
     parse_job_prefix,
 )
-from artifacts_shared.s3 import S3Client, iter_objects, iter_prefixes
+from artifacts_shared.s3 import S3Client, StoredObject, iter_objects, iter_prefixes
 
-__all__ = ["directory_markers", "iter_job_folders", "leftover_markers"]
+__all__ = [
+    "FolderPage",
+    "directory_markers",
+    "first_page",
+    "iter_job_folders",
+    "leftover_markers",
+    "newest_object_time",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    """The first page of a folder's listing; ``complete`` when it holds every object."""
+
+    objects: list[StoredObject]
+    complete: bool
+
+
+async def first_page(s3: S3Client, bucket: str, prefix: JobPrefix) -> FolderPage:
+    """One ``ListObjectsV2`` of the folder: a whole small folder, or the start of a large one."""
+    response = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    objects = [StoredObject.listed(item) for item in response.get("Contents", ())]
+    return FolderPage(objects, complete=not response.get("IsTruncated", False))
+
+
+async def newest_object_time(s3: S3Client, bucket: str, prefix: JobPrefix) -> float | None:
+    """When the folder's newest object was written, None when it holds none."""
+    newest: float | None = None
+    async for stored in iter_objects(s3, bucket, prefix):
+        stamp = stored.last_modified.timestamp()
+        newest = stamp if newest is None else max(newest, stamp)
+    return newest
 
 
 async def iter_job_folders(
