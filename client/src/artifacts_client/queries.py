@@ -70,7 +70,7 @@ mutation CancelJob($id: ID!) {{
 }}
 """
 
-CLEANUP = "mutation Cleanup { cleanupPhJobArtifact }"
+CLEANUP = "mutation Cleanup($rescan: Boolean) { cleanupPhJobArtifact(rescan: $rescan) }"
 
 CLEANUP_RUN = """
 query CleanupRun($id: ID!) {
@@ -80,6 +80,7 @@ query CleanupRun($id: ID!) {
       outcome note dryRun startedAt finishedAt durationSeconds
       foldersScanned foldersExpired foldersDeleted foldersSkipped foldersFailed
       objectsDeleted bytesFreed deleted
+      indexDue indexChecked indexStale rescanned lastRescanAt rescanFound
       skipped { prefix reason detail }
       errors { prefix message }
     }
