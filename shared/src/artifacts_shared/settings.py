@@ -31,6 +31,7 @@ __all__ = [
     "HttpUrl",
     "LocalRuntimeSettings",
     "RedisSettings",
+    "RedisUrl",
     "S3Settings",
     "SettingsError",
     "load_settings",
