@@ -38,7 +38,8 @@ from redis.asyncio import Redis
 from artifacts_janitor.clock import Clock
 from artifacts_janitor.decision import Action, decide
 from artifacts_janitor.deletion import Doomed, delete_folders
-from artifacts_janitor.folders import FolderPage, first_page, leftover_markers, newest_object_time
+from artifacts_janitor.folders import FolderPage, leftover_markers, newest_object_time
+from artifacts_janitor.listing import Run, list_due, plan_runs
 from artifacts_janitor.pulling import first_error, for_each
 from artifacts_janitor.rescan import last_rescan, rescan
 from artifacts_janitor.tally import Tally
@@ -53,8 +54,9 @@ __all__ = ["CleanupOptions", "run_cleanup"]
 
 logger = logging.getLogger(__name__)
 
-_PAGE = 100
-"""Due entries taken from the run's snapshot at a time."""
+_PAGE = 1000
+"""Due entries taken from the run's snapshot at a time: the more, the longer the runs of
+neighbouring folders listed together (``listing``)."""
 _QUEUED = 128
 """Checked folders at most waiting to be deleted: back-pressure on checking more."""
 _SNAPSHOT_TTL_SECONDS = 86_400
@@ -149,24 +151,48 @@ class _DuePass:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._delete_queued())
-                await for_each(
-                    self._entries(snapshot), self._options.concurrency, self._check, stop=self._stop
-                )
+                while (self._stop is None or not self._stop.is_set()) and (
+                    entries := await self._index.pop(snapshot, _PAGE)
+                ):
+                    await self._check(entries)
                 await self._queue.put(None)
         except ExceptionGroup as failed:
             raise first_error(failed) from None
         finally:
             await self._index.drop_snapshot(snapshot)
 
-    async def _entries(self, snapshot: str) -> AsyncIterator[IndexEntry]:
-        while entries := await self._index.pop(snapshot, _PAGE):
-            for entry in entries:
-                yield entry
+    async def _check(self, entries: list[IndexEntry]) -> None:
+        """Judge one page of due entries, their folders listed in runs of neighbours."""
+        due: dict[JobPrefix, IndexEntry] = {}
+        for entry in entries:
+            prefix = entry.prefix
+            if prefix is None:
+                # Nothing of ours writes such an entry: it is garbage or forged.
+                logger.warning("removed index entry %r: not a job folder", entry.member[:300])
+                self._tally.index_stale += 1
+                await self._index.remove(entry.member)
+            else:
+                due[prefix] = entry
 
-    async def _check(self, entry: IndexEntry) -> None:
-        """Judge one entry's folder; never raises for the folder's own trouble."""
+        async def judge_run(run: Run) -> None:
+            judged: set[JobPrefix] = set()
+            try:
+                async for prefix, page in list_due(self._s3, self._bucket, run):
+                    judged.add(prefix)
+                    await self._judged(due[prefix], page)
+            except Exception as err:  # one listing's failure never stops the run
+                message = f"{type(err).__name__}: {err}"
+                logger.error("could not list %s: %s", run.listing, message)
+                for prefix in run.members:
+                    if prefix not in judged:
+                        self._tally.fail(prefix, message)
+
+        await for_each(_each(plan_runs(due)), self._options.concurrency, judge_run, stop=self._stop)
+
+    async def _judged(self, entry: IndexEntry, page: FolderPage) -> None:
+        """Judge one folder from its listing; never raises for the folder's own trouble."""
         try:
-            doomed = await self._judge(entry)
+            doomed = await self._judge(entry, page)
         except Exception as err:  # one folder's failure never stops the run
             logger.error("could not check %r: %s: %s", entry.member, type(err).__name__, err)
             self._tally.fail(
@@ -176,16 +202,10 @@ class _DuePass:
         if doomed is not None:
             await self._queue.put(doomed)
 
-    async def _judge(self, entry: IndexEntry) -> Doomed | None:
+    async def _judge(self, entry: IndexEntry, page: FolderPage) -> Doomed | None:
         prefix = entry.prefix
-        if prefix is None:
-            # Nothing of ours writes such an entry: it is garbage or forged.
-            logger.warning("removed index entry %r: not a job folder", entry.member[:300])
-            self._tally.index_stale += 1
-            await self._index.remove(entry.member)
-            return None
+        assert prefix is not None
         self._tally.index_checked += 1
-        page = await first_page(self._s3, self._bucket, prefix)
         if page.complete and all(item.key.endswith("/") for item in page.objects):
             await self._gone(prefix, entry)
             return None
@@ -290,6 +310,11 @@ class _DuePass:
             gone.append(deletion.folder.member)
         if not self._options.dry_run:
             await self._index.remove(*gone)
+
+
+async def _each(runs: list[Run]) -> AsyncIterator[Run]:
+    for run in runs:
+        yield run
 
 
 def _confirmed(page: FolderPage, prefix: JobPrefix, entry: IndexEntry) -> ExpiryReading | None:

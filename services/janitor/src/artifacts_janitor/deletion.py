@@ -7,20 +7,25 @@ A job folder usually holds a handful of objects, and one ``DeleteObjects`` reque
 folder and step would spend most of a run on round trips; so the folders of a *group*
 take each step together, through the shared batched deleter (``delete_keys``): the
 artifacts of all of them, then the metadata of those whose artifacts are gone, then their
-``expiredAt``, then the directories their objects lay in (servers that sit on a file
-system, such as SeaweedFS, keep those; elsewhere the keys do not exist and deleting them
-is a no-op). A folder whose step failed stops there, keeping its metadata. A folder
+``expiredAt``. A folder whose step failed stops there, keeping its metadata. A folder
 whose listing did not fit in one page goes in a group of its own, its listing streamed
 into the deletes, so its size never has to fit in memory.
+
+Directories are not deleted here. Servers that sit on a file system keep a folder's
+directories after its last object goes: SeaweedFS removes them itself a couple of minutes
+later (its filer's ``EmptyFolderCleaner``), where deleting them here would cost as much
+again as half the objects (bench/RESULTS.md, "expiry"); the JuiceFS gateway removes one
+only through ``DeleteObject``, which the rescan does for any folder left holding nothing
+(``folders.leftover_markers``). S3 itself has none.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from artifacts_janitor.folders import FolderPage, directory_markers
+from artifacts_janitor.folders import FolderPage
 from artifacts_shared.layout import METADATA_DIRS, JobPrefix, ObjectKey, is_metadata
 from artifacts_shared.s3 import (
     DELETE_BATCH_LIMIT,
@@ -64,16 +69,14 @@ class _Steps:
     artifacts: list[StoredObject] = field(default_factory=list)
     metadata: list[StoredObject] = field(default_factory=list)
     last: list[StoredObject] = field(default_factory=list)
-    dirs: set[str] = field(default_factory=set)
     overflowed: bool = False
     """More metadata than ``_METADATA_KEPT``: none is kept, it is listed again instead."""
 
     def sort(self, prefix: str, stored: StoredObject, last: str | None) -> StoredObject | None:
         """File ``stored`` under its step; an artifact is returned instead, for streaming."""
         relative = stored.key[len(prefix) :]
-        self.dirs.add(relative.rpartition("/")[0])
         if relative.endswith("/"):
-            return None  # a directory as some gateways list it: goes with the directories
+            return None  # a directory as some gateways list it: see the module's docstring
         if stored.key == last:
             self.last.append(stored)
         elif is_metadata(relative):
@@ -114,7 +117,6 @@ async def delete_folders(
         going.append((steps, Deletion(folder)))
     for step in (_artifacts, _metadata, _last):
         going = await deleter.step(going, step)
-    await deleter.directories(going)
     return [deletion for _, deletion in going] + deleter.stopped
 
 
@@ -172,20 +174,6 @@ class _Deleter:
                 still.append((steps, deletion))
         return still
 
-    async def directories(self, going: Iterable[tuple[_Steps, Deletion]]) -> None:
-        """The emptied folders' directories, deepest first; not counted as objects.
-
-        One left behind (a refusal, JuiceFS's gateway, which removes directories only
-        through ``DeleteObject``) is removed as an empty folder by a later run.
-        """
-        markers = [
-            marker
-            for steps, deletion in going
-            for marker in directory_markers(deletion.folder.prefix, steps.dirs)
-        ]
-        if markers and not self._dry_run:
-            await delete_keys(self._s3, self._bucket, markers, batch_size=self._batch_size)
-
 
 async def _delete_large(
     s3: S3Client, bucket: str, folder: Doomed, *, dry_run: bool, batch_size: int
@@ -200,9 +188,6 @@ async def _delete_large(
     ):
         if not await _stream_step(s3, bucket, deletion, objects, dry_run, batch_size):
             return deletion
-    if not dry_run:
-        markers = directory_markers(folder.prefix, steps.dirs)
-        await delete_keys(s3, bucket, markers, batch_size=batch_size)
     return deletion
 
 

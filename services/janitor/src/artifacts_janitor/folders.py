@@ -6,11 +6,12 @@ Anything that is not exactly a job folder — ``jobArtifactsOld/``, files lying 
 in ``jobArtifacts/``, names that ``layout`` refuses — is never yielded, so the deleting
 code downstream cannot be pointed anywhere else.
 
-Some servers (SeaweedFS, whose S3 sits on a file system) keep a folder as a directory after
-its last object is deleted, and a delimiter listing still shows it. Such a folder holds
-nothing and is not a job folder; ``directory_markers`` and ``leftover_markers`` name the
-directory keys that remove it. Deleting a directory key is harmless elsewhere: on AWS S3 no
-such object exists, and SeaweedFS and JuiceFS leave a directory that still holds objects.
+Some servers (SeaweedFS and the JuiceFS gateway, whose S3 sits on a file system) keep a
+folder as a directory after its last object is deleted, and a delimiter listing still shows
+it (SeaweedFS removes it itself a couple of minutes later, JuiceFS never). Such a folder
+holds nothing and is not a job folder; ``leftover_markers`` names the directory keys that
+remove it. Deleting a directory key is harmless elsewhere: on AWS S3 no such object exists,
+and SeaweedFS and JuiceFS leave a directory that still holds objects.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from artifacts_shared.s3 import S3Client, StoredObject, iter_objects, iter_prefi
 
 __all__ = [
     "FolderPage",
-    "directory_markers",
     "first_page",
     "iter_job_folders",
     "leftover_markers",
@@ -81,8 +81,8 @@ async def iter_job_folders(
             yield JobPrefix(folder)
 
 
-def directory_markers(prefix: JobPrefix, relative_dirs: Iterable[str]) -> list[ObjectKey]:
-    """The directory keys of a deleted folder, deepest first, the folder itself last.
+def _directory_markers(prefix: JobPrefix, relative_dirs: Iterable[str]) -> list[ObjectKey]:
+    """The directory keys of an emptied folder, deepest first, the folder itself last.
 
     ``relative_dirs`` are the folders its objects lay in (``sub/deeper/``), relative to
     ``prefix``; a directory is removed only once empty, so children go first.
@@ -113,4 +113,4 @@ async def leftover_markers(s3: S3Client, bucket: str, prefix: JobPrefix) -> list
         async for child in iter_prefixes(s3, bucket, folder):
             found.append(child[len(prefix) :])
             pending.append(child)
-    return directory_markers(prefix, found)
+    return _directory_markers(prefix, found)
