@@ -6,9 +6,11 @@ groups, expired and unexpired interleaved. ``BENCH_QUICK=1``: 200 among 200.
 
 Measured on the same moto server (its own process), each on freshly loaded data:
 
-- **ours**: ``run_cleanup``, the janitor's whole run in this process: enumerate the job
-  folders, read every ``expiredAt``, list each expired folder and delete it in order
-  (artifacts, metadata, ``expiredAt``) through shared ``DeleteObjects`` batches.
+- **ours**: ``run_cleanup`` with the rescan (issue 19: what every run did before the
+  expiry index, and the daily run's cost on a Redis that lost its index), in this
+  process: enumerate the job folders, read every ``expiredAt`` into the index, list each
+  expired folder and delete it in order (artifacts, metadata, ``expiredAt``).
+  ``bench_expiry.py`` measures the daily run from the index.
 - **floor**: a minimal loop that is *handed* the 20,000 keys and deletes them with
   ``DeleteObjects``, 1,000 a request: the least any janitor could spend deleting them.
 - **bare loop**: the same job written plainly, as concurrent as ours: list the folders,
@@ -34,11 +36,16 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
+from redis.asyncio import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import QUICK, Figures, write_section
 from servers import MotoServer
+from support.servers import RedisServer
 
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_janitor.clock import SystemClock
@@ -141,13 +148,16 @@ async def fresh_bucket(server: MotoServer, s3: S3Client, layout: Layout) -> str:
     return bucket
 
 
-async def ours(s3: S3Client, bucket: str, *, dry_run: bool = False) -> CleanupResult:
+async def ours(s3: S3Client, redis: Redis, bucket: str, *, dry_run: bool = False) -> CleanupResult:
+    await redis.flushall()  # each run on a new bucket, with an index of its own
     return await run_cleanup(
         s3=s3,
         bucket=bucket,
+        redis=redis,
         clock=SystemClock(),
         run_id="bench",
         options=CleanupOptions(dry_run=dry_run, concurrency=CONCURRENCY),
+        rescan_now=True,
     )
 
 
@@ -192,7 +202,7 @@ async def floor(s3: S3Client, bucket: str, keys: list[str]) -> None:
         await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
-async def measure(server: MotoServer, s3: S3Client, layout: Layout) -> dict[str, Any]:
+async def measure(server: MotoServer, s3: S3Client, redis: Redis, layout: Layout) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"ours": [], "floor": [], "discovery": [], "bare": []}
     requests = Requests()
     rss = {"before": 0, "peak": 0}
@@ -200,11 +210,11 @@ async def measure(server: MotoServer, s3: S3Client, layout: Layout) -> dict[str,
         print(f"bench: repetition {repetition + 1} of {REPEAT}", file=sys.stderr, flush=True)
         bucket = await fresh_bucket(server, s3, layout)
         began = time.perf_counter()
-        await ours(s3, bucket, dry_run=True)
+        await ours(s3, redis, bucket, dry_run=True)
         samples["discovery"].append(time.perf_counter() - began)
         with counted_requests(s3) as counts, peak_rss() as run_rss:
             began = time.perf_counter()
-            result = await ours(s3, bucket)
+            result = await ours(s3, redis, bucket)
             samples["ours"].append(time.perf_counter() - began)
         requests, rss = counts, run_rss
         assert result.objects_deleted == len(layout.doomed), result
@@ -237,6 +247,7 @@ def mib(size: int) -> str:
 
 async def main() -> None:
     server = MotoServer().start()
+    redis_server = RedisServer().start()
     settings = S3Settings(
         s3_endpoint_url=server.url,
         s3_access_key_id="bench",
@@ -246,14 +257,18 @@ async def main() -> None:
     try:
         # moto's threaded server can fail a listing that runs while another request
         # deletes (a dict changing size under its iteration): retry more than usual.
-        async with open_s3(settings, max_connections=2 * CONCURRENCY + 8, max_attempts=10) as s3:
+        async with (
+            open_s3(settings, max_connections=2 * CONCURRENCY + 8, max_attempts=10) as s3,
+            Redis.from_url(redis_server.url) as redis,
+        ):
             small = make_layout(EXPIRED // 10, UNEXPIRED // 10)
             warm = await fresh_bucket(server, s3, small)  # warm-up: imports, connections
             with peak_rss() as small_rss:
-                await ours(s3, warm)
+                await ours(s3, redis, warm)
             layout = make_layout(EXPIRED, UNEXPIRED)
-            figures = await measure(server, s3, layout)
+            figures = await measure(server, s3, redis, layout)
     finally:
+        redis_server.stop()
         server.stop()
     report(figures, small_rss, len(small.doomed), len(layout.doomed))
 
