@@ -124,9 +124,7 @@ async def test_a_finished_run_reports_its_result(api: Api, redis: Redis) -> None
     assert again.data["cleanupPhJobArtifact"] != run_id  # the finished run frees the slot
 
 
-async def test_an_admin_can_ask_for_a_rescan_and_a_non_admin_cannot(
-    api: Api, redis: Redis
-) -> None:
+async def test_an_admin_can_ask_for_a_rescan_and_a_non_admin_cannot(api: Api, redis: Redis) -> None:
     refused = await api.graphql(RESCAN)
     assert refused.codes == ["FORBIDDEN"]
     assert await redis.exists(RESCAN_REQUEST_KEY) == 0

@@ -16,10 +16,11 @@ another time) is read with a GET.
 
 "Now" is read once, from the injected clock, when the run starts: every folder is judged
 against the same instant, and a folder expiring during the run waits for the next one.
-The run works through its own copy of the due entries (``snapshot_due``), checking
-``concurrency`` folders at a time; checked folders queue for one deleting task, which
-takes as many as are waiting (up to a request's worth of keys) as one group, so listing
-the next folders overlaps deleting the last ones. One folder's failure is recorded and
+The run works through its own copy of the due entries (``snapshot_due``), a page at a
+time: their folders are listed in runs of neighbours (``listing``), ``concurrency`` runs
+at a time, and judged; folders judged due queue for one deleting task, which takes as
+many as are waiting (up to a request's worth of keys) as one group, so listing the next
+folders overlaps deleting the last ones. One folder's failure is recorded and
 the run goes on; a failed folder keeps its entry and is finished by the next run.
 """
 
@@ -122,7 +123,7 @@ async def run_cleanup(
 
 
 class _DuePass:
-    """Checks the due entries in worker slots; one task deletes what they find due."""
+    """Lists and judges the due entries, runs of neighbours at a time; one task deletes."""
 
     def __init__(
         self,
