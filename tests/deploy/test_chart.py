@@ -34,6 +34,8 @@ from support.deploy import (
     secret_data,
 )
 
+from artifacts_shared.instance_types import InstanceTypeSettings
+
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest release
 # whose schemas kubernetes-validate bundles: every object must be valid for both.
 KUBE_VERSIONS = ("1.30.0", "1.37.0")
@@ -261,6 +263,27 @@ def test_a_misspelt_variable_is_caught() -> None:
     assert names - allowed_names("janitor") == {"JANITOR_DAILY"}
 
 
+def test_instance_types_reach_the_api_and_the_controller_alike() -> None:
+    presets = [
+        {"name": "gpu-1", "cpuLimit": 4, "memoryLimit": 16, "gpuLimit": 1, "groups": ["ml"],
+         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]},
+    ]  # fmt: skip
+    found = {
+        service: env_of(deployment)["INSTANCE_TYPES"]["value"]
+        for service, deployment in deployments(
+            render_chart({"api": {"auth": {"jwtSecret": "j" * 32}}, "instanceTypes": presets})
+        ).items()
+        if service in ("api", "controller")
+    }
+    defaults = env_of(deployments(rendered("phfs"))["api"])["INSTANCE_TYPES"]["value"]
+
+    assert found["api"] == found["controller"]
+    (parsed,) = InstanceTypeSettings(instance_types=json.loads(found["api"])).instance_types
+    assert parsed.pod_resources()["limits"] == {"cpu": "4", "memory": "16G", "nvidia.com/gpu": "1"}
+    default_presets = InstanceTypeSettings(instance_types=json.loads(defaults)).instance_types
+    assert [preset.name for preset in default_presets] == ["cpu-1", "cpu-2"]
+
+
 def test_phfs_mode_mounts_the_claim_and_runs_no_uploader() -> None:
     env = env_of(deployments(rendered("phfs"))["controller"])
     assert env["ARTIFACT_DELIVERY"]["value"] == "phfs"
@@ -395,6 +418,33 @@ def test_the_service_and_ingress_reach_the_api_port() -> None:
     assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
     assert ingress["spec"]["tls"] == [{"hosts": ["a.example.com"], "secretName": "tls"}]
     assert of_kind(rendered("default"), "Ingress") == []
+
+
+@pytest.mark.parametrize(
+    ("api", "public_url"),
+    [
+        ({}, None),
+        ({"ingress": {"enabled": True, "host": "a.example.com"}}, "http://a.example.com"),
+        (
+            {"ingress": {"enabled": True, "host": "a.example.com", "tlsSecretName": "tls"}},
+            "https://a.example.com",
+        ),
+        (
+            {"ingress": {"enabled": True, "host": "a.example.com", "path": "/artifacts/"}},
+            "http://a.example.com/artifacts",
+        ),
+        (
+            {"publicUrl": "https://logs.example.com", "ingress": {"enabled": True}},
+            "https://logs.example.com",
+        ),
+    ],
+)
+def test_log_endpoints_point_at_the_public_url_or_the_ingress(
+    api: dict[str, Any], public_url: str | None
+) -> None:
+    env = env_of(deployments(render_chart({"api": api}))["api"])
+    assert env.get("API_PUBLIC_URL", {}).get("value") == public_url
+    assert env["API_LOG_MAX_STREAMS"]["value"] == "100"
 
 
 def _pods(value_set: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -42,6 +42,7 @@ __all__ = [
     "iter_prefixes",
     "open_s3",
     "parse_s3_timestamp",
+    "s3_credentials",
 ]
 
 DELETE_BATCH_LIMIT = 1000
@@ -112,6 +113,21 @@ def parse_s3_timestamp(value: str) -> datetime:
             parsed: datetime = parse_timestamp(value)
             return parsed
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def s3_credentials(settings: S3Settings) -> Any:
+    """The credentials ``open_s3`` signs with, for code that signs requests itself.
+
+    ``S3_ACCESS_KEY_ID``/``S3_SECRET_ACCESS_KEY`` when set, else botocore's chain
+    (environment, web identity in a pod, ...), which may hand out refreshable ones: callers
+    take ``await credentials.get_frozen_credentials()`` before each use. None when there
+    are none.
+    """
+    session = get_session()
+    secret = settings.s3_secret_access_key
+    if settings.s3_access_key_id and secret:
+        session.set_credentials(settings.s3_access_key_id, secret.get_secret_value())
+    return await session.get_credentials()
 
 
 def add_content_md5(request: Any, **_: Any) -> None:

@@ -24,8 +24,10 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as SourceError
 
 __all__ = [
+    "LOCAL_JOB_LOG",
     "ArtifactPolicySettings",
     "BaseServiceSettings",
     "HttpUrl",
@@ -175,6 +177,17 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
         return cls(**overrides)
     except ValidationError as err:
         raise SettingsError(_one_line(cls, err)) from None
+    except SourceError as err:
+        # A list or mapping setting whose variable is not JSON: pydantic-settings says so
+        # before validating, naming the field in its message.
+        found = re.search(r'field "(\w+)"', str(err))
+        field = cls.model_fields.get(found.group(1)) if found else None
+        if found is None or field is None:
+            raise
+        raise SettingsError(
+            f"invalid settings: {found.group(1).upper()} is not JSON: expected "
+            f"{field.description or 'a JSON value'}"
+        ) from None
 
 
 def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
@@ -197,9 +210,23 @@ def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
     return "invalid settings: " + "; ".join(dict.fromkeys(parts))
 
 
+LOCAL_JOB_LOG = "job.log"
+"""The job's stdout and stderr, then run-job.sh's and the uploader's lines, in one file."""
+
+
 class LocalRuntimeSettings(BaseServiceSettings):
     """Where the dev stack keeps its jobs when ``CONTROLLER_RUNTIME=local`` (no Kubernetes)."""
 
     local_jobs_dir: Path = Field(
         Path(".data/jobs"), description="a folder path for the local job store"
     )
+    local_runtime_dir: Path = Field(
+        Path(".data/runtime"), description="a folder path for local jobs' homes and logs"
+    )
+
+    def local_job_log(self, job: str) -> Path:
+        """Where the local runtime writes a job's output, which the api serves while it runs.
+
+        ``job`` must be a checked job name (``layout.check_job_name``): it is a path step.
+        """
+        return self.local_runtime_dir / job / LOCAL_JOB_LOG

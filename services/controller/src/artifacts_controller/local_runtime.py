@@ -8,7 +8,11 @@ the staged artifacts to the bucket, exactly as the pod's sidecar would. The phas
 the Kubernetes runtime's (``phases.py``); only the observation differs.
 
 Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
-collects), and SIGKILL if it is still there after the grace period.
+collects), and SIGKILL if it is still there after the grace period. A job that runs longer
+than its ``activeDeadlineSeconds`` is stopped the same way and ends Failed with the reason
+``DeadlineExceeded``, as the kubelet fails a pod past its deadline. Instance types are
+checked (an unknown one fails the job) but not enforced: a local process has no cgroup of
+its own to hold CPU or memory to a preset.
 
 When the controller stops it stops its jobs the same way (the dev stack stops as a whole).
 What survives a restart is on disk: ``run.json`` (the process and when it started),
@@ -31,7 +35,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,6 +52,7 @@ from artifacts_controller.phases import (
 from artifacts_controller.queueing import KeyedQueue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
+from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobStatus
 
@@ -153,6 +158,8 @@ class _Run:
     finished_at: datetime | None = None
     signalled: bool = False
     lost: bool = False
+    deadline_seconds: int | None = None
+    """Set when the run was stopped for running past the job's activeDeadlineSeconds."""
 
     @property
     def name(self) -> str:
@@ -168,6 +175,16 @@ class _Run:
                 started_at=self.started_at,
                 reason="Collecting",
                 message="the command has ended; its artifacts are being uploaded",
+            )
+        if self.deadline_seconds is not None:
+            return Observation(
+                RunState.FAILED,
+                self.name,
+                started_at=self.started_at,
+                finished_at=self.finished_at,
+                reason="DeadlineExceeded",
+                message=f"the job ran longer than its activeDeadlineSeconds "
+                f"({self.deadline_seconds} s): it was stopped and its artifacts collected",
             )
         if self.exit_code not in (0, None):
             return Observation(
@@ -272,8 +289,15 @@ class LocalRuntime:
                 self._stop(run)
             desired = cancelled(status, now=now)
         elif run is None:
-            run = await self._start(job)
-            desired = advance(status, run.observe(), now=now)
+            try:
+                if job.spec.instance_type:
+                    self._settings.instance_type(job.spec.instance_type)
+            except UnknownInstanceTypeError as err:
+                message = f"instanceType: {err}"
+                desired = failed(status, now=now, reason="InvalidSpec", message=message)
+            else:
+                run = await self._start(job)
+                desired = advance(status, run.observe(), now=now)
         elif run.lost:
             desired = failed(
                 status,
@@ -283,16 +307,22 @@ class LocalRuntime:
                 "without collecting its artifacts",
             )
         else:
+            self._enforce_deadline(job, run, now)
             desired = advance(status, run.observe(), now=now)
         if desired != status:
-            self._store.write_status(job_id, desired)
-            self._metrics.transitions.labels(desired.phase.value).inc()
-            log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
-            if desired.finished:
-                await self._expiry_feed.job_finished(job, desired)
+            await self._record(job, status, desired)
         if desired.finished:
             self._finished.add(job_id)
         return desired
+
+    async def _record(self, job: PhJob, status: PhJobStatus, desired: PhJobStatus) -> None:
+        """Write a job's new status; one that finished goes into the expiry index too."""
+        job_id = job.metadata.name
+        self._store.write_status(job_id, desired)
+        self._metrics.transitions.labels(desired.phase.value).inc()
+        log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
+        if desired.finished:
+            await self._expiry_feed.job_finished(job, desired)
 
     # -- starting and stopping ----------------------------------------------------------
 
@@ -332,7 +362,7 @@ class LocalRuntime:
         home.mkdir(parents=True, exist_ok=True)
         (folder / "staging").mkdir(exist_ok=True)
         env = self._env(job, folder)
-        with (folder / "job.log").open("ab") as output:
+        with self._settings.local_job_log(job.metadata.name).open("ab") as output:
             # subprocess, not asyncio's: asyncio kills a child whose transport is collected,
             # and the job's fate must be ours to decide (see _stop_all).
             process = subprocess.Popen(
@@ -365,7 +395,16 @@ class LocalRuntime:
             raise RuntimeError("the local runtime is not running")
         return self._group.create_task(work, name=f"run {run.job_id}")
 
-    def _stop(self, run: _Run) -> None:
+    def _enforce_deadline(self, job: PhJob, run: _Run, now: datetime) -> None:
+        deadline = job.spec.active_deadline_seconds
+        if deadline is None or run.deadline_seconds is not None or run.command_ended_at:
+            return
+        if now - run.started_at >= timedelta(seconds=deadline):
+            log.info("%s: past its activeDeadlineSeconds (%s s); stopping it", run.job_id, deadline)
+            run.deadline_seconds = deadline
+            self._stop(run, "deadline")
+
+    def _stop(self, run: _Run, why: str = "cancel") -> None:
         if run.signalled or run.command_ended_at is not None:
             return
         if not run.pid or not _alive(run.pid, run.process_start):
@@ -373,7 +412,7 @@ class LocalRuntime:
         run.signalled = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.pid, signal.SIGTERM)
-        self._metrics.pods_deleted.labels("cancel").inc()
+        self._metrics.pods_deleted.labels(why).inc()
         grace = self._settings.job_termination_grace_seconds
         self._spawn(self._kill_after(run, grace), run)
 
@@ -414,7 +453,7 @@ class LocalRuntime:
         self.queue.submit(run.job_id)
 
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
-        with (run.folder / "job.log").open("ab") as output:
+        with self._settings.local_job_log(run.job_id).open("ab") as output:
             process = subprocess.Popen(
                 self._uploader,
                 env=self._uploader_env(env),

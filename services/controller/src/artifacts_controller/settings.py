@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.settings import (
     ArtifactPolicySettings,
     LocalRuntimeSettings,
@@ -31,7 +32,9 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ControllerSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings):
+class ControllerSettings(
+    S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
+):
     kube_namespace: str = Field(
         "default", pattern=_K8S_NAME, description="a Kubernetes namespace name"
     )
@@ -129,10 +132,8 @@ class ControllerSettings(S3Settings, RedisSettings, ArtifactPolicySettings, Loca
         8081, ge=0, le=65535, description="an integer from 0 (any free port) to 65535"
     )
 
-    # The local runtime (CONTROLLER_RUNTIME=local): job homes, staging folders, logs.
-    local_runtime_dir: Path = Field(
-        Path(".data/runtime"), description="a folder path for local jobs' homes and logs"
-    )
+    # The local runtime (CONTROLLER_RUNTIME=local); LOCAL_RUNTIME_DIR is a shared setting,
+    # since the api reads running jobs' logs there.
     local_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="seconds between scans of the local job store"
     )
