@@ -12,6 +12,11 @@ Measured on the same server and bucket, each on freshly loaded expired folders:
   (artifacts, metadata, ``expiredAt``) and drop its entry.
 - **floor**: handed the 20,000 keys, the shared batched deleter (``delete_keys``, 1,000 a
   request): the least any janitor could spend deleting them.
+- **per folder**: the deletion the issue started from, handed the same folders: each folder
+  alone through ``delete_keys``, artifacts, then metadata, then ``expiredAt`` (three
+  ``DeleteObjects`` of a few keys), ``CONCURRENCY`` folders at a time. Measured at the
+  largest size only: it is what the daily run's grouping of small folders into shared
+  requests (``artifacts_janitor.cleanup``) buys, and why that grouping stays.
 - **directories**: after the floor, the 6,000 directories SeaweedFS keeps of those
   folders, deleted the same way: what the daily run would add if it deleted them itself
   rather than leave them to SeaweedFS's own cleaner (see ``artifacts_janitor.deletion``).
@@ -75,6 +80,7 @@ from artifacts_shared.expiry_index import ExpiryIndex  # noqa: E402
 from artifacts_shared.layout import (  # noqa: E402
     JobPrefix,
     expired_at_key,
+    is_metadata,
     job_prefix,
     manifest_key,
 )
@@ -260,11 +266,30 @@ async def daily_run(s3: S3Client, redis: Redis) -> CleanupResult:
     )
 
 
+async def per_folder(s3: S3Client, folders: dict[JobPrefix, list[str]]) -> None:
+    """Each folder alone, in three steps, ``CONCURRENCY`` folders at a time."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(prefix: JobPrefix, keys: list[str]) -> None:
+        last = expired_at_key(prefix)
+        metadata = [key for key in keys if is_metadata(key[len(prefix) :]) and key != last]
+        artifacts = [key for key in keys if key not in metadata and key != last]
+        async with gate:
+            for step in (artifacts, metadata, [last]):
+                outcome = await delete_keys(s3, BUCKET, step)
+                assert outcome.ok and outcome.deleted == len(step)
+
+    async with asyncio.TaskGroup() as group:
+        for prefix, keys in folders.items():
+            group.create_task(one(prefix, keys))
+
+
 @dataclass
 class AtSize:
     unexpired: int
     daily: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
+    per_folder: list[float] = field(default_factory=list)
     dirs: list[float] = field(default_factory=list)
     requests: Requests = field(default_factory=Requests)
 
@@ -332,6 +357,16 @@ async def measure(
             at.floor.append(floor)
             at.dirs.append(dirs)
         figures.append(at)
+    print("bench_expiry: per folder ...", file=sys.stderr, flush=True)
+    for _ in range(REPEAT):
+        objects, entries = expired(now, WINDOW)
+        load(objects)
+        doomed: dict[JobPrefix, list[str]] = {prefix: [] for prefix in entries}
+        for key, _ in objects:
+            doomed[JobPrefix("/".join(key.split("/", 4)[:4]) + "/")].append(key)
+        began = time.perf_counter()
+        await per_folder(s3, doomed)
+        figures[-1].per_folder.append(time.perf_counter() - began)
     # The same bucket, its index lost: the rescan finds every folder again. A dry run, so
     # that its time is the scan's and not deleting the expired ones (the daily run's).
     print("bench_expiry: rescan ...", file=sys.stderr, flush=True)
@@ -372,7 +407,7 @@ def report(figures: dict[str, Any], version: str) -> None:
         "## Janitor: the daily run from the expiry index, against the floor",
         "",
         f"{EXPIRED:,} expired job folders x 10 objects among {SIZES[0]:,} and then "
-        f"{SIZES[-1]:,} unexpired ones ({GROUPS} groups), SeaweedFS {version} (`weed mini`) "
+        f"{SIZES[-1]:,} unexpired ones ({GROUPS} groups), {version} (`weed mini`) "
         f"and redis-server, concurrency {CONCURRENCY}; {REPEAT} repetitions at each size on "
         "freshly loaded expired folders, after a warm-up"
         + (" (BENCH_QUICK: small sizes)" if QUICK else "")
@@ -390,8 +425,13 @@ def report(figures: dict[str, Any], version: str) -> None:
             f"| {dirs} |"
         )
     small, large = Figures(sizes[0].daily), Figures(sizes[-1].daily)
+    each, floor_large = Figures(sizes[-1].per_folder), Figures(sizes[-1].floor)
     lines += [
         "",
+        f"- **per folder** ({EXPIRED:,} folders alone, 3 `DeleteObjects` each, {CONCURRENCY} "
+        f"at a time, at {sizes[-1].unexpired:,}): {each}, "
+        f"**{each.median / floor_large.median:.2f}x** the floor: what grouping small folders "
+        "into shared requests buys.",
         f"- **flat**: the daily run at {sizes[-1].unexpired:,} unexpired folders takes "
         f"{large.median / small.median:.2f}x its time at {sizes[0].unexpired:,} "
         f"({keys / large.median:,.0f} objects/s).",
