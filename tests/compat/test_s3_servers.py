@@ -27,11 +27,12 @@ from support.jobs import GROUP, JOB, JobHome
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_janitor.listing import list_due, plan_runs
 from artifacts_janitor.rescan import RESCAN_RECORD_KEY
+from artifacts_shared.cleanup_result import CleanupResult
 from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import JobPrefix, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
-from artifacts_shared.s3 import S3Client, iter_objects
+from artifacts_shared.s3 import S3Client, iter_objects, iter_prefixes
 from artifacts_shared.settings import RedisSettings, S3Settings
 
 MIB = 1024 * 1024
@@ -166,27 +167,29 @@ async def test_the_janitor_deletes_an_expired_folder_and_the_next_run_finds_noth
     await put_objects(matrix_s3, bucket, doomed | kept)
     options = CleanupOptions(concurrency=4)
 
-    # The first run from the index, as the uploader fed it; the second a rescan, which
-    # must find nothing to report, and no empty directory the first left behind.
-    await ExpiryIndex(redis).add(expired, 1000)
+    # The first run from the index, as the uploader fed it. The daily run leaves the
+    # emptied directories to the server (SeaweedFS removes them minutes later, JuiceFS
+    # never): a later daily run handed the deleted folder again (a late estimate of the
+    # controller's) and the rescan must find nothing to report, and leave no directory.
+    index = ExpiryIndex(redis)
+    await index.add(expired, 1000)
     await redis.set(RESCAN_RECORD_KEY, json.dumps({"finishedAt": NOW, "scanned": 0, "found": 0}))
-    first = await run_cleanup(
-        s3=matrix_s3,
-        bucket=bucket,
-        redis=redis,
-        clock=FixedClock(),
-        run_id="one",
-        options=options,
-    )
-    second = await run_cleanup(
-        s3=matrix_s3,
-        bucket=bucket,
-        redis=redis,
-        clock=FixedClock(),
-        run_id="two",
-        options=options,
-        rescan_now=True,
-    )
+
+    async def run(run_id: str, *, rescan: bool = False) -> CleanupResult:
+        return await run_cleanup(
+            s3=matrix_s3,
+            bucket=bucket,
+            redis=redis,
+            clock=FixedClock(),
+            run_id=run_id,
+            options=options,
+            rescan_now=rescan,
+        )
+
+    first = await run("one")
+    await index.add(expired, 1000)
+    late = await run("late")
+    second = await run("two", rescan=True)
 
     assert (first.folders_deleted, first.objects_deleted, first.folders_failed) == (
         1,
@@ -197,6 +200,10 @@ async def test_the_janitor_deletes_an_expired_folder_and_the_next_run_finds_noth
     assert (second.folders_scanned, second.folders_skipped, second.skipped) == (1, 0, [])
     assert second.folders_unexpired == 1
     assert (first.index_checked, first.index_stale, second.rescan_found) == (1, 0, 1)
+    assert (late.index_checked, late.index_stale, late.folders_deleted) == (1, 1, 0)
+    assert (late.skipped, late.errors, await index.size()) == ([], [], 1)
+    folders = [name async for name in iter_prefixes(matrix_s3, bucket, "groups/g/jobArtifacts/")]
+    assert folders == [job_prefix("g", "job-kept")]
 
 
 async def test_due_folders_listed_together_each_come_once_with_exactly_their_objects(
