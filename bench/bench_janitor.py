@@ -278,13 +278,13 @@ def why(runs: dict[str, Figures], requests: Requests, doomed: int) -> list[str]:
         f"{mean_ms('GetObject'):.0f} ms each on average with {CONCURRENCY} in flight) and "
         f"listing each expired folder ({EXPIRED:,} LISTs, {mean_ms('ListObjectsV2'):.0f} ms); "
         f"the dry run, which does only that, takes {discovery.median / ours.median:.0%} of our "
-        "run. Deleting, with its order (artifacts, metadata, `expiredAt` last, then the "
-        "directories SeaweedFS keeps) and shared batches, adds "
+        "run. Deleting, with its order (artifacts, metadata, `expiredAt` last) and shared "
+        "batches, adds "
         f"{max(ours.median - discovery.median, 0):.2f} s on top; the bare loop, which finds "
         "the same way without ordering or batching, is "
         f"{'slower' if bare.median > ours.median else 'faster'} than ours "
         f"({bare.median / ours.median:.2f}x our time). Getting near the floor needs not "
-        "reading what has not expired: the expiry index of ARCHITECTURE section 10.",
+        "reading what has not expired: the daily run from the expiry index (bench_expiry.py).",
     ]
 
 

@@ -4,51 +4,25 @@ and survive disconnects, expired versions and API errors without losing an event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from support.kube import KubeEmulator
 from support.phjobs import (
-    STAND_IN_SCRIPT,
     create_phjob,
     eventually,
     read_phjob,
     running,
+    running_controller,
     set_pod_status,
     terminated,
 )
 
-from artifacts_controller.controller import Controller
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, Kube
-from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJobPhase
 
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 PODS_R = "v1/pods"
-
-
-@asynccontextmanager
-async def running_controller(
-    kube: Kube, settings: ControllerSettings, feed: ExpiryFeed
-) -> AsyncIterator[Controller]:
-    controller = Controller(
-        kube=kube,
-        settings=settings,
-        script=STAND_IN_SCRIPT,
-        metrics=ControllerMetrics(),
-        expiry_feed=feed,
-    )
-    task = asyncio.create_task(controller.run())
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()), 5
-        )
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _phase(kube: Kube, name: str, phase: PhJobPhase, *, timeout: float = 5.0) -> None:
