@@ -211,7 +211,10 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
 
 
 async def test_the_instance_type_sets_the_job_containers_resources_and_placement(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     presets = load_settings(
         InstanceTypeSettings,
@@ -224,9 +227,9 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
         ],
     )  # fmt: skip
     job = await create_phjob(kube, instance_type="gpu-1")
-    await _reconciler(kube, controller_settings, instance_types=presets.instance_types).reconcile(
-        job
-    )
+    await _reconciler(
+        kube, controller_settings, expiry_feed, instance_types=presets.instance_types
+    ).reconcile(job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -241,10 +244,13 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
 
 
 async def test_a_job_without_an_instance_type_gets_no_resources(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube)
-    await _reconciler(kube, controller_settings).reconcile(job)
+    await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -252,10 +258,13 @@ async def test_a_job_without_an_instance_type_gets_no_resources(
 
 
 async def test_an_unknown_instance_type_fails_the_job_without_a_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, instance_type="gpu-99")
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
 
     assert kube_emulator.list_objects(PODS_R) == []
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
