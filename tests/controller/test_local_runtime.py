@@ -197,7 +197,7 @@ async def test_cancel_stops_a_long_command_within_seconds(
 
 
 async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(
@@ -205,7 +205,7 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
             active_deadline_seconds=2,
         )
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job, timeout=20)
         sid = _pid(local_settings, job)
 
@@ -219,19 +219,19 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
 
 
 async def test_a_job_that_ends_before_its_deadline_is_not_touched(
-    store: LocalJobStore, local_settings: ControllerSettings
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="exit 0", active_deadline_seconds=60))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED and status.reason is None
 
 
 async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
-    store: LocalJobStore, local_settings: ControllerSettings
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="touch ran", instance_type="gpu-99"))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert status.message is not None and "'gpu-99'" in status.message

@@ -68,8 +68,9 @@ def terminated(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
 ) -> None:
+    # Generous: a condition that holds returns at once; three test workers share two cores.
     deadline = time.monotonic() + timeout
     while True:
         if await check():
