@@ -50,6 +50,7 @@ from artifacts_api.services import METRICS, SERVICES, SETTINGS, Services
 from artifacts_api.settings import ApiSettings
 from artifacts_api.storefiles import file_redirect
 from artifacts_shared.jobstore import LocalJobStore
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import open_s3, s3_credentials
 
 __all__ = ["UI_DIR", "make_app"]
@@ -169,11 +170,18 @@ def _services_ctx(
                 ),
                 metrics=app[METRICS],
                 manifests=ManifestCache(s3, settings.phfs_bucket),
+                records=_record_signer(settings),
                 listing_slots=asyncio.Semaphore(settings.api_listing_concurrency),
             )
             yield
 
     return services_ctx
+
+
+def _record_signer(settings: ApiSettings) -> RecordSigner | None:
+    """Retention records are signed with a key the janitor derives too, from the S3 secret."""
+    secret = settings.s3_secret_access_key
+    return RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None
 
 
 @web.middleware

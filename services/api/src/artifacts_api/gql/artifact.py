@@ -37,6 +37,7 @@ from artifacts_api.gql.selection import selected_names
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.times import iso_utc
 from artifacts_shared.layout import JobPrefix, UnsafeNameError, artifact_key, relative_name
+from artifacts_shared.phjob import PhJob
 from artifacts_shared.s3 import StoredObject
 
 __all__ = ["ArtifactFolder", "bindables"]
@@ -55,10 +56,14 @@ _MAX_CURSOR = 4096
 class ArtifactFolder:
     """What ``PhJobArtifact`` resolves from; field names are its snake_case."""
 
-    job_id: str
+    job: PhJob
     prefix: JobPrefix
     manifest: ManifestIndex | None
     expired_at: str | None
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
 
     @property
     def skipped(self) -> bool:
