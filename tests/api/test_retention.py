@@ -483,3 +483,34 @@ def test_a_record_is_refused_when_any_field_or_the_key_differs() -> None:
     assert RecordSigner.from_s3_secret("other").load(raw, PREFIX) is None
     assert SIGNER.load(b"[]", PREFIX) is None
     assert SIGNER.load(b"{" * 5000, PREFIX) is None
+
+
+async def test_the_run_result_gives_a_skipped_folder_the_sentence_the_api_gives(
+    api: Api,
+    s3: S3Client,
+    store: LocalJobStore,
+    janitor_settings: JanitorSettings,
+    clock: FixedClock,
+) -> None:
+    """And the operator's opt-in to deleting folders without an expiry spares an admin's keep."""
+    bucket = api.settings.phfs_bucket
+    kept = await collected(s3, bucket, store)
+    legacy = await collected(s3, bucket, store, "job-202501010000-legacy", expires_in=None)
+    await api.graphql(SET, {"id": JOB, "at": None}, bearer=ADMIN)
+    orphans = janitor_settings.model_copy(update={"janitor_orphan_retention_seconds": 1})
+    clock.value = time.time() + 3600
+    pool: ArqRedis = await create_pool(arq_redis_settings(orphans))
+    try:
+        janitor = Janitor(
+            settings=orphans, s3=s3, redis=pool, clock=clock, metrics=JanitorMetrics()
+        )
+        result = await janitor.run("run-with-orphans")
+    finally:
+        await pool.aclose()
+    shown = await api.graphql(RETENTION, {"id": JOB})
+
+    sentences = {folder.prefix: folder.retention for folder in result.skipped}
+    assert sentences == {kept: shown.data["phJob"]["artifact"]["retention"]["reason"]}
+    assert sentences[kept].startswith("kept by root on ")
+    assert f"{kept}test.txt" in await keys(s3, bucket, kept)
+    assert await keys(s3, bucket, legacy) == set()  # no record of ours: an orphan, deleted

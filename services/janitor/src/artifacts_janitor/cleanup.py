@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from typing import TypeVar
 
 from artifacts_janitor.clock import Clock
@@ -40,7 +41,14 @@ from artifacts_shared.cleanup_result import (
 )
 from artifacts_shared.expiry import is_expired
 from artifacts_shared.layout import METADATA_DIRS, JobPrefix, ObjectKey, is_metadata
-from artifacts_shared.metadata_store import ExpiryState, read_expiry
+from artifacts_shared.metadata_store import ExpiryState, read_expiry, read_retention_record
+from artifacts_shared.retention import (
+    RECORD_MAX_BYTES,
+    Change,
+    RecordSigner,
+    RetentionRecord,
+    skipped_sentence,
+)
 from artifacts_shared.s3 import DELETE_BATCH_LIMIT, S3Client, iter_objects
 
 __all__ = ["CleanupOptions", "run_cleanup"]
@@ -61,6 +69,10 @@ class CleanupOptions:
     """0 keeps folders without a readable expiredAt forever."""
     concurrency: int = 16
     batch_size: int = DELETE_BATCH_LIMIT
+    daily_at: time_of_day = time_of_day(3, 0)
+    """JANITOR_DAILY_AT, named in the retention sentences of skipped folders."""
+    records: RecordSigner | None = None
+    """Checks ``retention.json``: a folder an admin kept says so, and is never an orphan."""
 
 
 async def run_cleanup(
@@ -153,10 +165,12 @@ class _Tally:
     skipped: list[SkippedFolder] = field(default_factory=list)
     errors: list[FolderError] = field(default_factory=list)
 
-    def skip(self, prefix: str, reason: SkipReason, detail: str) -> None:
+    def skip(self, prefix: str, reason: SkipReason, detail: str, retention: str = "") -> None:
         self.skipped_by_reason[reason] += 1
         if len(self.skipped) < NAMES_KEPT:
-            self.skipped.append(SkippedFolder(prefix=prefix, reason=reason, detail=detail))
+            self.skipped.append(
+                SkippedFolder(prefix=prefix, reason=reason, detail=detail, retention=retention)
+            )
 
     def fail(self, prefix: str, message: str) -> None:
         self.failed += 1
@@ -273,8 +287,9 @@ class _Sweeper:
             if reading.state is ExpiryState.MISSING
             else SkipReason.INVALID_EXPIRED_AT
         )
+        record = await self._record(prefix)
         retention = self._options.orphan_retention_seconds
-        if retention > 0:
+        if retention > 0 and not (record is not None and record.change is Change.KEEP):
             newest = await self._newest_object_time(prefix)
             if newest is not None and newest + retention <= self._now:
                 self._tally.orphaned += 1
@@ -284,7 +299,18 @@ class _Sweeper:
         # A missing expiry is normal (retention 0 keeps a job forever); garbage is not.
         level = logging.INFO if reason is SkipReason.MISSING_EXPIRED_AT else logging.WARNING
         logger.log(level, "kept %s: %s (%s)", prefix, reason.value, reading.detail)
-        self._tally.skip(prefix, reason, reading.detail)
+        sentence = skipped_sentence(
+            reason, reading, record, now=self._now, daily_at=self._options.daily_at
+        )
+        self._tally.skip(prefix, reason, reading.detail, sentence)
+
+    async def _record(self, prefix: JobPrefix) -> RetentionRecord | None:
+        """The folder's ``retention.json`` when it is ours (signed by the api) and current."""
+        signer = self._options.records
+        if signer is None:
+            return None
+        raw = await read_retention_record(self._s3, self._bucket, prefix, limit=RECORD_MAX_BYTES)
+        return signer.load(raw, prefix)
 
     async def _newest_object_time(self, prefix: JobPrefix) -> float | None:
         newest: float | None = None
