@@ -208,9 +208,7 @@ def describe(
     at = record.changed_at if record else None
     moment = datetime.fromtimestamp(now, tz=UTC)
     changed = (
-        f" by {by} on {_day(datetime.fromtimestamp(at, tz=UTC), moment)}"
-        if at is not None
-        else ""
+        f" by {by} on {_day(datetime.fromtimestamp(at, tz=UTC), moment)}" if at is not None else ""
     )
     if reading.state is ExpiryState.INVALID:
         return Retention(
