@@ -16,14 +16,17 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, create_pool
+from redis.asyncio import Redis
 from support.api import Api, add_job, token
 from support.buckets import put_objects, snapshot
 from support.folders import FixedClock
 
 from artifacts_api.removal import delete_folder
 from artifacts_janitor.metrics import JanitorMetrics
+from artifacts_janitor.rescan import RESCAN_RECORD_KEY
 from artifacts_janitor.settings import JanitorSettings
 from artifacts_janitor.worker import Janitor, arq_redis_settings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import (
     JobPrefix,
@@ -142,16 +145,27 @@ async def test_a_member_extends_and_the_janitor_keeps_the_folder_past_its_old_ex
     assert await stored["Body"].read() == str(int(later)).encode()
 
 
-async def test_a_member_shortens_and_the_next_run_deletes_the_folder(
-    api: Api, s3: S3Client, store: LocalJobStore, janitor: Janitor, clock: FixedClock
+async def test_a_member_shortens_and_the_next_run_deletes_the_folder_from_the_index(
+    api: Api,
+    s3: S3Client,
+    store: LocalJobStore,
+    janitor: Janitor,
+    clock: FixedClock,
+    redis: Redis,
 ) -> None:
     bucket = api.settings.phfs_bucket
     prefix = await collected(s3, bucket, store, expires_in=30 * DAY)
     soon = time.time() + 120
+    # A rescan has just run: the daily run takes only what the index has due.
+    await redis.set(RESCAN_RECORD_KEY, json.dumps({"finishedAt": soon, "scanned": 0, "found": 0}))
 
     changed = await api.graphql(SET, {"id": JOB, "at": iso(soon)})
+    indexed = await redis.zscore(EXPIRY_INDEX_KEY, prefix)
     clock.value = soon + 1
     result = await janitor.run("run-after-shorten")
+
+    assert indexed == int(soon)
+    assert not result.rescanned and result.index_due == 1
 
     assert changed.errors == []
     assert changed.data["setPhJobArtifactExpiry"]["retention"]["reason"].startswith(
@@ -287,11 +301,12 @@ async def test_a_running_job_or_one_that_left_nothing_cannot_be_changed(
 
 
 async def test_a_member_deletes_by_hand_expired_at_last(
-    api: Api, s3: S3Client, store: LocalJobStore
+    api: Api, s3: S3Client, store: LocalJobStore, redis: Redis
 ) -> None:
     bucket = api.settings.phfs_bucket
     prefix = await collected(s3, bucket, store)
 
+    await api.graphql(SET, {"id": JOB, "at": iso(time.time() + DAY)})
     deleted = await api.graphql(DELETE, {"id": JOB})
     again = await api.graphql(DELETE, {"id": JOB})
     listed = await api.graphql(
@@ -302,6 +317,7 @@ async def test_a_member_deletes_by_hand_expired_at_last(
     assert deleted.data == {"deletePhJobArtifact": True}
     assert again.data == {"deletePhJobArtifact": False}
     assert await keys(s3, bucket, prefix) == set()
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) is None
     assert listed.data["phJob"]["artifact"]["items"] == []
 
 

@@ -9,6 +9,7 @@ from support.kube import KubeEmulator, api_client_for
 from support.phjobs import STAND_IN_SCRIPT, create_phjob, eventually
 
 from artifacts_controller.controller import run_elected
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import LEASES, PODS, Kube
 from artifacts_controller.leader import LeaderElector, LeadershipLost
 from artifacts_controller.metrics import ControllerMetrics
@@ -27,7 +28,10 @@ def _elector(kube: Kube, identity: str, settings: ControllerSettings) -> LeaderE
 
 
 async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
-    kube_emulator: KubeEmulator, kube_namespace: str, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube_emulator: KubeEmulator,
+    kube_namespace: str,
+    controller_settings: ControllerSettings,
 ) -> None:
     url = str(kube_emulator.url).rstrip("/")
     async with api_client_for(url) as api_a, api_client_for(url) as api_b:
@@ -44,6 +48,7 @@ async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
                     settings=controller_settings,
                     script=STAND_IN_SCRIPT,
                     metrics=ControllerMetrics(),
+                    expiry_feed=expiry_feed,
                     elector=elector,
                 )
             )

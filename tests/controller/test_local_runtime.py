@@ -11,15 +11,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 from support.phjobs import eventually, new_phjob
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.job_script import run_job_script_path
 from artifacts_controller.local_runtime import LocalRuntime
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import S3Settings
+from artifacts_shared.settings import RedisSettings, S3Settings
 
 SEED = (
     'mkdir -p artifacts/sub; echo "hello" > artifacts/test.txt; '
@@ -28,9 +31,12 @@ SEED = (
 
 
 @pytest.fixture
-def local_settings(tmp_path: Path, s3_settings: S3Settings) -> ControllerSettings:
+def local_settings(
+    tmp_path: Path, s3_settings: S3Settings, redis_settings: RedisSettings
+) -> ControllerSettings:
     return ControllerSettings(
         **s3_settings.model_dump(),
+        redis_url=redis_settings.redis_url,
         controller_runtime="local",
         artifact_delivery="s3",
         local_jobs_dir=tmp_path / "jobs",
@@ -49,9 +55,11 @@ def store(local_settings: ControllerSettings) -> LocalJobStore:
 
 @asynccontextmanager
 async def running(
-    store: LocalJobStore, settings: ControllerSettings
+    store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
 ) -> AsyncIterator[LocalRuntime]:
-    runtime = LocalRuntime(store=store, settings=settings, script=run_job_script_path())
+    runtime = LocalRuntime(
+        store=store, settings=settings, script=run_job_script_path(), expiry_feed=feed
+    )
     task = asyncio.create_task(runtime.run())
     try:
         yield runtime
@@ -81,10 +89,10 @@ async def _artifacts(s3: S3Client, bucket: str, job: PhJob) -> dict[str, bytes]:
 
 
 async def test_the_seed_journey_succeeds_with_its_two_artifacts_in_s3(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(new_phjob(command=SEED))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED, status
     assert status.start_time is not None and status.finish_time is not None
@@ -99,13 +107,35 @@ async def test_the_seed_journey_succeeds_with_its_two_artifacts_in_s3(
     assert (home / "artifacts" / "sub" / "test.txt").read_text() == "hello\n"  # its own home
 
 
+async def test_a_collected_job_is_in_the_expiry_index_at_the_expiry_it_wrote(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+    redis: Redis,
+) -> None:
+    job = store.create(new_phjob(command=SEED))
+    async with running(store, local_settings, expiry_feed):
+        await _finished(store, job)
+
+    prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
+    response = await s3.get_object(
+        Bucket=local_settings.phfs_bucket, Key=f"{prefix}.primehub/metadata/expiredAt"
+    )
+    written = int(await response["Body"].read())
+    # The uploader indexed what it wrote; the controller's later estimate did not move it.
+    assert await redis.zrange(EXPIRY_INDEX_KEY, 0, -1, withscores=True) == [
+        (prefix.encode(), written)
+    ]
+
+
 async def test_a_failing_command_fails_with_its_artifacts_still_collected(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo partial > artifacts/out.txt; exit 3")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 3"
@@ -132,12 +162,12 @@ def _session(sid: int) -> list[str]:
 
 
 async def test_cancel_stops_a_long_command_within_seconds(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo started > artifacts/log.txt; sleep 600")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -209,12 +239,12 @@ async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
 
 
 async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo early > artifacts/early.txt; sleep 600")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -222,7 +252,7 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
         await eventually(started, timeout=10, what="the job to run")
         await asyncio.sleep(0.3)
     # The first controller stopped, and its job with it (collecting as it went).
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 143"  # 128 + SIGTERM
@@ -230,7 +260,10 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
 
 
 async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
-    store: LocalJobStore, local_settings: ControllerSettings, tmp_path: Path
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    tmp_path: Path,
 ) -> None:
     job = store.create(new_phjob(command="sleep 600"))
     # What a controller killed with SIGKILL leaves: a running status and a dead process.
@@ -240,7 +273,7 @@ async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(f'{{"pid": {gone.pid}, "processStart": "1"}}')
     store.write_status(job.id, PhJobStatus(phase=PhJobPhase.RUNNING, pod_name=f"local-{gone.pid}"))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job, timeout=10)
     assert status.phase is PhJobPhase.FAILED and status.reason == "RunLost"
     assert "while the controller was down" in (status.message or "")

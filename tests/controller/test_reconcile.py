@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from redis.asyncio import Redis
 from support.kube import KubeEmulator
 from support.phjobs import (
     STAND_IN_SCRIPT,
@@ -13,12 +17,16 @@ from support.phjobs import (
     set_pod_status,
     terminated,
 )
+from support.servers import free_port
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.podspec import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
 from artifacts_shared.instance_types import InstanceTypeSettings
+from artifacts_shared.layout import job_prefix
 from artifacts_shared.phjob import ArtifactOverrides, PhJobPhase, PhJobStatus
 from artifacts_shared.settings import load_settings
 
@@ -26,10 +34,12 @@ PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 
 
-def _reconciler(kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler:
+def _reconciler(
+    kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, **changes: Any
+) -> Reconciler:
     if changes:
         settings = settings.model_copy(update=changes)
-    return Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT)
+    return Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT, expiry_feed=feed)
 
 
 async def _pass(reconciler: Reconciler, name: str) -> PhJobStatus:
@@ -43,13 +53,14 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
+    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, command="echo hello", active_deadline_seconds=600)
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
 
     pods = kube_emulator.list_objects(PODS_R)
     assert len(pods) == 1
@@ -106,7 +117,10 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
 
 
 async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_sidecar(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     settings = controller_settings.model_copy(
         update={
@@ -117,7 +131,10 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
         }
     )
     job = await create_phjob(kube)
-    await Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT).reconcile(job)
+    reconciler = Reconciler(
+        kube=kube, settings=settings, script=STAND_IN_SCRIPT, expiry_feed=expiry_feed
+    )
+    await reconciler.reconcile(job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
@@ -148,10 +165,17 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
 
 
 async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     reconciler = _reconciler(
-        kube, controller_settings, artifact_delivery="s3", uploader_sidecar="container"
+        kube,
+        controller_settings,
+        expiry_feed,
+        artifact_delivery="s3",
+        uploader_sidecar="container",
     )
     await reconciler.reconcile(await create_phjob(kube))
     (pod,) = kube_emulator.list_objects(PODS_R)
@@ -164,14 +188,18 @@ async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
 
 
 async def test_the_job_overrides_and_image_replace_the_controller_defaults(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(
         kube,
         image="python:3.12",
         artifact=ArtifactOverrides(retention_seconds=0, limit_files=5),
     )
-    await _reconciler(kube, controller_settings, artifact_limit_size_mb=7).reconcile(job)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_limit_size_mb=7)
+    await reconciler.reconcile(job)
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
     env = _env(container)
@@ -183,7 +211,10 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
 
 
 async def test_the_instance_type_sets_the_job_containers_resources_and_placement(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     presets = load_settings(
         InstanceTypeSettings,
@@ -196,9 +227,9 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
         ],
     )  # fmt: skip
     job = await create_phjob(kube, instance_type="gpu-1")
-    await _reconciler(kube, controller_settings, instance_types=presets.instance_types).reconcile(
-        job
-    )
+    await _reconciler(
+        kube, controller_settings, expiry_feed, instance_types=presets.instance_types
+    ).reconcile(job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -213,10 +244,13 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
 
 
 async def test_a_job_without_an_instance_type_gets_no_resources(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube)
-    await _reconciler(kube, controller_settings).reconcile(job)
+    await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -224,10 +258,13 @@ async def test_a_job_without_an_instance_type_gets_no_resources(
 
 
 async def test_an_unknown_instance_type_fails_the_job_without_a_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, instance_type="gpu-99")
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
 
     assert kube_emulator.list_objects(PODS_R) == []
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
@@ -248,15 +285,18 @@ def _versions(emulator: KubeEmulator) -> dict[tuple[str, str], str]:
 
 
 async def test_reconciling_twice_changes_nothing(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube)
     first = await _pass(reconciler, job.metadata.name)
     writes, versions = _writes(kube_emulator), _versions(kube_emulator)
     again = await _pass(reconciler, job.metadata.name)
     # A fresh reconciler (a restarted controller) agrees too.
-    fresh = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
+    fresh = await _pass(_reconciler(kube, controller_settings, expiry_feed), job.metadata.name)
     assert first == again == fresh
     assert _writes(kube_emulator) == writes
     assert _versions(kube_emulator) == versions
@@ -271,18 +311,22 @@ async def test_reconciling_twice_changes_nothing(
 
 
 async def test_a_pod_left_by_an_interrupted_pass_is_adopted_not_doubled(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube)
     # A pass that created the pod and died before writing the status:
-    await _reconciler(kube, controller_settings).reconcile(job)
+    await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
     await kube.patch(PHJOBS, job.metadata.name, {"status": None}, subresource="status")
-    status = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
+    status = await _pass(_reconciler(kube, controller_settings, expiry_feed), job.metadata.name)
     assert status.pod_name == job.metadata.name
     assert len(kube_emulator.list_objects(PODS_R)) == 1
 
 
 async def test_a_script_configmap_that_differs_is_put_back(
+    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
@@ -292,15 +336,15 @@ async def test_a_script_configmap_that_differs_is_put_back(
         CONFIGMAPS,
         {"metadata": {"name": SCRIPTS_CONFIGMAP}, "data": {"run-job.sh": "echo outdated"}},
     )
-    await _reconciler(kube, controller_settings).reconcile(await create_phjob(kube))
+    await _reconciler(kube, controller_settings, expiry_feed).reconcile(await create_phjob(kube))
     configmap = kube_emulator.read_object("v1/configmaps", kube_namespace, SCRIPTS_CONFIGMAP)
     assert configmap is not None and configmap["data"]["run-job.sh"] == STAND_IN_SCRIPT
 
 
 async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube)
     name = job.metadata.name
     status = await _pass(reconciler, name)
@@ -339,9 +383,9 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
 
 
 async def test_a_failing_command_fails_the_job_with_its_exit_code(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, terminated("Failed", 3))
@@ -352,9 +396,9 @@ async def test_a_failing_command_fails_the_job_with_its_exit_code(
 
 
 async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube, active_deadline_seconds=5)
     await reconciler.reconcile(job)
     pod_status = terminated("Failed", 143)
@@ -367,9 +411,9 @@ async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
 
 
 async def test_a_failed_upload_fails_a_successful_command(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
+    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_delivery="s3")
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     pod_status = terminated("Failed", 0)
@@ -390,9 +434,9 @@ async def test_a_failed_upload_fails_a_successful_command(
 
 
 async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
+    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_delivery="s3")
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     pod_status = terminated("Succeeded", 0)  # the pod's phase follows the job container only
@@ -405,11 +449,15 @@ async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
 
 
 async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     reconciler = _reconciler(
         kube,
         controller_settings,
+        expiry_feed,
         artifact_delivery="s3",
         uploader_sidecar="container",
         controller_upload_timeout_seconds=60,
@@ -426,9 +474,12 @@ async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
 
 
 async def test_cancel_deletes_the_pod_and_ends_cancelled(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, running())
@@ -443,18 +494,21 @@ async def test_cancel_deletes_the_pod_and_ends_cancelled(
 
 
 async def test_a_cancelled_job_that_never_started_gets_no_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, cancel=True)
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
     assert status.phase is PhJobPhase.CANCELLED
     assert kube_emulator.list_objects(PODS_R) == []
 
 
 async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings)
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
     job = await create_phjob(kube)
     await reconciler.reconcile(job)
     await set_pod_status(kube, job.metadata.name, running())
@@ -469,19 +523,104 @@ async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
 
 
 async def test_a_group_without_a_safe_folder_fails_the_job_without_a_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, group_name="../etc")
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert kube_emulator.list_objects(PODS_R) == []
 
 
 async def test_a_pod_of_the_same_name_that_is_not_the_jobs_fails_it(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube)
     await kube.create(PODS, {"metadata": {"name": job.metadata.name}, "spec": {"containers": []}})
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "PodNameTaken"
     assert len(kube_emulator.list_objects(PODS_R)) == 1
+
+
+# --- the expiry index ------------------------------------------------------------------------
+
+
+async def test_a_finished_job_is_indexed_at_its_finish_plus_its_retention(
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    kept = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=0))
+    job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
+    for each in (job, kept):
+        await reconciler.reconcile(each)
+        await set_pod_status(kube, each.metadata.name, running())
+        await _pass(reconciler, each.metadata.name)
+        entry = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix("ML_Team", each.metadata.name))
+        assert entry is None  # nothing until the job ends
+        await set_pod_status(
+            kube, each.metadata.name, terminated("Succeeded", 0, finished="2026-01-01T00:01:00Z")
+        )
+        await _pass(reconciler, each.metadata.name)
+
+    finished = datetime(2026, 1, 1, 0, 1, tzinfo=UTC).timestamp()
+    entries = await redis.zrange(EXPIRY_INDEX_KEY, 0, -1, withscores=True)
+    # The job kept forever (retention 0) has no entry.
+    assert entries == [(job_prefix("ML_Team", job.metadata.name).encode(), finished + 3600)]
+
+
+async def test_the_controllers_estimate_never_moves_an_entry_later(
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
+    prefix = job_prefix("ML_Team", job.metadata.name)
+    # What the uploader wrote from the expiredAt itself, when the command ended.
+    written = int(datetime(2026, 1, 1, 0, 0, 55, tzinfo=UTC).timestamp()) + 3600
+    await ExpiryIndex(redis).add(prefix, written)
+    await reconciler.reconcile(job)
+    await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
+
+    await _pass(reconciler, job.metadata.name)
+
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) == written
+
+
+async def test_a_cancelled_job_is_indexed_at_once_and_early(
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    job = await create_phjob(kube)
+    await reconciler.reconcile(job)
+    await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
+    before = time.time()
+
+    status = await _pass(reconciler, job.metadata.name)
+
+    # The pod collects for a while after this: its expiredAt is no earlier than this entry.
+    assert status.phase is PhJobPhase.CANCELLED and status.finish_time is not None
+    score = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix("ML_Team", job.metadata.name))
+    retention = controller_settings.artifact_retention_seconds
+    assert score is not None and int(before) - 1 + retention <= score <= time.time() + retention
+
+
+async def test_a_redis_that_is_down_loses_the_entry_and_nothing_else(
+    kube: Kube, controller_settings: ControllerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    feed = ExpiryFeed(ExpiryIndex(gone), policy=controller_settings)
+    reconciler = _reconciler(kube, controller_settings, feed)
+    job = await create_phjob(kube)
+    await reconciler.reconcile(job)
+    await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
+
+    status = await _pass(reconciler, job.metadata.name)
+
+    assert status.phase is PhJobPhase.SUCCEEDED
+    assert (await read_phjob(kube, job.metadata.name)).status == status
+    assert "the janitor's rescan will find it" in caplog.text
+    await gone.aclose()

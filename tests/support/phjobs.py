@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from artifacts_controller.controller import Controller
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
@@ -80,11 +81,15 @@ async def eventually(
 
 @asynccontextmanager
 async def running_controller(
-    kube: Kube, settings: ControllerSettings, *, sync_timeout: float = 5.0
+    kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, *, sync_timeout: float = 5.0
 ) -> AsyncIterator[Controller]:
     """A controller running in this event loop, its first lists done."""
     controller = Controller(
-        kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics()
+        kube=kube,
+        settings=settings,
+        script=STAND_IN_SCRIPT,
+        metrics=ControllerMetrics(),
+        expiry_feed=feed,
     )
     task = asyncio.create_task(controller.run())
     try:

@@ -279,15 +279,18 @@ def cmd_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_cleanup(client: Client, args: argparse.Namespace, out: Output) -> int:
-    run = client.cleanup(wait=args.wait, interval=args.interval, timeout=args.timeout)
+    run = client.cleanup(
+        rescan=args.rescan, wait=args.wait, interval=args.interval, timeout=args.timeout
+    )
     if out.json:
         _print_json(run.to_json(), out.stdout)
         return 0
     line = f"{run.id} {run.state.value}"
     if run.result is not None:
         result = run.result
+        scanned = f", rescanned {result.folders_scanned} folders" if result.rescanned else ""
         line += (
-            f": {result.outcome}, {result.folders_scanned} folders scanned, "
+            f": {result.outcome}, {result.index_due} due in the index{scanned}, "
             f"{result.folders_deleted} deleted ({result.objects_deleted} objects, "
             f"{human_size(result.bytes_freed)} freed), {result.folders_skipped} skipped, "
             f"{result.folders_failed} failed"
@@ -557,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
         "state (the run already queued or running, if there is one). Admins only.",
     )
     cleanup.add_argument("--wait", action="store_true", help="wait for the run's result")
+    cleanup.add_argument(
+        "--rescan",
+        action="store_true",
+        help="also scan every job folder into the expiry index (done by the next run to start)",
+    )
     _add_wait_options(cleanup, 1.0, "as long as it takes")
     return parser
 

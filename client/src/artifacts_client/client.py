@@ -419,14 +419,22 @@ class Client:
         return CleanupRun.from_graphql(data["phJobArtifactCleanup"])
 
     def cleanup(
-        self, *, wait: bool = False, interval: float = 1.0, timeout: float | None = None
+        self,
+        *,
+        rescan: bool = False,
+        wait: bool = False,
+        interval: float = 1.0,
+        timeout: float | None = None,
     ) -> CleanupRun:
         """Run the janitor's expiry cleanup now (admins; others get ``Forbidden``).
 
         Returns the queued run (or the one already queued or running); with ``wait``,
         polls until it is COMPLETE or FAILED, ``WaitTimeout`` after ``timeout`` seconds.
+        ``rescan`` also asks for a scan of every job folder into the expiry index, which
+        the next run to start makes (the result's ``rescanned`` says whether this one did).
         """
-        run_id = self._execute(queries.CLEANUP).get("cleanupPhJobArtifact")
+        data = self._execute(queries.CLEANUP, {"rescan": rescan})
+        run_id = data.get("cleanupPhJobArtifact")
         if not isinstance(run_id, str):
             raise ProtocolError("cleanupPhJobArtifact returned no run id")
         run = self.cleanup_run(run_id)

@@ -261,6 +261,12 @@ class CleanupResult(_Jsonable):
     deleted: list[str]
     skipped: list[dict[str, str]]
     errors: list[dict[str, str]]
+    index_due: int = 0
+    index_checked: int = 0
+    index_stale: int = 0
+    rescanned: bool = False
+    last_rescan_at: datetime | None = None
+    rescan_found: int = 0
 
     @classmethod
     def from_graphql(cls, data: Mapping[str, Any]) -> CleanupResult:
@@ -281,6 +287,12 @@ class CleanupResult(_Jsonable):
             deleted=[str(prefix) for prefix in data.get("deleted") or []],
             skipped=[dict(entry) for entry in data.get("skipped") or []],
             errors=[dict(entry) for entry in data.get("errors") or []],
+            index_due=int(data.get("indexDue") or 0),
+            index_checked=int(data.get("indexChecked") or 0),
+            index_stale=int(data.get("indexStale") or 0),
+            rescanned=bool(data.get("rescanned")),
+            last_rescan_at=_time(data.get("lastRescanAt")),
+            rescan_found=int(data.get("rescanFound") or 0),
         )
 
 

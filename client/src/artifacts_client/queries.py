@@ -83,7 +83,7 @@ query Logs($id: ID!, $offset: Int, $limit: Int) {
 }
 """
 
-CLEANUP = "mutation Cleanup { cleanupPhJobArtifact }"
+CLEANUP = "mutation Cleanup($rescan: Boolean) { cleanupPhJobArtifact(rescan: $rescan) }"
 
 CLEANUP_RUN = """
 query CleanupRun($id: ID!) {
@@ -93,6 +93,7 @@ query CleanupRun($id: ID!) {
       outcome note dryRun startedAt finishedAt durationSeconds
       foldersScanned foldersExpired foldersDeleted foldersSkipped foldersFailed
       objectsDeleted bytesFreed deleted
+      indexDue indexChecked indexStale rescanned lastRescanAt rescanFound
       skipped { prefix reason detail }
       errors { prefix message }
     }

@@ -35,6 +35,7 @@ __all__ = [
     "HttpUrl",
     "LocalRuntimeSettings",
     "RedisSettings",
+    "RedisUrl",
     "S3Settings",
     "SettingsError",
     "load_settings",

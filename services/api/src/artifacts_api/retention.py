@@ -4,7 +4,8 @@ Members of the job's group may shorten the expiry or extend it up to
 ``ARTIFACT_MAX_RETENTION_SECONDS`` after now; only admins may go beyond, or keep the
 artifacts until deleted by hand (``expiredAt: null``). The new ``expiredAt`` is written
 first (S3 is the source of truth), then the signed ``retention.json`` saying who changed
-it (``artifacts_shared.retention``), then the expiry index; a failure after the first
+it (``artifacts_shared.retention``), then the expiry index (re-scored, or the entry removed
+for a keep); a failure after the first
 write leaves a folder whose expiry is the new one and whose record is simply not shown.
 """
 
@@ -20,6 +21,7 @@ from artifacts_api.jobs import artifacts_expire_at, retention_seconds
 from artifacts_api.services import Services
 from artifacts_api.times import iso_utc
 from artifacts_shared.expiry import to_datetime
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.layout import JobPrefix
 from artifacts_shared.metadata_store import (
     ExpiryReading,
@@ -158,6 +160,13 @@ async def set_expiry(
             changed_at=int(moment),
         )
         await write_retention_record(s3, bucket, prefix, services.records.dump(record))
+    # Last: the index only says when to look. Were this lost, the janitor's rescan re-adds
+    # the folder from its expiredAt; a kept folder has no entry.
+    index = ExpiryIndex(services.queue)
+    if expired_at is None:
+        await index.remove(prefix)
+    else:
+        await index.add(prefix, expired_at)
     return ExpiryChange(before=before, expired_at=expired_at, change=change)
 
 

@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from artifacts_controller.controller import run_elected
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.job_script import read_run_job_script, run_job_script_path
 from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
@@ -21,6 +22,8 @@ from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.redis import open_redis
 from artifacts_shared.settings import SettingsError, load_settings
 
 log = logging.getLogger("artifacts_controller")
@@ -31,6 +34,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     user_agent = f"artifacts-controller/0.1.0 ({settings.controller_identity})"
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
+        open_redis(settings) as redis,
         asyncio.TaskGroup() as group,
     ):
         elector = LeaderElector(
@@ -49,7 +53,12 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
         )
         group.create_task(
             run_elected(
-                kube=kube, settings=settings, script=script, metrics=metrics, elector=elector
+                kube=kube,
+                settings=settings,
+                script=script,
+                metrics=metrics,
+                expiry_feed=ExpiryFeed(ExpiryIndex(redis), policy=settings),
+                elector=elector,
             )
         )
     raise AssertionError("unreachable")
@@ -57,14 +66,15 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
 
 async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -> NoReturn:
     """The dev stack: no lease (one controller), the same probes."""
-    async with asyncio.TaskGroup() as group:
+    async with open_redis(settings) as redis, asyncio.TaskGroup() as group:
         app = make_probe_app(metrics=metrics, leading=lambda: True)
         group.create_task(
             serve_probes(
                 app, host=settings.controller_probe_host, port=settings.controller_probe_port
             )
         )
-        group.create_task(run_local(settings, metrics, run_job_script_path()))
+        feed = ExpiryFeed(ExpiryIndex(redis), policy=settings)
+        group.create_task(run_local(settings, metrics, run_job_script_path(), feed))
     raise AssertionError("unreachable")
 
 

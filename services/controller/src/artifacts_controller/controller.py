@@ -13,6 +13,7 @@ import logging
 import time
 from typing import NoReturn
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.metrics import ControllerMetrics
@@ -50,11 +51,14 @@ class Controller:
         settings: ControllerSettings,
         script: str,
         metrics: ControllerMetrics,
+        expiry_feed: ExpiryFeed,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
-        self.reconciler = Reconciler(kube=kube, settings=settings, script=script, metrics=metrics)
+        self.reconciler = Reconciler(
+            kube=kube, settings=settings, script=script, expiry_feed=expiry_feed, metrics=metrics
+        )
         self.queue = KeyedQueue(
             self._reconcile,
             max_parallel=settings.controller_workers,
@@ -196,6 +200,7 @@ async def run_elected(
     settings: ControllerSettings,
     script: str,
     metrics: ControllerMetrics,
+    expiry_feed: ExpiryFeed,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
     """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
@@ -210,6 +215,8 @@ async def run_elected(
     async with asyncio.TaskGroup() as group:
         group.create_task(elector.run(), name="lease")
         await elector.leading.wait()
-        controller = Controller(kube=kube, settings=settings, script=script, metrics=metrics)
+        controller = Controller(
+            kube=kube, settings=settings, script=script, metrics=metrics, expiry_feed=expiry_feed
+        )
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

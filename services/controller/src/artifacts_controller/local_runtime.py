@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.jobenv import contract_env, effective_policy
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import (
@@ -219,12 +220,14 @@ class LocalRuntime:
         store: LocalJobStore,
         settings: ControllerSettings,
         script: Path,
+        expiry_feed: ExpiryFeed,
         metrics: ControllerMetrics | None = None,
         uploader: list[str] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._settings = settings
+        self._expiry_feed = expiry_feed
         self._root = settings.local_runtime_dir
         self._script = script
         self._metrics = metrics or ControllerMetrics()
@@ -307,12 +310,19 @@ class LocalRuntime:
             self._enforce_deadline(job, run, now)
             desired = advance(status, run.observe(), now=now)
         if desired != status:
-            self._store.write_status(job_id, desired)
-            self._metrics.transitions.labels(desired.phase.value).inc()
-            log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
+            await self._record(job, status, desired)
         if desired.finished:
             self._finished.add(job_id)
         return desired
+
+    async def _record(self, job: PhJob, status: PhJobStatus, desired: PhJobStatus) -> None:
+        """Write a job's new status; one that finished goes into the expiry index too."""
+        job_id = job.metadata.name
+        self._store.write_status(job_id, desired)
+        self._metrics.transitions.labels(desired.phase.value).inc()
+        log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
+        if desired.finished:
+            await self._expiry_feed.job_finished(job, desired)
 
     # -- starting and stopping ----------------------------------------------------------
 
@@ -341,6 +351,9 @@ class LocalRuntime:
             env["S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
         if settings.s3_secret_access_key:
             env["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+        # The uploader indexes the expiredAt it writes (a pod's sidecar gets no Redis: there
+        # the controller's estimate does, see expiry_feed).
+        env["REDIS_URL"] = settings.redis_url
         return env
 
     async def _start(self, job: PhJob) -> _Run:
@@ -488,12 +501,13 @@ class LocalRuntime:
 
 
 async def run_local(
-    settings: ControllerSettings, metrics: ControllerMetrics, script: Path
+    settings: ControllerSettings, metrics: ControllerMetrics, script: Path, expiry_feed: ExpiryFeed
 ) -> NoReturn:
     runtime = LocalRuntime(
         store=LocalJobStore(settings.local_jobs_dir),
         settings=settings,
         script=script,
+        expiry_feed=expiry_feed,
         metrics=metrics,
     )
     await runtime.run()

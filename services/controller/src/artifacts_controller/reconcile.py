@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, JsonObject, Kube, KubeApiError
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import advance, cancelled, failed, vanished
@@ -122,11 +123,13 @@ class Reconciler:
         kube: Kube,
         settings: ControllerSettings,
         script: str,
+        expiry_feed: ExpiryFeed,
         metrics: ControllerMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._kube = kube
         self._settings = settings
+        self._expiry_feed = expiry_feed
         self._metrics = metrics or ControllerMetrics()
         self._clock = clock
         self.scripts = ScriptsConfigMap(
@@ -170,6 +173,8 @@ class Reconciler:
                 desired.phase,
                 desired.message or "",
             )
+            if desired.finished:
+                await self._expiry_feed.job_finished(job, desired)
         return Pass(desired, job_version, _version(pod) if pod is not None else None)
 
     async def _follow(

@@ -9,7 +9,10 @@ the marker are described in ``staging.py``); this process waits for that marker,
    stands beside a partial upload;
 2. uploads every file to ``groups/<grouppath>/jobArtifacts/<job>/<name>`` (bounded
    parallelism, multipart in 16 MiB parts from 16 MiB), hashing what it sends;
-3. writes ``manifest.json``, then ``expiredAt`` (none when the retention is 0);
+3. writes ``manifest.json``, then ``expiredAt`` (none when the retention is 0), and puts
+   the folder into the expiry index at that time when it has a ``REDIS_URL`` (the local
+   runtime's uploader does; a pod's sidecar has none, and the controller indexes the job
+   when it sees it end);
 4. leaves an ``uploaded`` receipt in the staging folder.
 
 Waiting and stopping, for a sidecar whose job container may die without a done marker:
@@ -34,11 +37,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
 
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import (
@@ -58,6 +63,7 @@ from artifacts_controller.uploading import (
     upload_files,
 )
 from artifacts_shared.expiry import expiry_after
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.layout import (
     JobPrefix,
     UnsafeNameError,
@@ -67,8 +73,9 @@ from artifacts_shared.layout import (
 )
 from artifacts_shared.manifest import Manifest, ManifestFile
 from artifacts_shared.metadata_store import write_expired_at, write_manifest
+from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import S3Client, open_s3
-from artifacts_shared.settings import SettingsError, load_settings
+from artifacts_shared.settings import RedisSettings, SettingsError, load_settings
 
 __all__ = ["Delivery", "UploadFailed", "deliver", "main", "wait_for_done"]
 
@@ -173,6 +180,7 @@ async def deliver(
     job: str,
     group: str,
     tuning: Tuning,
+    index: ExpiryIndex | None = None,
 ) -> Delivery:
     """Upload what ``done`` announces, then the metadata; ``UploadFailed`` on any failure."""
     started = time.monotonic()
@@ -214,6 +222,13 @@ async def deliver(
             await write_expired_at(s3, bucket, prefix, expired_at)
     except (BotoCoreError, ClientError, OSError, FileChangedError) as err:
         raise UploadFailed(f"upload to {where} failed: {_error_text(err)}") from None
+    if index is not None and expired_at is not None:
+        try:
+            await index.add(prefix, expired_at)
+        except (RedisError, OSError) as err:
+            # Delivered all the same: the index only says when to look, and the janitor's
+            # rescan finds a folder it misses.
+            say(f"could not put {prefix} into the expiry index: {err}")
     return Delivery(
         prefix=prefix,
         file_count=manifest.file_count,
@@ -266,11 +281,20 @@ async def _deliver_once(settings: UploaderSettings, *, stop: _Stop) -> int:
         return EXIT_OK
     stop.uploading = True
     try:
-        async with open_s3(
-            settings,
-            max_connections=settings.uploader_concurrency,
-            max_attempts=settings.uploader_attempts,
-        ) as s3:
+        async with AsyncExitStack() as resources:
+            s3 = await resources.enter_async_context(
+                open_s3(
+                    settings,
+                    max_connections=settings.uploader_concurrency,
+                    max_attempts=settings.uploader_attempts,
+                )
+            )
+            index = None
+            if settings.redis_url is not None:
+                redis = await resources.enter_async_context(
+                    open_redis(RedisSettings(redis_url=settings.redis_url))
+                )
+                index = ExpiryIndex(redis)
             delivery = await deliver(
                 done,
                 staging=staging,
@@ -279,6 +303,7 @@ async def _deliver_once(settings: UploaderSettings, *, stop: _Stop) -> int:
                 job=settings.phjob_name,
                 group=settings.group_name,
                 tuning=Tuning(concurrency=settings.uploader_concurrency),
+                index=index,
             )
     except UploadFailed as err:
         say(

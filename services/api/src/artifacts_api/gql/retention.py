@@ -24,6 +24,7 @@ from artifacts_api.retention import job_retention, parse_expiry, set_expiry
 from artifacts_api.times import iso_utc
 from artifacts_shared.cleanup_result import SkippedFolder
 from artifacts_shared.expiry import to_datetime
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.layout import JobPrefix, UnsafeNameError, job_prefix
 from artifacts_shared.metadata_store import ExpiryState
 from artifacts_shared.phjob import PhJob
@@ -101,7 +102,9 @@ async def resolve_delete(_: None, info: Info, *, where: dict[str, Any]) -> bool:
             field="where",
         )
     services = info.context.services
-    return await delete_folder(services.s3, services.bucket, prefix) > 0
+    deleted = await delete_folder(services.s3, services.bucket, prefix) > 0
+    await ExpiryIndex(services.queue).remove(prefix)
+    return deleted
 
 
 @skipped.field("retention")
