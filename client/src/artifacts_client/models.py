@@ -26,6 +26,7 @@ __all__ = [
     "Job",
     "JobPhase",
     "LogPage",
+    "Retention",
 ]
 
 
@@ -168,6 +169,33 @@ class ArtifactFolder(_Jsonable):
             expired_at=_time(data.get("expiredAt")),
             skipped=bool(data.get("skipped")),
             skip_reason=data.get("skipReason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention(_Jsonable):
+    """Why a job's artifacts are kept or when they go: ``reason`` is one sentence.
+
+    ``state`` is EXPIRES, KEPT, EXPIRED (the next cleanup deletes them) or UNKNOWN;
+    ``changed_by`` is set only when the API itself recorded who last changed the expiry.
+    """
+
+    job_id: str
+    state: str
+    reason: str
+    expired_at: datetime | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+    @classmethod
+    def from_graphql(cls, job_id: str, data: Mapping[str, Any]) -> Retention:
+        return cls(
+            job_id=job_id,
+            state=str(data["state"]),
+            reason=str(data["reason"]),
+            expired_at=_time(data.get("expiredAt")),
+            changed_by=data.get("changedBy"),
+            changed_at=_time(data.get("changedAt")),
         )
 
 

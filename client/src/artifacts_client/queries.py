@@ -14,9 +14,12 @@ __all__ = [
     "CLEANUP",
     "CLEANUP_RUN",
     "CREATE_JOB",
+    "DELETE_ARTIFACTS",
     "JOB",
     "JOBS",
     "LOGS",
+    "RETENTION",
+    "SET_EXPIRY",
 ]
 
 _JOB = """
@@ -96,4 +99,22 @@ query CleanupRun($id: ID!) {
     }
   }
 }
+"""
+
+_RETENTION = "retention { expiredAt state changedBy changedAt reason }"
+
+RETENTION = f"""
+query Retention($id: ID!) {{
+  phJob(where: {{id: $id}}) {{ id artifact {{ {_RETENTION} }} }}
+}}
+"""
+
+SET_EXPIRY = f"""
+mutation SetExpiry($id: ID!, $expiredAt: String) {{
+  setPhJobArtifactExpiry(where: {{id: $id}}, expiredAt: $expiredAt) {{ {_RETENTION} }}
+}}
+"""
+
+DELETE_ARTIFACTS = """
+mutation DeleteArtifacts($id: ID!) { deletePhJobArtifact(where: {id: $id}) }
 """

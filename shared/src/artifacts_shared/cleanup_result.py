@@ -66,6 +66,9 @@ class SkippedFolder(_Model):
     prefix: str
     reason: SkipReason
     detail: str = ""
+    retention: str = Field(
+        "", description="the folder's retention sentence (artifacts_shared.retention)"
+    )
 
 
 class FolderError(_Model):

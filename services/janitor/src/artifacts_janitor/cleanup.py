@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import time as time_of_day
 from datetime import timedelta
 
 from redis.asyncio import Redis
@@ -40,6 +41,7 @@ from artifacts_janitor.clock import Clock
 from artifacts_janitor.decision import Action, decide
 from artifacts_janitor.deletion import Doomed, delete_folders
 from artifacts_janitor.folders import FolderPage, leftover_markers, newest_object_time
+from artifacts_janitor.keeps import Keeps
 from artifacts_janitor.listing import Run, list_due, plan_runs
 from artifacts_janitor.pulling import first_error, for_each
 from artifacts_janitor.rescan import last_rescan, rescan
@@ -49,6 +51,7 @@ from artifacts_shared.expiry import format_expired_at
 from artifacts_shared.expiry_index import ExpiryIndex, IndexEntry
 from artifacts_shared.layout import JobPrefix, ObjectKey, expired_at_key, legacy_expired_at_key
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState, read_expiry
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import DELETE_BATCH_LIMIT, S3Client
 
 __all__ = ["CleanupOptions", "run_cleanup"]
@@ -71,6 +74,10 @@ class CleanupOptions:
     concurrency: int = 16
     batch_size: int = DELETE_BATCH_LIMIT
     rescan_every: timedelta = timedelta(days=7)
+    daily_at: time_of_day = time_of_day(3, 0)
+    """JANITOR_DAILY_AT, named in the retention sentences of skipped folders."""
+    records: RecordSigner | None = None
+    """Checks ``retention.json``: a folder an admin kept says so, and is never an orphan."""
 
 
 async def run_cleanup(
@@ -89,6 +96,7 @@ async def run_cleanup(
     began = time.perf_counter()
     tally = Tally()
     index = ExpiryIndex(redis)
+    keeps = Keeps(s3, bucket, signer=options.records, daily_at=options.daily_at, now=started_at)
     record = await last_rescan(redis)
     due = record is None or record.finished_at + options.rescan_every.total_seconds() <= started_at
     if rescan_now or due:
@@ -100,6 +108,7 @@ async def run_cleanup(
             now=started_at,
             tally=tally,
             orphan_retention_seconds=options.orphan_retention_seconds,
+            keeps=keeps,
             concurrency=options.concurrency,
             dry_run=options.dry_run,
             stop=stop,
@@ -108,7 +117,7 @@ async def run_cleanup(
         tally.last_rescan_at, tally.rescan_found = record.finished_at, record.found
     if stop is None or not stop.is_set():
         await _DuePass(
-            s3, bucket, index, now=started_at, options=options, tally=tally, stop=stop
+            s3, bucket, index, now=started_at, options=options, keeps=keeps, tally=tally, stop=stop
         ).run(f"{index.key}:due:{run_id}")
     tally.index_size = await index.size()
     interrupted = stop is not None and stop.is_set()
@@ -133,9 +142,11 @@ class _DuePass:
         *,
         now: float,
         options: CleanupOptions,
+        keeps: Keeps,
         tally: Tally,
         stop: asyncio.Event | None,
     ) -> None:
+        self._keeps = keeps
         self._s3 = s3
         self._bucket = bucket
         self._index = index
@@ -214,6 +225,11 @@ class _DuePass:
             self._s3, self._bucket, prefix
         )
         retention = self._options.orphan_retention_seconds
+        record = None
+        if reading.state is not ExpiryState.SET:
+            record = await self._keeps.record(prefix)
+            if self._keeps.kept(record):
+                retention = 0  # an admin's keep is never an orphan
         newest = None
         if reading.state is not ExpiryState.SET and retention > 0:
             newest = (
@@ -234,7 +250,8 @@ class _DuePass:
             missing = verdict.reason is SkipReason.MISSING_EXPIRED_AT
             level = logging.INFO if missing else logging.WARNING
             logger.log(level, "kept %s: %s (%s)", prefix, verdict.reason.value, verdict.detail)
-            self._tally.skip(prefix, verdict.reason, verdict.detail)
+            sentence = self._keeps.sentence(verdict.reason, reading, record)
+            self._tally.skip(prefix, verdict.reason, verdict.detail, sentence)
         if verdict.action is Action.LATER:
             assert verdict.due_at is not None
             if not verdict.orphaned:

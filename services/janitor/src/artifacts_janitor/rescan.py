@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from artifacts_janitor.decision import Action, decide
 from artifacts_janitor.folders import iter_job_folders, leftover_markers, newest_object_time
+from artifacts_janitor.keeps import Keeps
 from artifacts_janitor.pulling import for_each
 from artifacts_janitor.tally import Tally
 from artifacts_shared.cleanup_result import SkipReason
@@ -71,13 +72,21 @@ async def rescan(
     now: float,
     tally: Tally,
     orphan_retention_seconds: int,
+    keeps: Keeps,
     concurrency: int,
     dry_run: bool,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Scan every job folder into ``index``; record the scan unless it was stopped."""
     scan = _Scan(
-        s3, bucket, index, now=now, tally=tally, orphans=orphan_retention_seconds, dry_run=dry_run
+        s3,
+        bucket,
+        index,
+        now=now,
+        tally=tally,
+        orphans=orphan_retention_seconds,
+        keeps=keeps,
+        dry_run=dry_run,
     )
     folders = iter_job_folders(s3, bucket, refused=scan.refused)
     await for_each(folders, concurrency, scan.folder, stop=stop)
@@ -101,8 +110,10 @@ class _Scan:
         now: float,
         tally: Tally,
         orphans: int,
+        keeps: Keeps,
         dry_run: bool,
     ) -> None:
+        self._keeps = keeps
         self._s3 = s3
         self._bucket = bucket
         self._index = index
@@ -137,18 +148,22 @@ class _Scan:
                         await self._s3.delete_object(Bucket=self._bucket, Key=marker)
                 return
         self._tally.scanned += 1
+        orphans, record = self._orphans, None
+        if reading.state is not ExpiryState.SET:
+            record = await self._keeps.record(prefix)
+            if self._keeps.kept(record):
+                orphans = 0  # an admin's keep is never an orphan
         newest = None
-        if reading.state is not ExpiryState.SET and self._orphans > 0:
+        if reading.state is not ExpiryState.SET and orphans > 0:
             newest = await newest_object_time(self._s3, self._bucket, prefix)
-        verdict = decide(
-            reading, now=self._now, orphan_retention_seconds=self._orphans, newest=newest
-        )
+        verdict = decide(reading, now=self._now, orphan_retention_seconds=orphans, newest=newest)
         if verdict.reason is not None and verdict.action is not Action.DELETE:
             # No readable expiry: reported by name, even when the orphan rule will take it.
             missing = verdict.reason is SkipReason.MISSING_EXPIRED_AT
             level = logging.INFO if missing else logging.WARNING
             logger.log(level, "kept %s: %s (%s)", prefix, verdict.reason.value, verdict.detail)
-            self._tally.skip(prefix, verdict.reason, verdict.detail)
+            sentence = self._keeps.sentence(verdict.reason, reading, record)
+            self._tally.skip(prefix, verdict.reason, verdict.detail, sentence)
         if verdict.action is Action.KEEP:
             return
         if verdict.action is Action.LATER and not verdict.orphaned:

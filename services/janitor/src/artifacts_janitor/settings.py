@@ -7,19 +7,16 @@ contract names (ARCHITECTURE section 7); the others are the janitor's own operat
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import timedelta
 
 from pydantic import Field, field_validator
 
-from artifacts_shared.settings import RedisSettings, S3Settings
+from artifacts_shared.settings import CleanupScheduleSettings, RedisSettings, S3Settings
 
 __all__ = ["JanitorSettings"]
 
 
-class JanitorSettings(S3Settings, RedisSettings):
-    janitor_daily_at: time = Field(
-        time(3, 0), description="a UTC time of day as HH:MM (24-hour clock)"
-    )
+class JanitorSettings(S3Settings, RedisSettings, CleanupScheduleSettings):
     janitor_orphan_retention_seconds: int = Field(
         0,
         ge=0,
@@ -71,14 +68,4 @@ class JanitorSettings(S3Settings, RedisSettings):
             value = timedelta(seconds=int(match[1]) * unit)
         if isinstance(value, timedelta) and not timedelta(hours=1) <= value <= timedelta(days=365):
             raise ValueError("out of range")
-        return value
-
-    @field_validator("janitor_daily_at", mode="before")
-    @classmethod
-    def _hh_mm(cls, value: object) -> object:
-        if isinstance(value, str):
-            match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", value.strip())
-            if match is None:
-                raise ValueError("expected HH:MM")
-            return time(int(match[1]), int(match[2]))
         return value

@@ -44,10 +44,12 @@ class Tally:
     skipped: list[SkippedFolder] = field(default_factory=list)
     errors: list[FolderError] = field(default_factory=list)
 
-    def skip(self, prefix: str, reason: SkipReason, detail: str) -> None:
+    def skip(self, prefix: str, reason: SkipReason, detail: str, retention: str = "") -> None:
         self.skipped_by_reason[reason] += 1
         if len(self.skipped) < NAMES_KEPT:
-            self.skipped.append(SkippedFolder(prefix=prefix, reason=reason, detail=detail))
+            self.skipped.append(
+                SkippedFolder(prefix=prefix, reason=reason, detail=detail, retention=retention)
+            )
 
     def fail(self, prefix: str, message: str) -> None:
         self.failed += 1

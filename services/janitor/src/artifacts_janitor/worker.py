@@ -40,6 +40,7 @@ from artifacts_shared.cleanup_queue import (
 )
 from artifacts_shared.cleanup_result import CleanupResult, RunOutcome
 from artifacts_shared.redis import CLEANUP_FUNCTION
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import S3Client, open_s3
 
 __all__ = [
@@ -71,11 +72,14 @@ class Janitor:
 
     @property
     def options(self) -> CleanupOptions:
+        secret = self.settings.s3_secret_access_key
         return CleanupOptions(
             dry_run=self.settings.janitor_dry_run,
             orphan_retention_seconds=self.settings.janitor_orphan_retention_seconds,
             concurrency=self.settings.janitor_concurrency,
             rescan_every=self.settings.janitor_rescan_every,
+            daily_at=self.settings.janitor_daily_at,
+            records=RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None,
         )
 
     async def run(self, run_id: str, *, attempt: int = 1, rescan: bool = False) -> CleanupResult:
