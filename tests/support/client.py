@@ -44,7 +44,9 @@ class ThreadedApi:
         self._thread = threading.Thread(target=self._loop.run_forever, name="api", daemon=True)
         self._server: TestServer | None = None
 
-    def _call(self, coroutine: Any, timeout: float = 30) -> Any:
+    def _call(self, coroutine: Any, timeout: float = 120) -> Any:
+        # A wait, not a budget: the api's start-up (S3 client, link signer, job index)
+        # waits its turn on a machine the suite's workers keep busy.
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     async def _start(self) -> str:
