@@ -14,12 +14,17 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
+from arq.connections import ArqRedis, create_pool
 from kubernetes_asyncio import client as k8s_client
 from redis.asyncio import Redis
 from support.devstack import DevStack, stack_env
+from support.folders import FixedClock
 from support.kube import KubeEmulator, api_client_for, serve_kube
 from support.servers import MotoS3Server, RedisServer, S3Server
 
+from artifacts_janitor.metrics import JanitorMetrics
+from artifacts_janitor.settings import JanitorSettings
+from artifacts_janitor.worker import Janitor, arq_redis_settings
 from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import RedisSettings, S3Settings
@@ -159,3 +164,18 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(longrepr, tuple):
         return str(longrepr[2]).removeprefix("Skipped: ")
     return str(longrepr)
+
+
+@pytest.fixture
+async def janitor(
+    s3: S3Client, janitor_settings: JanitorSettings, clock: FixedClock
+) -> AsyncIterator[Janitor]:
+    """The janitor's run with arq's pool, on the ``janitor_settings`` and ``clock`` of the
+    test's directory or module."""
+    pool: ArqRedis = await create_pool(arq_redis_settings(janitor_settings))
+    try:
+        yield Janitor(
+            settings=janitor_settings, s3=s3, redis=pool, clock=clock, metrics=JanitorMetrics()
+        )
+    finally:
+        await pool.aclose()

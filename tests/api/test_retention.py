@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from typing import Any
@@ -80,19 +79,6 @@ def janitor_settings(s3_settings: S3Settings, redis_settings: RedisSettings) -> 
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(time.time())
-
-
-@pytest.fixture
-async def janitor(
-    s3: S3Client, janitor_settings: JanitorSettings, clock: FixedClock
-) -> AsyncIterator[Janitor]:
-    pool: ArqRedis = await create_pool(arq_redis_settings(janitor_settings))
-    try:
-        yield Janitor(
-            settings=janitor_settings, s3=s3, redis=pool, clock=clock, metrics=JanitorMetrics()
-        )
-    finally:
-        await pool.aclose()
 
 
 async def collected(

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from arq.connections import ArqRedis, create_pool
 from support.buckets import put_objects, snapshot
-from support.folders import FixedClock, folder
+from support.folders import folder
 
-from artifacts_janitor.metrics import JanitorMetrics
 from artifacts_janitor.run_lock import RunLock
 from artifacts_janitor.settings import JanitorSettings
-from artifacts_janitor.worker import Janitor, arq_redis_settings
+from artifacts_janitor.worker import Janitor
 from artifacts_shared.cleanup_queue import lock_token, request_cleanup
 from artifacts_shared.cleanup_result import RunOutcome
 from artifacts_shared.s3 import S3Client
-
-
-@pytest.fixture
-async def janitor(
-    s3: S3Client, janitor_settings: JanitorSettings, clock: FixedClock
-) -> AsyncIterator[Janitor]:
-    pool: ArqRedis = await create_pool(arq_redis_settings(janitor_settings))
-    try:
-        yield Janitor(
-            settings=janitor_settings, s3=s3, redis=pool, clock=clock, metrics=JanitorMetrics()
-        )
-    finally:
-        await pool.aclose()
 
 
 async def test_a_run_gives_up_after_a_lease_while_another_run_holds_the_lock(
