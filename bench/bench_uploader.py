@@ -26,8 +26,8 @@ from common import QUICK, Figures, write_section
 from servers import MotoServer
 
 from artifacts_controller.staging import DONE, FILES, DoneMarker, StagedFile
+from artifacts_controller.transfer import MIB, Tuning
 from artifacts_controller.uploader import deliver
-from artifacts_controller.uploading import MIB, Tuning
 from artifacts_shared.manifest import ManifestLimits
 from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import S3Settings

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from support.phjobs import eventually, new_phjob
 
-from artifacts_controller.job_script import run_job_script_path
-from artifacts_controller.local_runtime import LocalRuntime
+from artifacts_controller.contract import run_job_script_path
+from artifacts_controller.local_runtime import run_local
+from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
@@ -48,13 +49,11 @@ def store(local_settings: ControllerSettings) -> LocalJobStore:
 
 
 @asynccontextmanager
-async def running(
-    store: LocalJobStore, settings: ControllerSettings
-) -> AsyncIterator[LocalRuntime]:
-    runtime = LocalRuntime(store=store, settings=settings, script=run_job_script_path())
-    task = asyncio.create_task(runtime.run())
+async def running(store: LocalJobStore, settings: ControllerSettings) -> AsyncIterator[None]:
+    """The local controller as ``make run`` starts it, until the block ends."""
+    task = asyncio.create_task(run_local(settings, ControllerMetrics(), run_job_script_path()))
     try:
-        yield runtime
+        yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -15,10 +15,12 @@ from support.phjobs import (
 )
 
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
-from artifacts_controller.podspec import SCRIPTS_CONFIGMAP
+from artifacts_controller.kube_runtime import KubeRuntime
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
-from artifacts_shared.phjob import ArtifactOverrides, PhJobPhase, PhJobStatus
+from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
 
 PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
@@ -27,7 +29,13 @@ PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 def _reconciler(kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler:
     if changes:
         settings = settings.model_copy(update=changes)
-    return Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT)
+    metrics = ControllerMetrics()
+    runtime = KubeRuntime(kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics)
+    return Reconciler(runtime, metrics=metrics)
+
+
+async def _reconcile(reconciler: Reconciler, job: PhJob) -> PhJobStatus:
+    return (await reconciler.run_pass(job)).status
 
 
 async def _pass(reconciler: Reconciler, name: str) -> PhJobStatus:
@@ -47,7 +55,7 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
     controller_settings: ControllerSettings,
 ) -> None:
     job = await create_phjob(kube, command="echo hello", active_deadline_seconds=600)
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
 
     pods = kube_emulator.list_objects(PODS_R)
     assert len(pods) == 1
@@ -115,7 +123,7 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
         }
     )
     job = await create_phjob(kube)
-    await Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT).reconcile(job)
+    await _reconcile(_reconciler(kube, settings), job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
@@ -151,7 +159,7 @@ async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
     reconciler = _reconciler(
         kube, controller_settings, artifact_delivery="s3", uploader_sidecar="container"
     )
-    await reconciler.reconcile(await create_phjob(kube))
+    await _reconcile(reconciler, await create_phjob(kube))
     (pod,) = kube_emulator.list_objects(PODS_R)
     assert "initContainers" not in pod["spec"]
     names = [container["name"] for container in pod["spec"]["containers"]]
@@ -169,7 +177,7 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
         image="python:3.12",
         artifact=ArtifactOverrides(retention_seconds=0, limit_files=5),
     )
-    await _reconciler(kube, controller_settings, artifact_limit_size_mb=7).reconcile(job)
+    await _reconcile(_reconciler(kube, controller_settings, artifact_limit_size_mb=7), job)
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
     env = _env(container)
@@ -220,7 +228,7 @@ async def test_a_pod_left_by_an_interrupted_pass_is_adopted_not_doubled(
 ) -> None:
     job = await create_phjob(kube)
     # A pass that created the pod and died before writing the status:
-    await _reconciler(kube, controller_settings).reconcile(job)
+    await _reconcile(_reconciler(kube, controller_settings), job)
     await kube.patch(PHJOBS, job.metadata.name, {"status": None}, subresource="status")
     status = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
     assert status.pod_name == job.metadata.name
@@ -237,7 +245,7 @@ async def test_a_script_configmap_that_differs_is_put_back(
         CONFIGMAPS,
         {"metadata": {"name": SCRIPTS_CONFIGMAP}, "data": {"run-job.sh": "echo outdated"}},
     )
-    await _reconciler(kube, controller_settings).reconcile(await create_phjob(kube))
+    await _reconcile(_reconciler(kube, controller_settings), await create_phjob(kube))
     configmap = kube_emulator.read_object("v1/configmaps", kube_namespace, SCRIPTS_CONFIGMAP)
     assert configmap is not None and configmap["data"]["run-job.sh"] == STAND_IN_SCRIPT
 
@@ -288,7 +296,7 @@ async def test_a_failing_command_fails_the_job_with_its_exit_code(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, terminated("Failed", 3))
     status = await _pass(reconciler, job.metadata.name)
     assert status.phase is PhJobPhase.FAILED
@@ -301,7 +309,7 @@ async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube, active_deadline_seconds=5)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Failed", 143)
     pod_status["reason"] = "DeadlineExceeded"
     pod_status["message"] = "Pod was active on the node longer than the specified deadline"
@@ -316,7 +324,7 @@ async def test_a_failed_upload_fails_a_successful_command(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Failed", 0)
     pod_status["containerStatuses"].append(
         {
@@ -339,7 +347,7 @@ async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Succeeded", 0)  # the pod's phase follows the job container only
     pod_status["initContainerStatuses"] = [
         {"name": "uploader", "state": {"terminated": {"exitCode": 1}}}
@@ -360,7 +368,7 @@ async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
         controller_upload_timeout_seconds=60,
     )
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Running", 0, finished="2026-01-01T00:01:00Z")  # long ago
     pod_status["containerStatuses"].append({"name": "uploader", "state": {"running": {}}})
     await set_pod_status(kube, job.metadata.name, pod_status)
@@ -375,7 +383,7 @@ async def test_cancel_deletes_the_pod_and_ends_cancelled(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, running())
     await _pass(reconciler, job.metadata.name)
     await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
@@ -391,7 +399,7 @@ async def test_a_cancelled_job_that_never_started_gets_no_pod(
     kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
 ) -> None:
     job = await create_phjob(kube, cancel=True)
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.CANCELLED
     assert kube_emulator.list_objects(PODS_R) == []
 
@@ -401,7 +409,7 @@ async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, running())
     await _pass(reconciler, job.metadata.name)
     await kube.delete(PODS, job.metadata.name)
@@ -417,7 +425,7 @@ async def test_a_group_without_a_safe_folder_fails_the_job_without_a_pod(
     kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
 ) -> None:
     job = await create_phjob(kube, group_name="../etc")
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert kube_emulator.list_objects(PODS_R) == []
 
@@ -427,6 +435,6 @@ async def test_a_pod_of_the_same_name_that_is_not_the_jobs_fails_it(
 ) -> None:
     job = await create_phjob(kube)
     await kube.create(PODS, {"metadata": {"name": job.metadata.name}, "spec": {"containers": []}})
-    status = await _reconciler(kube, controller_settings).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "PodNameTaken"
     assert len(kube_emulator.list_objects(PODS_R)) == 1

@@ -16,7 +16,7 @@ from artifacts_controller.staging import (
     staged_path,
     write_receipt,
 )
-from artifacts_controller.uploading import MIB, Tuning
+from artifacts_controller.transfer import MIB, Tuning
 
 DONE = {
     "version": 1,

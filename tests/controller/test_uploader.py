@@ -24,8 +24,8 @@ from support.servers import free_port
 
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import read_done
+from artifacts_controller.transfer import MIB, Tuning
 from artifacts_controller.uploader import deliver, main
-from artifacts_controller.uploading import MIB, Tuning
 from artifacts_shared.expiry import parse_expired_at
 from artifacts_shared.layout import expired_at_key, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from artifacts_controller.job_script import run_job_script_path
+from artifacts_controller.contract import run_job_script_path
 from artifacts_shared.manifest import Manifest
 
 JOB = "job-202009250153-34s0ti"

@@ -13,8 +13,8 @@ import signal
 import sys
 from typing import NoReturn
 
+from artifacts_controller.contract import read_run_job_script, run_job_script_path
 from artifacts_controller.controller import run_elected
-from artifacts_controller.job_script import read_run_job_script, run_job_script_path
 from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.local_runtime import run_local

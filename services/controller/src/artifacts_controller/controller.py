@@ -1,8 +1,9 @@
 """The Kubernetes controller: watches feed a per-PhJob queue that reconciles.
 
 Two watchers (PhJobs, and the job pods) only say *which* PhJob to look at; the queue runs
-``Reconciler.reconcile_name`` for it, one pass at a time per PhJob. A periodic resync lists
-every PhJob again, so a missed event or a stuck watch delays a job by at most one period.
+``Reconciler.reconcile_name`` on the ``KubeRuntime`` for it, one pass at a time per PhJob.
+A periodic resync lists every PhJob again, so a missed event or a stuck watch delays a job
+by at most one period.
 ``run_elected`` puts all of it behind the Lease: a follower only waits.
 """
 
@@ -14,11 +15,12 @@ import time
 from typing import NoReturn
 
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
+from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.metrics import ControllerMetrics
-from artifacts_controller.podspec import MANAGED_BY, owner_of
-from artifacts_controller.queueing import Backoff, KeyedQueue
-from artifacts_controller.reconcile import Reconciler
+from artifacts_controller.pods import MANAGED_BY, owner_of
+from artifacts_controller.queueing import Backoff
+from artifacts_controller.reconcile import Reconciler, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.watching import Watcher
 from artifacts_shared.phjob import FINISHED_PHASES
@@ -54,14 +56,9 @@ class Controller:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
-        self.reconciler = Reconciler(kube=kube, settings=settings, script=script, metrics=metrics)
-        self.queue = KeyedQueue(
-            self._reconcile,
-            max_parallel=settings.controller_workers,
-            backoff_initial=settings.controller_backoff_initial_seconds,
-            backoff_max=settings.controller_backoff_max_seconds,
-            on_depth=metrics.queue_depth.set,
-        )
+        runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics)
+        self.reconciler = Reconciler(runtime, metrics=metrics)
+        self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
         # The versions each PhJob and its pod had after our last pass: an event that carries
         # one of them is our own write (or read) coming back, and needs no pass.
@@ -125,7 +122,7 @@ class Controller:
             self._unfinished.discard(name)
             self._versions.pop(name, None)
         else:
-            self._versions[name] = (outcome.job_version, outcome.pod_version)
+            self._versions[name] = (outcome.job_version, outcome.run_version)
 
     def _known(self, name: str, trigger: _Trigger) -> bool:
         which, version = trigger

@@ -4,8 +4,9 @@ No Kubernetes: the api writes PhJobs into the local job store (``LOCAL_JOBS_DIR`
 runtime writes their status there. Each job runs as ``bash run-job.sh <command>`` in a home
 of its own (``LOCAL_RUNTIME_DIR/<job>/home``), in a process group of its own, with the same
 contract variables a pod gets (``s3`` delivery); when the script ends, the uploader sends
-the staged artifacts to the bucket, exactly as the pod's sidecar would. The phase rules are
-the Kubernetes runtime's (``phases.py``); only the observation differs.
+the staged artifacts to the bucket, exactly as the pod's sidecar would. It is a
+``reconcile.Runtime``: the reconcile driver and the phase rules are the Kubernetes
+runtime's; only the observation differs.
 
 Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
 collects), and SIGKILL if it is still there after the grace period.
@@ -29,22 +30,27 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from types import TracebackType
+from typing import Any, NoReturn, Self
 
-from artifacts_controller.jobenv import contract_env, effective_policy
+from artifacts_controller.contract import contract_env, effective_policy, uploader_env
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import (
     Observation,
     RunState,
     advance,
     cancelled,
+    collecting,
+    exit_message,
     failed,
+    upload_failed_message,
+    utcnow,
 )
-from artifacts_controller.queueing import KeyedQueue
+from artifacts_controller.reconcile import Reconciler, Step, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
@@ -60,10 +66,6 @@ UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeo
 _RUN_FILE = "run.json"
 _RESULT_FILE = "result.json"
 _POLL_CHILD_SECONDS = 0.1
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
@@ -161,13 +163,7 @@ class _Run:
         if self.finished_at is None:
             if self.command_ended_at is None:
                 return Observation(RunState.RUNNING, self.name, started_at=self.started_at)
-            return Observation(
-                RunState.RUNNING,
-                self.name,
-                started_at=self.started_at,
-                reason="Collecting",
-                message="the command has ended; its artifacts are being uploaded",
-            )
+            return collecting(self.name, started_at=self.started_at)
         if self.exit_code not in (0, None):
             return Observation(
                 RunState.FAILED,
@@ -175,7 +171,7 @@ class _Run:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
                 reason="Error",
-                message=f"the command exited with code {self.exit_code}",
+                message=exit_message(self.exit_code),
             )
         if self.upload_code != 0:
             return Observation(
@@ -184,8 +180,7 @@ class _Run:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
                 reason="UploadFailed",
-                message="the command succeeded but its artifacts could not be uploaded "
-                f"(uploader exit code {self.upload_code})",
+                message=upload_failed_message(self.upload_code),
             )
         return Observation(
             RunState.SUCCEEDED,
@@ -196,47 +191,52 @@ class _Run:
 
 
 class LocalRuntime:
+    """``reconcile.Runtime`` on the local job store and local processes.
+
+    ``async with`` it: the task group that watches the runs lives as long as the block,
+    and leaving it stops every job still running (see ``_stop_all``). ``on_change`` is
+    called with a job's id when its run changed on its own (the command or the upload
+    ended), so the caller reconciles it.
+    """
+
     def __init__(
         self,
         *,
         store: LocalJobStore,
         settings: ControllerSettings,
         script: Path,
-        metrics: ControllerMetrics | None = None,
+        metrics: ControllerMetrics,
+        on_change: Callable[[str], None],
         uploader: list[str] | None = None,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._settings = settings
         self._root = settings.local_runtime_dir
         self._script = script
-        self._metrics = metrics or ControllerMetrics()
+        self._metrics = metrics
+        self._on_change = on_change
         self._uploader = uploader or UPLOADER
-        self._clock = clock
         self._runs: dict[str, _Run] = {}
-        self._finished: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
-        self.queue = KeyedQueue(
-            self.reconcile,
-            max_parallel=settings.controller_workers,
-            backoff_initial=settings.controller_backoff_initial_seconds,
-            backoff_max=settings.controller_backoff_max_seconds,
-            on_depth=self._metrics.queue_depth.set,
-        )
 
-    async def run(self) -> NoReturn:
-        """Scan the store every ``LOCAL_POLL_SECONDS`` until cancelled; runs stop with it."""
+    async def __aenter__(self) -> Self:
         self._root.mkdir(parents=True, exist_ok=True)
-        try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                group.create_task(self.queue.run(), name="queue")
-                await asyncio.sleep(0)
-                while True:
-                    self.scan()
-                    await asyncio.sleep(self._settings.local_poll_seconds)
-        finally:
-            self._stop_all()
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop_all()
+        group, self._group = self._group, None
+        if group is not None:
+            # Leaving by an error or a cancellation cancels the watchers; a plain exit
+            # waits for the runs to end.
+            await group.__aexit__(kind, error, traceback)
 
     def _stop_all(self) -> None:
         """The dev stack stops: so do its jobs. run-job.sh collects as it is stopped, and the
@@ -246,48 +246,38 @@ class LocalRuntime:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGTERM)
 
-    def scan(self) -> None:
-        for job_id in self._store.ids():
-            if job_id not in self._finished:
-                self.queue.submit(job_id)
-
-    async def reconcile(self, job_id: str) -> PhJobStatus | None:
+    async def get(self, name: str) -> PhJob | None:
         try:
-            job = self._store.get(job_id)
+            return self._store.get(name)
         except JobNotFoundError:
             return None
+
+    async def write_status(self, job: PhJob, status: PhJobStatus) -> str | None:
+        self._store.write_status(job.metadata.name, status)
+        return None
+
+    async def step(self, job: PhJob, *, now: datetime) -> Step:
         status = job.status
-        if status.finished:
-            self._finished.add(job_id)
-            return status
-        now = self._clock()
-        run = self._runs.get(job_id)
+        run = self._runs.get(job.metadata.name)
         if run is None and status.pod_name is not None:
             run = self._adopt(job)  # started by an earlier controller process
         if job.spec.cancel:
             if run is not None:
                 self._stop(run)
-            desired = cancelled(status, now=now)
-        elif run is None:
+            return Step(cancelled(status, now=now))
+        if run is None:
             run = await self._start(job)
-            desired = advance(status, run.observe(), now=now)
         elif run.lost:
-            desired = failed(
-                status,
-                now=now,
-                reason="RunLost",
-                message=f"the job's process {run.pid} ended while the controller was down, "
-                "without collecting its artifacts",
+            return Step(
+                failed(
+                    status,
+                    now=now,
+                    reason="RunLost",
+                    message=f"the job's process {run.pid} ended while the controller was down, "
+                    "without collecting its artifacts",
+                )
             )
-        else:
-            desired = advance(status, run.observe(), now=now)
-        if desired != status:
-            self._store.write_status(job_id, desired)
-            self._metrics.transitions.labels(desired.phase.value).inc()
-            log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
-        if desired.finished:
-            self._finished.add(job_id)
-        return desired
+        return Step(advance(status, run.observe(), now=now))
 
     # -- starting and stopping ----------------------------------------------------------
 
@@ -304,19 +294,6 @@ class LocalRuntime:
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
         return base | contract
-
-    def _uploader_env(self, job_env: dict[str, str]) -> dict[str, str]:
-        settings = self._settings
-        env = dict(job_env)
-        env["PHFS_BUCKET"] = settings.phfs_bucket
-        env["S3_REGION"] = settings.s3_region
-        if settings.s3_endpoint_url:
-            env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-        if settings.s3_access_key_id:
-            env["S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
-        if settings.s3_secret_access_key:
-            env["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
-        return env
 
     async def _start(self, job: PhJob) -> _Run:
         folder = self._folder(job.metadata.name)
@@ -336,9 +313,7 @@ class LocalRuntime:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: cancel reaches every process
             )
-        run = _Run(
-            job.metadata.name, folder, process.pid, self._clock(), _process_start(process.pid)
-        )
+        run = _Run(job.metadata.name, folder, process.pid, utcnow(), _process_start(process.pid))
         _write_json(
             folder / _RUN_FILE,
             {
@@ -352,7 +327,7 @@ class LocalRuntime:
         self._spawn(self._supervise(run, process, env), run)
         return run
 
-    def _spawn(self, work: Any, run: _Run) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, None], run: _Run) -> asyncio.Task[None]:
         if self._group is None:
             raise RuntimeError("the local runtime is not running")
         return self._group.create_task(work, name=f"run {run.job_id}")
@@ -387,14 +362,14 @@ class LocalRuntime:
         await self._deliver(run, env)
 
     async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
-        run.command_ended_at = self._clock()
-        self.queue.submit(run.job_id)
+        run.command_ended_at = utcnow()
+        self._on_change(run.job_id)
         if not (run.folder / "staging" / DONE).exists():
             log.warning("%s: run-job.sh left no done marker; nothing to upload", run.job_id)
             run.upload_code = 0 if run.exit_code not in (0, None) else 1
         else:
             run.upload_code = await self._upload(run, env)
-        run.finished_at = self._clock()
+        run.finished_at = utcnow()
         _write_json(
             run.folder / _RESULT_FILE,
             {
@@ -403,13 +378,13 @@ class LocalRuntime:
                 "finishedAt": run.finished_at.isoformat(),
             },
         )
-        self.queue.submit(run.job_id)
+        self._on_change(run.job_id)
 
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
         with (run.folder / "job.log").open("ab") as output:
             process = subprocess.Popen(
                 self._uploader,
-                env=self._uploader_env(env),
+                env=uploader_env(env, self._settings, with_keys=True),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -423,7 +398,7 @@ class LocalRuntime:
         folder = self._folder(job.metadata.name)
         record = _read_json(folder / _RUN_FILE) or {}
         pid = int(record.get("pid") or 0)
-        started = job.status.start_time or self._clock()
+        started = job.status.start_time or utcnow()
         process_start = record.get("processStart")
         run = _Run(job.metadata.name, folder, pid, started, process_start)
         self._runs[run.job_id] = run
@@ -431,7 +406,7 @@ class LocalRuntime:
         if result is not None:  # it ended and was delivered; only the status was not written
             run.exit_code = result.get("exitCode")
             run.upload_code = result.get("uploadExitCode")
-            run.command_ended_at = run.finished_at = self._clock()
+            run.command_ended_at = run.finished_at = utcnow()
             return run
         self._spawn(self._follow_adopted(run), run)
         return run
@@ -446,7 +421,7 @@ class LocalRuntime:
             marker = None
         if marker is None or marker.exit_code is None:
             run.lost = True
-            self.queue.submit(run.job_id)
+            self._on_change(run.job_id)
             return
         run.exit_code = marker.exit_code
         job = self._store.get(run.job_id)
@@ -456,10 +431,29 @@ class LocalRuntime:
 async def run_local(
     settings: ControllerSettings, metrics: ControllerMetrics, script: Path
 ) -> NoReturn:
-    runtime = LocalRuntime(
-        store=LocalJobStore(settings.local_jobs_dir),
-        settings=settings,
-        script=script,
-        metrics=metrics,
-    )
-    await runtime.run()
+    """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished,
+    until cancelled; the jobs still running stop with it."""
+    store = LocalJobStore(settings.local_jobs_dir)
+    finished: set[str] = set()
+
+    async def reconcile(job_id: str) -> None:
+        outcome = await reconciler.reconcile_name(job_id)
+        if outcome is None or outcome.status.finished:
+            finished.add(job_id)
+
+    queue = job_queue(reconcile, settings=settings, metrics=metrics)
+    async with (
+        LocalRuntime(
+            store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
+        ) as runtime,
+        asyncio.TaskGroup() as group,
+    ):
+        reconciler = Reconciler(runtime, metrics=metrics)
+        group.create_task(queue.run(), name="queue")
+        await asyncio.sleep(0)  # the queue's task group exists before any submit
+        while True:
+            for job_id in store.ids():
+                if job_id not in finished:
+                    queue.submit(job_id)
+            await asyncio.sleep(settings.local_poll_seconds)
+    raise AssertionError("the scan never ends")

@@ -50,7 +50,7 @@ from artifacts_controller.staging import (
     staged_path,
     write_receipt,
 )
-from artifacts_controller.uploading import (
+from artifacts_controller.transfer import (
     FileChangedError,
     FileToUpload,
     Tuning,

@@ -101,7 +101,7 @@ async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
 @phjob.field("artifactRetentionSeconds")
 def resolve_artifact_retention_seconds(job: PhJob, info: Info) -> int:
     own = job.spec.artifact.retention_seconds if job.spec.artifact else None
-    # The controller applies the same rule (jobenv.effective_policy) with the same setting.
+    # The controller applies the same rule (contract.effective_policy) with the same setting.
     return info.context.services.settings.artifact_retention_seconds if own is None else own
 
 
