@@ -366,8 +366,8 @@ def collect(s3: MotoServer, work: Path, report: Report) -> None:
         "|---|---|---|---:|---|---|",
     ]
     for dataset in COLLECT:
-        staging, done = stage(dataset)
-        job = done.job
+        staging, policy = stage(dataset)
+        job = policy.job
         prefix = job_prefix(GROUP, job)
         ours_argv = [
             sys.executable,
@@ -383,7 +383,6 @@ def collect(s3: MotoServer, work: Path, report: Report) -> None:
         for round_ in range(WARMUP + REPEAT):
             for side, argv, env in (("ours", ours_argv, env_ours), ("peer", peer_argv, env_peer)):
                 fresh_buckets(s3, OURS_BUCKET)
-                (staging / "uploaded").unlink(missing_ok=True)  # else it would do nothing
                 used, _ = run_measured(argv, env)
                 if round_ >= WARMUP:
                     usage[side].append(used)

@@ -140,13 +140,19 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
     assert uploader["image"] == "registry/artifacts-controller:1.2"
     assert uploader["command"] == [
         *("python", "-m", "artifacts_controller.uploader"),
-        *("--stay-until-stopped", "--stop-grace", "5"),
+        *("--when-stopped", "--stop-grace", "5"),
     ]
     assert [m["mountPath"] for m in uploader["volumeMounts"]] == [staging]
     uploader_env = _env(uploader)
     assert uploader_env["PHJOB_ARTIFACT_STAGING"] == staging
     assert uploader_env["PHJOB_NAME"] == job.metadata.name
     assert uploader_env["GROUP_NAME"] == "ML_Team"
+    # Our container reads the policy from its own environment, never from the staging
+    # folder the job container writes (ARCHITECTURE section 4, the trust boundary).
+    assert {name: uploader_env[name] for name in env if name.startswith("PHJOB_ARTIFACT_")} == {
+        name: value for name, value in env.items() if name.startswith("PHJOB_ARTIFACT_")
+    }
+    assert uploader_env["PHJOB_ARTIFACT_RETENTION_SECONDS"] == "604800"
     assert uploader_env["S3_ENDPOINT_URL"] == "http://minio:9000"
     assert uploader_env["PHFS_BUCKET"] == settings.phfs_bucket
     assert "S3_SECRET_ACCESS_KEY" not in uploader_env  # by reference only:

@@ -2,7 +2,9 @@
 
 The uploader runs as a child process (``python -m artifacts_controller.uploader``, as in
 the pod and the local runtime) where its waiting, signals and exit codes matter, and
-in-process (``deliver``) where a test needs to see the order of its requests.
+in-process (``deliver``) where a test needs to see the order of its requests. Retention
+and limits are the uploader's own settings (``_env``), as the controller sets them on our
+container; what the job's side may try against them is ``test_trust_boundary.py``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from typing import Any, Protocol
 import boto3
 import pytest
 from support.jobs import GROUP, JOB, JobHome, tree
+from support.s3_spy import S3Spy
 from support.servers import free_port
 
+from artifacts_controller.delivery import Policy, deliver
 from artifacts_controller.settings import UploaderSettings
-from artifacts_controller.staging import read_done
+from artifacts_controller.staging import walk
 from artifacts_controller.transfer import MIB, Tuning
-from artifacts_controller.uploader import deliver, main
+from artifacts_controller.uploader import main
 from artifacts_shared.expiry import parse_expired_at
 from artifacts_shared.layout import expired_at_key, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
@@ -41,6 +45,9 @@ SEED_COMMAND = (
 )
 HELLO_SHA = hashlib.sha256(b"hello\n").hexdigest()
 WEEK = 604_800
+POLICY = Policy(
+    job=JOB, group=GROUP, enabled=True, retention_seconds=WEEK, limit_size_mb=100, limit_files=1000
+)
 
 
 @pytest.fixture
@@ -148,6 +155,7 @@ def test_seed_journey_in_s3_mode_uploads_the_two_files_then_the_metadata(
     uploader = _start_uploader(_env(s3_settings, staged))
     run = staged.run(SEED_COMMAND + "; exit 3")
     _, stderr = uploader.communicate(timeout=30)
+    finished = time.time()
 
     assert run.returncode == 3
     assert uploader.returncode == 0, stderr
@@ -160,32 +168,11 @@ def test_seed_journey_in_s3_mode_uploads_the_two_files_then_the_metadata(
         ("test.txt", 6, HELLO_SHA, "644"),
         ("sub/test.txt", 6, HELLO_SHA, "644"),
     ]
+    # The end is the uploader's own clock: when it learnt that the job had ended.
     expired_at = parse_expired_at(objects[EXPIRED_AT])
-    assert run.started_at - 2 <= expired_at - WEEK <= run.ended_at + 2
+    assert run.ended_at - 1 <= expired_at - WEEK <= finished
     assert manifest.expired_at == expired_at
     assert f"uploader: 2 files, 12 B uploaded to s3://{s3_settings.phfs_bucket}/{PREFIX}" in stderr
-
-
-class RecordingS3:
-    """The real client, noting each write it passes on (a spy at our own boundary)."""
-
-    WRITES = frozenset({"put_object", "complete_multipart_upload", "delete_object"})
-
-    def __init__(self, real: S3Client) -> None:
-        self._real = real
-        self.writes: list[tuple[str, str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._real, name)
-        if name not in self.WRITES:
-            return attribute
-
-        async def recorded(**kwargs: Any) -> Any:
-            result = await attribute(**kwargs)
-            self.writes.append((name, kwargs["Key"]))
-            return result
-
-        return recorded
 
 
 async def test_metadata_is_written_after_every_artifact_and_expiry_last(
@@ -196,21 +183,23 @@ async def test_metadata_is_written_after_every_artifact_and_expiry_last(
         (staged.artifacts / "many" / f"{index}.txt").write_text(str(index))
     (staged.artifacts / "large.bin").write_bytes(os.urandom(6 * MIB))  # two parts
     staged.run("true")
-    done = read_done(staged.staging)
-    assert done is not None
-    recording = RecordingS3(s3)
+    recording = S3Spy(s3)
 
     delivery = await deliver(
-        done,
-        staging=staged.staging,
+        staged.staging,
+        policy=POLICY,
+        ended_at=int(time.time()),
+        exit_code=0,
         s3=recording,  # type: ignore[arg-type]
         bucket=s3_settings.phfs_bucket,
-        job=JOB,
-        group=GROUP,
-        tuning=Tuning(concurrency=4, multipart_threshold=5 * MIB, part_size=5 * MIB),
+        tuning=Tuning(concurrency=4, part_size=5 * MIB),
     )
 
-    writes = recording.writes
+    writes = [
+        call
+        for call in recording.calls
+        if call[0] in {"put_object", "complete_multipart_upload", "delete_object"}
+    ]
     assert writes[0] == ("delete_object", EXPIRED_AT)
     assert writes[-2:] == [("put_object", MANIFEST), ("put_object", EXPIRED_AT)]
     artifacts = {key for _, key in writes[1:-2]}
@@ -224,46 +213,80 @@ async def test_metadata_is_written_after_every_artifact_and_expiry_last(
 def test_a_skipped_collection_uploads_no_file_but_the_manifest_and_expiry(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    run = staged.run(SEED_COMMAND + "; exit 1", env={"PHJOB_ARTIFACT_LIMIT_FILES": "1"})
-    result = upload(_env(s3_settings, staged))
+    run = staged.run(SEED_COMMAND + "; exit 1")
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_FILES="1"))
 
     assert (run.returncode, result.returncode) == (1, 0)
-    assert "artifacts: skipped, 2 files exceed the limit of 1; nothing copied" in run.decisions
+    line = "uploader: skipped, 2 files exceed the limit of 1; nothing uploaded; manifest written"
+    assert line in result.stderr
     objects = _objects(s3_settings)
     assert set(objects) == {MANIFEST, EXPIRED_AT}
     manifest = Manifest.from_json(objects[MANIFEST])
     assert manifest.skipped and manifest.files == [] and manifest.exit_code == 1
     assert manifest.skip_reason is not None
     assert (manifest.skip_reason.found, manifest.skip_reason.allowed) == (2, 1)
-    assert "manifest written for a skipped collection" in result.stderr
+    assert manifest.skip_reason.message == (
+        "artifacts: skipped, 2 files exceed the limit of 1; nothing uploaded"
+    )
+
+
+def test_more_bytes_than_the_limit_upload_nothing_and_say_which_limit(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings
+) -> None:
+    (staged.artifacts).mkdir()
+    (staged.artifacts / "big.bin").write_bytes(b"\0" * MIB)
+    (staged.artifacts / "small.txt").write_bytes(b"one more byte")
+    staged.run("true")
+
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_SIZE_MB="1"))
+
+    total = MIB + 13
+    assert result.returncode == 0, result.stderr
+    assert f"uploader: skipped, {total} B (1.1 MB) exceed the limit of 1 MB" in result.stderr
+    assert _keys(s3_settings) == {MANIFEST, EXPIRED_AT}
+    reason = Manifest.from_json(_objects(s3_settings)[MANIFEST]).skip_reason
+    assert reason is not None
+    assert (reason.limit, reason.found, reason.allowed) == ("size", total, MIB)
 
 
 @pytest.mark.parametrize(
-    ("command", "env"),
+    ("command", "env", "script_says", "uploader_says"),
     [
-        ("true", {}),
-        ("mkdir artifacts", {}),
-        (SEED_COMMAND, {"PHJOB_ARTIFACT_ENABLED": "false"}),
+        ("true", {}, "none: there is no ./artifacts folder", "none: the staging folder holds no"),
+        ("mkdir artifacts", {}, "none: ./artifacts holds no files", "none: the staging folder"),
+        (
+            SEED_COMMAND,
+            {"PHJOB_ARTIFACT_ENABLED": "false"},
+            "disabled (PHJOB_ARTIFACT_ENABLED=false); nothing collected",
+            "disabled (PHJOB_ARTIFACT_ENABLED=false); nothing delivered",
+        ),
     ],
     ids=["no-folder", "empty-folder", "disabled"],
 )
 def test_nothing_collected_uploads_nothing_and_exits_0(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings, command: str, env: dict[str, str]
+    upload: Upload,
+    staged: JobHome,
+    s3_settings: S3Settings,
+    command: str,
+    env: dict[str, str],
+    script_says: str,
+    uploader_says: str,
 ) -> None:
     run = staged.run(command, env=env)
-    result = upload(_env(s3_settings, staged))
+    result = upload(_env(s3_settings, staged, **env))
 
     assert result.returncode == 0, result.stderr
     assert _keys(s3_settings) == set()
-    decision = next(line for line in run.decisions if line.startswith("artifacts: "))
-    assert f"uploader: nothing to upload ({decision})" in result.stderr
+    assert f"artifacts: {script_says}" in run.decisions
+    assert f"uploader: nothing to upload ({uploader_says}" in result.stderr
+    assert (staged.staging / "done").read_text() == "0\n"  # the script's signal, every time
 
 
 def test_retention_zero_in_s3_mode_writes_no_expiry(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    staged.run(SEED_COMMAND, env={"PHJOB_ARTIFACT_RETENTION_SECONDS": "0"})
-    result = upload(_env(s3_settings, staged))
+    staged.run(SEED_COMMAND)
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_RETENTION_SECONDS="0"))
 
     assert result.returncode == 0
     assert _keys(s3_settings) == {f"{PREFIX}test.txt", f"{PREFIX}sub/test.txt", MANIFEST}
@@ -305,10 +328,9 @@ def test_staging_keeps_names_with_newlines_for_the_uploader(staged: JobHome) -> 
 
     staged.run("true")
 
-    done = read_done(staged.staging)
-    assert done is not None
-    assert [entry.name for entry in done.files] == ["a\nb/c\nd"]
+    assert [entry.name for entry in walk(staged.staging).files] == ["a\nb/c\nd"]
     assert tree(staged.staging / "files") == {"a\nb/c\nd": b"x"}
+    assert (staged.staging / "modes").read_bytes() == b"644 a\nb/c\nd\0"
 
 
 def test_an_unreachable_endpoint_fails_with_a_clear_message_and_no_expiry(
@@ -328,7 +350,6 @@ def test_an_unreachable_endpoint_fails_with_a_clear_message_and_no_expiry(
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 30
     assert _keys(s3_settings) == set()
-    assert not (staged.staging / "uploaded").exists()
 
 
 def test_a_missing_bucket_fails_with_a_clear_message(
@@ -343,28 +364,19 @@ def test_a_missing_bucket_fails_with_a_clear_message(
     assert "Traceback" not in result.stderr
 
 
-def test_staging_that_differs_from_the_done_marker_fails_without_metadata(
+def test_a_done_marker_that_is_a_folder_fails_with_one_line_and_uploads_nothing(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
     staged.run(SEED_COMMAND)
-    (staged.staging / "files" / "sub" / "test.txt").unlink()
+    (staged.staging / "done").unlink()
+    (staged.staging / "done").mkdir()
 
     result = upload(_env(s3_settings, staged))
 
     assert result.returncode == 1
-    assert "sub/test.txt: No such file or directory (listed in done)" in result.stderr
+    assert "uploader: failed, no expiredAt written: " in result.stderr
+    assert "done is not a regular file" in result.stderr
     assert _keys(s3_settings) == set()
-
-
-def test_a_garbage_done_marker_fails_with_the_place(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings
-) -> None:
-    (staged.staging / "done").write_text('{"version": 1, "outcome": "maybe"}')
-
-    result = upload(_env(s3_settings, staged))
-
-    assert result.returncode == 1
-    assert f"uploader: failed: {staged.staging}/done: outcome:" in result.stderr
 
 
 def test_a_crash_mid_upload_leaves_no_expiry_and_a_retry_completes_cleanly(
@@ -397,33 +409,17 @@ def test_a_crash_mid_upload_leaves_no_expiry_and_a_retry_completes_cleanly(
     assert EXPIRED_AT in _keys(s3_settings)
 
 
-def test_a_restarted_uploader_does_not_upload_twice(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings
-) -> None:
-    staged.run(SEED_COMMAND)
-    env = _env(s3_settings, staged)
-    assert upload(env).returncode == 0
-    _client(s3_settings).delete_object(Bucket=s3_settings.phfs_bucket, Key=f"{PREFIX}test.txt")
-
-    again = upload(env)
-
-    assert again.returncode == 0
-    assert "uploader: already uploaded (2 files); nothing to do" in again.stderr
-    assert f"{PREFIX}test.txt" not in _keys(s3_settings)
-
-
 def test_a_new_run_of_the_script_clears_the_old_markers(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
     staged.run(SEED_COMMAND)
     assert upload(_env(s3_settings, staged)).returncode == 0
-    assert (staged.staging / "uploaded").exists()
+    assert (staged.staging / "done").exists()
 
     process = staged.start("mkdir -p artifacts; echo 1 > artifacts/started; sleep 30")
     _wait_until(lambda: (staged.artifacts / "started").exists())
     try:
         assert not (staged.staging / "done").exists()
-        assert not (staged.staging / "uploaded").exists()
     finally:
         process.terminate()
         process.communicate(timeout=30)
@@ -470,20 +466,37 @@ def test_sigterm_without_a_done_marker_exits_3_after_the_grace(
     assert "stopped before" in stderr and "nothing uploaded" in stderr
 
 
-def test_stay_until_stopped_keeps_a_native_sidecar_running_after_the_upload(
+def test_a_native_sidecar_delivers_once_stopped_with_its_own_end_time(
     staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    staged.run(SEED_COMMAND)
-    uploader = _start_uploader(_env(s3_settings, staged), "--stay-until-stopped")
-    _wait_until(lambda: (staged.staging / "uploaded").exists(), timeout=30)
-    time.sleep(0.3)
-    assert uploader.poll() is None
+    uploader = _start_uploader(_env(s3_settings, staged), "--when-stopped", "--stop-grace", "5")
+    _wait_for_line(uploader, "waiting for the job container to end")
+    staged.run(SEED_COMMAND + "; exit 4")
+    time.sleep(0.5)
+    assert uploader.poll() is None  # done exists, but only the kubelet's SIGTERM says "ended"
+    assert _keys(s3_settings) == set()
 
+    stopped_at = time.time()
     uploader.send_signal(signal.SIGTERM)
     _, stderr = uploader.communicate(timeout=30)
 
-    assert uploader.returncode == 0
-    assert "finished; staying until stopped" in stderr
+    assert uploader.returncode == 0, stderr
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.exit_code == 4
+    assert manifest.expired_at is not None
+    assert stopped_at - 1 <= manifest.expired_at - WEEK <= stopped_at + 1
+
+
+def test_a_native_sidecar_stopped_without_a_done_marker_exits_3(
+    staged: JobHome, s3_settings: S3Settings
+) -> None:
+    uploader = _start_uploader(_env(s3_settings, staged), "--when-stopped", "--stop-grace", "0.3")
+    _wait_for_line(uploader, "waiting for the job container to end")
+    uploader.send_signal(signal.SIGTERM)
+    _, stderr = uploader.communicate(timeout=30)
+
+    assert uploader.returncode == 3
+    assert "stopped before" in stderr and "nothing uploaded" in stderr
 
 
 def test_bad_settings_exit_2_with_one_line(
@@ -564,10 +577,12 @@ def test_a_200_mb_file_uploads_in_parts_with_matching_size_and_sha256(
         for block in _blocks(200):
             handle.write(block)
     sha256, etag = _digests(big, Tuning().part_size)
-    run = staged.run("true", env={"PHJOB_ARTIFACT_LIMIT_SIZE_MB": "300"})
+    run = staged.run("true")
     assert run.returncode == 0, run.stderr
 
-    result = _upload_process(_env(s3_settings, staged), timeout=120)
+    result = _upload_process(
+        _env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_SIZE_MB="300"), timeout=120
+    )
 
     assert result.returncode == 0, result.stderr
     assert _listing(s3_settings)[f"{PREFIX}model.bin"] == (200 * MIB, etag)
@@ -590,10 +605,12 @@ def test_2000_small_files_upload_with_matching_sizes_and_sha256(
         path = staged.artifacts / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    run = staged.run("true", env={"PHJOB_ARTIFACT_LIMIT_FILES": "2000"})
-    assert run.decisions[-1].startswith("artifacts: 2000 files, ")
+    run = staged.run("true")
+    assert run.decisions[-1].startswith("artifacts: 2000 files staged in ")
 
-    result = _upload_process(_env(s3_settings, staged), timeout=120)
+    result = _upload_process(
+        _env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_FILES="2000"), timeout=120
+    )
 
     assert result.returncode == 0, result.stderr
     listing = _listing(s3_settings)

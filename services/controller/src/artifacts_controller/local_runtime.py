@@ -383,7 +383,7 @@ class LocalRuntime:
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
         with (run.folder / "job.log").open("ab") as output:
             process = subprocess.Popen(
-                self._uploader,
+                [*self._uploader, "--exit-code", str(run.exit_code)],
                 env=uploader_env(env, self._settings, with_keys=True),
                 stdin=subprocess.DEVNULL,
                 stdout=output,

@@ -178,14 +178,16 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
 
 
 def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[str, Any]:
-    """The sidecar that pushes the staging folder to the bucket once run-job.sh is done.
+    """Our container that delivers the staging folder once the job container has ended.
 
+    It gets the job's policy (retention, limits) in its own environment: what it keeps is
+    decided from there, never from the staging folder the job wrote (``staging.py``).
     Native (Kubernetes 1.29+, services/controller/README.md's advice): an init container
-    with ``restartPolicy: Always`` that uploads when ``done`` appears and stays up; the
-    kubelet stops it only after the job container ended, so a job container that died
-    without ``done`` cannot keep the pod running. ``container``: an ordinary second
-    container that exits after the upload, for older clusters; the reconciler fails a job
-    whose upload outlives ``CONTROLLER_UPLOAD_TIMEOUT_SECONDS``.
+    with ``restartPolicy: Always`` and ``--when-stopped``: the kubelet sends it SIGTERM
+    only after the job container ended, and that is when it uploads, within the pod's
+    grace period. ``container``: an ordinary second container, for older clusters, that
+    uploads when ``done`` appears and exits; the reconciler fails a job whose upload
+    outlives ``CONTROLLER_UPLOAD_TIMEOUT_SECONDS``.
     """
     env = uploader_env(variables, settings, with_keys=False)
     container: dict[str, Any] = {
@@ -198,7 +200,7 @@ def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[s
     }
     if settings.uploader_sidecar == "native":
         container["restartPolicy"] = "Always"
-        container["command"] += ["--stay-until-stopped", "--stop-grace", "5"]
+        container["command"] += ["--when-stopped", "--stop-grace", "5"]
     if settings.uploader_s3_secret:
         # Credentials by reference: the pod spec (readable by the job's users) never holds them.
         container["envFrom"] = [{"secretRef": {"name": settings.uploader_s3_secret}}]

@@ -152,16 +152,29 @@ class ControllerSettings(S3Settings, ArtifactPolicySettings, LocalRuntimeSetting
 class UploaderSettings(S3Settings):
     """The uploader's settings (``python -m artifacts_controller.uploader``).
 
-    The job's names and the staging folder use the pod variables of ARCHITECTURE
-    section 4, so the sidecar gets the same environment as the job container; the rest
-    tune how it waits and uploads. The job's retention and limits are not here: the
-    script that collected the files writes them into the done marker.
+    Our side of the trust boundary (ARCHITECTURE section 4): the job, its group, the
+    retention and the limits come from here -- the controller sets them in our own
+    container's environment, under the pod variables' names of section 4, with the values
+    the job container gets -- and never from anything in the staging folder.
     """
 
     phjob_name: str = Field(min_length=1, description="the job's name (PHJOB_NAME)")
     group_name: str = Field(min_length=1, description="the job's group name (GROUP_NAME)")
     phjob_artifact_staging: Path = Field(
         description="the staging folder shared with run-job.sh (PHJOB_ARTIFACT_STAGING)"
+    )
+    phjob_artifact_enabled: bool = Field(True, description="true or false")
+    phjob_artifact_retention_seconds: int = Field(
+        604_800,
+        ge=0,
+        le=100 * 365 * 86_400,
+        description="whole seconds from 0 (keep until deleted by hand) to 100 years",
+    )
+    phjob_artifact_limit_size_mb: int = Field(
+        100, ge=1, le=10_000_000, description="a whole number of megabytes, at least 1"
+    )
+    phjob_artifact_limit_files: int = Field(
+        1000, ge=1, le=100_000_000, description="a whole number of files, at least 1"
     )
     uploader_concurrency: int = Field(
         8, ge=1, le=64, description="how many requests run at once, from 1 to 64"
@@ -181,4 +194,17 @@ class UploaderSettings(S3Settings):
         le=3600,
         description="seconds to keep waiting for the done marker after SIGTERM/SIGINT, "
         "from 0 to 3600",
+    )
+    uploader_exit_code: int | None = Field(
+        None,
+        ge=0,
+        le=255,
+        description="the job's exit code as its runtime saw it, from 0 to 255 (unset: the "
+        "one run-job.sh reports in the done marker)",
+    )
+    uploader_owner_uid: int | None = Field(
+        None,
+        ge=0,
+        description="a uid: deliver only staged files it owns (the local runtime's per-job "
+        "user), or unset",
     )

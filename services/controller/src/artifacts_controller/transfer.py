@@ -1,25 +1,38 @@
-"""Pushing local files to the bucket: bounded parallelism, multipart for large files.
+"""Pushing files to the bucket: bounded parallelism, multipart for large files, one read.
 
-Every file is read once: the sha256 is computed from the same bytes that are sent, so
-the manifest describes what the bucket holds. At most ``concurrency`` requests run at
-once, counting each part of a multipart upload as one request, which also bounds memory
-to about ``concurrency * part_size``. Reads and hashing run in threads (hashlib releases
-the GIL), so the event loop keeps the connections busy meanwhile.
+Every byte is read once, and hashed once, as it is sent: the sha256 in the manifest is of
+the bytes that went up, and a file's size is what was read, even when the file changed
+while it was read. A file smaller than one part goes up in one ``PutObject`` that carries
+that sha256 as its checksum (``x-amz-checksum-sha256``, signed with the request), so a
+server that checks checksums (AWS S3, SeaweedFS, recent MinIO) refuses bytes that differ
+from what the manifest will say. The payload is not hashed a second time for the
+signature (``UNSIGNED-PAYLOAD``: ``open_s3(sign_payloads=False)``): that second pass over
+every byte is what made large files slower than the aws CLI. Multipart parts carry no
+checksum of their own (one would cost that second pass): TCP's, or TLS, covers them on
+the way, and the manifest's sha256 lets a client check the whole file after download.
 
-Any failure cancels the rest and propagates: the caller must not write metadata then.
-Multipart uploads that fail are aborted; those left by a killed process are aborted by
-``abort_stale_multipart_uploads`` when the upload is retried.
+At most ``concurrency`` requests run at once, counting each part of a multipart upload as
+one, which also bounds memory to about ``concurrency * part_size``. Large reads and their
+hashing run in threads (hashlib releases the GIL), so the event loop keeps the connections
+busy meanwhile; a small file is read in the loop, where a thread would cost more than the
+read.
+
+A ``Budget`` bounds the bytes read from all files together: the read that passes it raises
+``LimitExceeded``, which stops every upload. Any failure stops the rest (no new file is
+started) and propagates: the caller must not write metadata then. Multipart uploads that
+fail are aborted; those left by a killed process are aborted by
+``abort_stale_multipart_uploads`` on the retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import mimetypes
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from artifacts_shared.s3 import S3Client
@@ -29,8 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIB",
+    "Budget",
     "FileChangedError",
     "FileToUpload",
+    "LimitExceeded",
     "Tuning",
     "UploadedFile",
     "abort_stale_multipart_uploads",
@@ -39,17 +54,17 @@ __all__ = [
 
 MIB = 1024 * 1024
 _MAX_PARTS = 10_000  # S3's limit per multipart upload
+_READ_IN_LOOP = 256 * 1024  # files below this are read without a thread hop
 
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
     concurrency: int = 8
-    multipart_threshold: int = 16 * MIB
-    """Files of at least this many bytes go up in parts."""
     part_size: int = 16 * MIB
-    """At least 5 MiB (S3's minimum part but the last); grown for files over 160 GB.
-    16 MiB rather than boto3's 8: half the requests (each signed, each a round trip) for
-    the same bytes; memory stays bounded by ``concurrency * part_size``."""
+    """Files of at least this many bytes go up in parts of this size: at least 5 MiB
+    (S3's minimum part but the last), grown for files over 160 GB. 16 MiB rather than
+    boto3's 8: half the requests for the same bytes; memory stays bounded by
+    ``concurrency * part_size``."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -64,8 +79,11 @@ class Tuning:
 
 @dataclass(frozen=True, slots=True)
 class FileToUpload:
-    path: Path
     key: str
+    open: Callable[[], IO[bytes]]
+    """Opens the file for reading; called once, when its upload starts."""
+    size: int
+    """The size when it was listed: it picks the way up (one request or parts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,32 +94,64 @@ class UploadedFile:
 
 
 class FileChangedError(Exception):
-    """A file's size changed while it was read: its hash would describe nothing."""
+    """A file grew, while it was read, past what one multipart upload can hold."""
+
+
+class LimitExceeded(Exception):
+    """More bytes were read than the budget allows; ``read`` is how many, at the least."""
+
+    def __init__(self, read: int, limit: int) -> None:
+        super().__init__(f"{read} bytes read, over the limit of {limit}")
+        self.read = read
+        self.limit = limit
+
+
+class Budget:
+    """The bytes all files together may have: charged as they are read, before any is sent."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.read = 0
+
+    def charge(self, count: int) -> None:
+        self.read += count
+        if self.read > self.limit:
+            raise LimitExceeded(self.read, self.limit)
 
 
 async def upload_files(
-    files: Sequence[FileToUpload], *, s3: S3Client, bucket: str, tuning: Tuning
+    files: Sequence[FileToUpload],
+    *,
+    s3: S3Client,
+    bucket: str,
+    tuning: Tuning,
+    budget: Budget | None = None,
 ) -> list[UploadedFile]:
-    """Upload ``files``; the result is in the same order. The first failure propagates."""
+    """Upload ``files``; the result is in the same order. The first failure propagates,
+    once the requests in flight have ended: a request cancelled half-way may still land,
+    after a caller that deletes what went up has looked."""
     slots = asyncio.Semaphore(tuning.concurrency)
     results: list[UploadedFile | None] = [None] * len(files)
     pending: Iterator[int] = iter(range(len(files)))
+    sender = _Sender(s3=s3, bucket=bucket, tuning=tuning, slots=slots, budget=budget)
+    failures: list[Exception] = []
 
     async def worker() -> None:
         # Workers pull from one iterator, so a million files never means a million tasks.
         for index in pending:
-            item = files[index]
-            results[index] = await _upload_one(
-                item, s3=s3, bucket=bucket, tuning=tuning, slots=slots
-            )
+            if failures:
+                return
+            try:
+                results[index] = await sender.upload(files[index])
+            except Exception as failure:
+                failures.append(failure)
+                return
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(tuning.concurrency, len(files))):
-                group.create_task(worker())
-    except BaseExceptionGroup as failures:
-        # One clear error for the caller, not a group of cancellations.
-        raise failures.exceptions[0] from None
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(tuning.concurrency, len(files))):
+            group.create_task(worker())
+    if failures:
+        raise failures[0]
     return [result for result in results if result is not None]
 
 
@@ -110,88 +160,111 @@ def _content_type(key: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _read_whole(path: Path) -> tuple[bytes, str]:
-    body = path.read_bytes()
-    return body, hashlib.sha256(body).hexdigest()
-
-
-async def _upload_one(
-    item: FileToUpload, *, s3: S3Client, bucket: str, tuning: Tuning, slots: asyncio.Semaphore
-) -> UploadedFile:
-    size = item.path.stat().st_size
-    if size >= tuning.multipart_threshold:
-        return await _upload_parts(item, size, s3=s3, bucket=bucket, tuning=tuning, slots=slots)
-    async with slots:
-        body, sha256 = await asyncio.to_thread(_read_whole, item.path)
-        await s3.put_object(
-            Bucket=bucket, Key=item.key, Body=body, ContentType=_content_type(item.key)
-        )
-    return UploadedFile(key=item.key, size=len(body), sha256=sha256)
-
-
-def _read_part(handle: IO[bytes], size: int, digest: hashlib._Hash) -> bytes:
+def _read_hashed(handle: IO[bytes], size: int, digest: hashlib._Hash) -> bytes:
     chunk = handle.read(size)
     digest.update(chunk)
     return chunk
 
 
-async def _upload_parts(
-    item: FileToUpload,
-    size: int,
-    *,
-    s3: S3Client,
-    bucket: str,
-    tuning: Tuning,
-    slots: asyncio.Semaphore,
-) -> UploadedFile:
-    part_size = tuning.part_size_for(size)
-    created = await s3.create_multipart_upload(
-        Bucket=bucket, Key=item.key, ContentType=_content_type(item.key)
-    )
-    upload_id = created["UploadId"]
-    parts: list[CompletedPartTypeDef] = []
-    digest = hashlib.sha256()
-    sent = 0
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    s3: S3Client
+    bucket: str
+    tuning: Tuning
+    slots: asyncio.Semaphore
+    budget: Budget | None
 
-    async def send(number: int, chunk: bytes) -> None:
+    async def _read(self, handle: IO[bytes], size: int, digest: hashlib._Hash) -> bytes:
+        if size < _READ_IN_LOOP:
+            chunk = _read_hashed(handle, size, digest)
+        else:
+            chunk = await asyncio.to_thread(_read_hashed, handle, size, digest)
+        if self.budget is not None:
+            self.budget.charge(len(chunk))
+        return chunk
+
+    async def upload(self, item: FileToUpload) -> UploadedFile:
+        part_size = self.tuning.part_size_for(item.size)
+        digest = hashlib.sha256()
+        with item.open() as handle:
+            async with self.slots:
+                # The listed size and one byte more, to learn whether it grew since: then
+                # on to a whole part, so a file that grew past one goes up in parts.
+                want = min(item.size + 1, part_size)
+                first = await self._read(handle, want, digest)
+                if len(first) == want < part_size:
+                    first += await self._read(handle, part_size - want, digest)
+                if len(first) < part_size:
+                    await self.s3.put_object(
+                        Bucket=self.bucket,
+                        Key=item.key,
+                        Body=first,
+                        ContentType=_content_type(item.key),
+                        ChecksumSHA256=base64.b64encode(digest.digest()).decode("ascii"),
+                    )
+                    return UploadedFile(key=item.key, size=len(first), sha256=digest.hexdigest())
+            return await self._upload_parts(item, handle, first, part_size, digest)
+
+    async def _upload_parts(
+        self,
+        item: FileToUpload,
+        handle: IO[bytes],
+        first: bytes,
+        part_size: int,
+        digest: hashlib._Hash,
+    ) -> UploadedFile:
+        created = await self.s3.create_multipart_upload(
+            Bucket=self.bucket, Key=item.key, ContentType=_content_type(item.key)
+        )
+        upload_id = created["UploadId"]
+        parts: list[CompletedPartTypeDef] = []
+
+        async def send(number: int, chunk: bytes) -> None:
+            try:
+                response = await self.s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=item.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                )
+                parts.append({"ETag": response["ETag"], "PartNumber": number})
+            finally:
+                self.slots.release()
+
+        sent = len(first)
         try:
-            response = await s3.upload_part(
-                Bucket=bucket, Key=item.key, UploadId=upload_id, PartNumber=number, Body=chunk
-            )
-            parts.append({"ETag": response["ETag"], "PartNumber": number})
-        finally:
-            slots.release()
-
-    try:
-        with item.path.open("rb") as handle:
             async with asyncio.TaskGroup() as group:
-                number = 0
-                while True:
+                await self.slots.acquire()
+                group.create_task(send(1, first))
+                for number in range(2, _MAX_PARTS + 1):
                     # The slot is taken before reading, so parts in memory stay bounded.
-                    await slots.acquire()
+                    await self.slots.acquire()
                     try:
-                        chunk = await asyncio.to_thread(_read_part, handle, part_size, digest)
+                        chunk = await self._read(handle, part_size, digest)
                     except BaseException:
-                        slots.release()
+                        self.slots.release()
                         raise
                     if not chunk:
-                        slots.release()
+                        self.slots.release()
                         break
-                    number += 1
                     sent += len(chunk)
                     group.create_task(send(number, chunk))
-        if sent != size:
-            raise FileChangedError(f"{item.path}: {size} bytes became {sent} while uploading")
-        parts.sort(key=lambda part: part["PartNumber"])
-        await s3.complete_multipart_upload(
-            Bucket=bucket, Key=item.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-        )
-    except BaseException as error:
-        await _abort(s3, bucket, item.key, upload_id)
-        if isinstance(error, BaseExceptionGroup):
-            raise error.exceptions[0] from None
-        raise
-    return UploadedFile(key=item.key, size=sent, sha256=digest.hexdigest())
+                else:
+                    raise FileChangedError(f"{item.key}: grew past {_MAX_PARTS} parts while read")
+            parts.sort(key=lambda part: part["PartNumber"])
+            await self.s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=item.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException as error:
+            await _abort(self.s3, self.bucket, item.key, upload_id)
+            if isinstance(error, BaseExceptionGroup):
+                raise error.exceptions[0] from None
+            raise
+        return UploadedFile(key=item.key, size=sent, sha256=digest.hexdigest())
 
 
 async def _abort(s3: S3Client, bucket: str, key: str, upload_id: str) -> None:
