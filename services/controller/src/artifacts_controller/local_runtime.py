@@ -8,8 +8,14 @@ the staged artifacts to the bucket, exactly as the pod's sidecar would. It is a
 ``reconcile.Runtime``: the reconcile driver and the phase rules are the Kubernetes
 runtime's; only the observation differs.
 
+Jobs cannot reach each other's folders: run as root, the controller gives each job a uid
+of its own and folders only that uid can enter (``isolation.py``); otherwise it says at
+start that the local runtime is single-tenant.
+
 Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
-collects), and SIGKILL if it is still there after the grace period.
+collects), and SIGKILL if it is still there after the grace period. When run-job.sh has
+ended, so has everything the job started (every process of its uid, or of its session),
+before its staged artifacts are read.
 
 When the controller stops it stops its jobs the same way (the dev stack stops as a whole).
 What survives a restart is on disk: ``run.json`` (the process and when it started),
@@ -27,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +44,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
-from artifacts_controller.contract import contract_env, effective_policy, uploader_env
+from artifacts_controller.contract import (
+    RUN_JOB_SCRIPT,
+    contract_env,
+    effective_policy,
+    uploader_env,
+)
+from artifacts_controller.isolation import (
+    JobUsers,
+    end_processes,
+    isolation,
+    prepare_folders,
+    seal_folder,
+)
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import (
     Observation,
@@ -70,8 +89,14 @@ _POLL_CHILD_SECONDS = 0.1
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document), encoding="utf-8")
+    with _open_private(temporary, os.O_TRUNC) as stream:
+        stream.write(json.dumps(document).encode())
     os.replace(temporary, path)
+
+
+def _open_private(path: Path, flags: int = os.O_APPEND) -> Any:
+    """``path`` for writing, readable by the controller's user alone."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), "wb")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -114,8 +139,8 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 def _end_session(sid: int) -> None:
-    """SIGKILL what is left of a job's session once run-job.sh has ended, as the end of a
-    pod's container would: background processes a command left behind, timers."""
+    """SIGKILL what is left of a job's session (a single-tenant runtime's jobs share a uid,
+    so the session is what tells theirs apart; a process that left it escapes this)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(sid, signal.SIGKILL)
     try:
@@ -148,6 +173,8 @@ class _Run:
     pid: int
     started_at: datetime
     process_start: str | None = None
+    uid: int | None = None
+    """The job's own user, when the runtime isolates jobs."""
     command_ended_at: datetime | None = None
     exit_code: int | None = None
     upload_code: int | None = None
@@ -212,15 +239,21 @@ class LocalRuntime:
         self._store = store
         self._settings = settings
         self._root = settings.local_runtime_dir
-        self._script = script
+        self._installed_script = script
+        self._script = self._root / RUN_JOB_SCRIPT
         self._metrics = metrics
         self._on_change = on_change
         self._uploader = uploader or UPLOADER
         self._runs: dict[str, _Run] = {}
+        self._users: JobUsers | None = None
         self._group: asyncio.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
         self._root.mkdir(parents=True, exist_ok=True)
+        self._users = isolation(self._root, self._settings.job_uid_range, euid=os.geteuid())
+        # A copy every job's user can read: the installed one may lie where only we can.
+        shutil.copyfile(self._installed_script, self._script)
+        self._script.chmod(0o755)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         return self
@@ -297,35 +330,62 @@ class LocalRuntime:
 
     async def _start(self, job: PhJob) -> _Run:
         folder = self._folder(job.metadata.name)
-        home = folder / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        (folder / "staging").mkdir(exist_ok=True)
+        uid = None if self._users is None else self._users.claim(job.metadata.name)
+        if uid is None:
+            (folder / "home").mkdir(parents=True, exist_ok=True)
+            (folder / "staging").mkdir(exist_ok=True)
+            as_user: dict[str, Any] = {}
+        else:
+            prepare_folders(folder, uid)
+            as_user = {"user": uid, "group": uid, "extra_groups": []}
         env = self._env(job, folder)
-        with (folder / "job.log").open("ab") as output:
-            # subprocess, not asyncio's: asyncio kills a child whose transport is collected,
-            # and the job's fate must be ours to decide (see _stop_all).
-            process = subprocess.Popen(
-                ["bash", str(self._script), job.spec.command],
-                cwd=home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: cancel reaches every process
-            )
-        run = _Run(job.metadata.name, folder, process.pid, utcnow(), _process_start(process.pid))
+        try:
+            with _open_private(folder / "job.log") as output:
+                # subprocess, not asyncio's: asyncio kills a child whose transport is
+                # collected, and the job's fate must be ours to decide (see _stop_all).
+                process = subprocess.Popen(
+                    ["bash", str(self._script), job.spec.command],
+                    cwd=folder / "home",
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: cancel reaches it all
+                    **as_user,
+                )
+        except BaseException:
+            self._finish_user(folder, uid)
+            raise
+        run = _Run(
+            job.metadata.name, folder, process.pid, utcnow(), _process_start(process.pid), uid
+        )
         _write_json(
             folder / _RUN_FILE,
             {
                 "pid": process.pid,
                 "processStart": run.process_start,
                 "startedAt": run.started_at.isoformat(),
+                "uid": uid,
             },
         )
         self._runs[run.job_id] = run
         self._metrics.pods_created.inc()
         self._spawn(self._supervise(run, process, env), run)
         return run
+
+    def _finish_user(self, folder: Path, uid: int | None) -> None:
+        """The job has ended for good: its folder closes, its uid is free again."""
+        if uid is not None and self._users is not None:
+            seal_folder(folder)
+            self._users.release(uid)
+
+    def _end_processes(self, run: _Run) -> None:
+        """SIGKILL what is left of a job once run-job.sh has ended, as the end of a pod's
+        container would: background processes the command left behind, timers."""
+        if run.uid is not None:
+            end_processes(run.uid)
+        elif run.pid:
+            _end_session(run.pid)
 
     def _spawn(self, work: Coroutine[Any, Any, None], run: _Run) -> asyncio.Task[None]:
         if self._group is None:
@@ -358,7 +418,7 @@ class LocalRuntime:
     ) -> None:
         code = await _wait(process)
         run.exit_code = code if code >= 0 else 128 - code  # killed by a signal: as a shell says
-        _end_session(run.pid)
+        self._end_processes(run)
         await self._deliver(run, env)
 
     async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
@@ -378,19 +438,23 @@ class LocalRuntime:
                 "finishedAt": run.finished_at.isoformat(),
             },
         )
+        self._finish_user(run.folder, run.uid)
         self._on_change(run.job_id)
 
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
-        with (run.folder / "job.log").open("ab") as output:
+        env = uploader_env(env, self._settings, with_keys=True)
+        if run.uid is not None:  # what the job's user does not own is not the job's to hand over
+            env["UPLOADER_OWNER_UID"] = str(run.uid)
+        with _open_private(run.folder / "job.log") as output:
             process = subprocess.Popen(
                 [*self._uploader, "--exit-code", str(run.exit_code)],
-                env=uploader_env(env, self._settings, with_keys=True),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
         # If the controller stops meanwhile, the uploader finishes on its own; a restart
-        # delivers again, which the uploader makes safe (its receipt, expiredAt last).
+        # delivers again, which the uploader makes safe (the same keys, expiredAt last).
         return await _wait(process)
 
     def _adopt(self, job: PhJob) -> _Run:
@@ -400,13 +464,15 @@ class LocalRuntime:
         pid = int(record.get("pid") or 0)
         started = job.status.start_time or utcnow()
         process_start = record.get("processStart")
-        run = _Run(job.metadata.name, folder, pid, started, process_start)
+        uid = record.get("uid")
+        run = _Run(job.metadata.name, folder, pid, started, process_start, uid)
         self._runs[run.job_id] = run
         result = _read_json(folder / _RESULT_FILE)
         if result is not None:  # it ended and was delivered; only the status was not written
             run.exit_code = result.get("exitCode")
             run.upload_code = result.get("uploadExitCode")
             run.command_ended_at = run.finished_at = utcnow()
+            self._finish_user(folder, uid)
             return run
         self._spawn(self._follow_adopted(run), run)
         return run
@@ -414,6 +480,7 @@ class LocalRuntime:
     async def _follow_adopted(self, run: _Run) -> None:
         while run.pid and _alive(run.pid, run.process_start):
             await asyncio.sleep(self._settings.local_poll_seconds)
+        self._end_processes(run)
         try:
             marker = read_done(run.folder / "staging")
         except StagingError as err:
@@ -421,6 +488,7 @@ class LocalRuntime:
             marker = None
         if marker is None or marker.exit_code is None:
             run.lost = True
+            self._finish_user(run.folder, run.uid)
             self._on_change(run.job_id)
             return
         run.exit_code = marker.exit_code

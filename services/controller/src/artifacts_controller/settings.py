@@ -130,6 +130,12 @@ class ControllerSettings(S3Settings, ArtifactPolicySettings, LocalRuntimeSetting
     local_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="seconds between scans of the local job store"
     )
+    local_job_uids: str = Field(
+        "1900000000-1900065535",
+        pattern=r"^[1-9][0-9]{0,9}-[1-9][0-9]{0,9}$",
+        description="a range of uids no account uses, first-last, one per unfinished job when "
+        "the controller runs as root",
+    )
 
     # A renewal must fit twice in a lease, or a leader could lose it between two renewals.
     @field_validator("controller_lease_renew_seconds")
@@ -139,6 +145,19 @@ class ControllerSettings(S3Settings, ArtifactPolicySettings, LocalRuntimeSetting
         if lease is not None and value * 2 > lease:
             raise ValueError("longer than half the lease")
         return value
+
+    @field_validator("local_job_uids")
+    @classmethod
+    def _uids_are_a_range(cls, value: str) -> str:
+        first, last = (int(part) for part in value.split("-"))
+        if not first <= last < 2**31:
+            raise ValueError("not a range of uids")
+        return value
+
+    @property
+    def job_uid_range(self) -> tuple[int, int]:
+        first, last = (int(part) for part in self.local_job_uids.split("-"))
+        return first, last
 
     @field_validator("controller_backoff_max_seconds")
     @classmethod
