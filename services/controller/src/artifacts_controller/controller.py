@@ -93,9 +93,7 @@ class Controller:
         )
 
     async def run(self) -> NoReturn:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.queue.run(), name="queue")
-            await asyncio.sleep(0)  # the queue's task group exists before any submit
+        async with self.queue, asyncio.TaskGroup() as group:
             group.create_task(self.phjobs.run(), name="watch phjobs")
             group.create_task(self.pods.run(), name="watch pods")
             group.create_task(self._resync(), name="resync")

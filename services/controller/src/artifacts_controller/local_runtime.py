@@ -509,16 +509,13 @@ async def run_local(
         if outcome is None or outcome.status.finished:
             finished.add(job_id)
 
-    queue = job_queue(reconcile, settings=settings, metrics=metrics)
     async with (
+        job_queue(reconcile, settings=settings, metrics=metrics) as queue,
         LocalRuntime(
             store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
         ) as runtime,
-        asyncio.TaskGroup() as group,
     ):
         reconciler = Reconciler(runtime, metrics=metrics)
-        group.create_task(queue.run(), name="queue")
-        await asyncio.sleep(0)  # the queue's task group exists before any submit
         while True:
             for job_id in store.ids():
                 if job_id not in finished:
