@@ -253,8 +253,8 @@ describe_copies() {
   done
 }
 
-# write_metadata COUNT SKIP_REASON: manifest.json for ENTRIES (renamed into place), then
-# expiredAt: last, and only with a retention.
+# write_metadata COUNT SKIP_REASON: manifest.json for ENTRIES (renamed into place; the
+# fields of artifacts_shared/manifest.py), then expiredAt: last, and only with a retention.
 write_metadata() {
   local dir=$DEST/.primehub/metadata expired=null skipped=true job group
   ((RETENTION > 0)) && expired=$((ENDED_AT + RETENTION))
@@ -342,9 +342,7 @@ collect_s3() {
   elif ! rm -rf -- "$files" "$STAGING/modes" || ! mkdir -p -- "$files"; then
     log "not collected: cannot prepare the staging folder $STAGING" && return
   fi
-  if ((!ENABLED)); then
-    log "disabled (PHJOB_ARTIFACT_ENABLED=$(quoted "$PHJOB_ARTIFACT_ENABLED")); nothing collected"
-  elif find_root "$files"; then
+  if ((ENABLED)) && find_root "$files"; then
     walk "$ROOT" ''
     copy_to "$files"
     # The permission bits the copies lose when any user may read them (the uploader may
@@ -387,11 +385,11 @@ STAGING=${PHJOB_ARTIFACT_STAGING-}
 run_command "$@"
 export LC_ALL=C # names are bytes from here on; patterns and ranges are byte-wise
 shopt -s dotglob nullglob
+((ENABLED)) ||
+  log "disabled (PHJOB_ARTIFACT_ENABLED=$(quoted "$PHJOB_ARTIFACT_ENABLED")); nothing collected"
 case ${DELIVERY,,} in
-  s3) collect_s3 ;;
-  phfs) if ((ENABLED)); then collect_phfs; else
-    log "disabled (PHJOB_ARTIFACT_ENABLED=$(quoted "$PHJOB_ARTIFACT_ENABLED")); nothing collected"
-  fi ;;
+  s3) collect_s3 ;; # in every case: the uploader waits for its done marker
+  phfs) ((!ENABLED)) || collect_phfs ;;
   *) log "not collected: PHJOB_ARTIFACT_DELIVERY='$(quoted "$DELIVERY")' is neither phfs nor s3" ;;
 esac
 exit "$EXIT_CODE"
