@@ -27,6 +27,7 @@ from typing import Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from artifacts_controller.direct_put import DirectPut
 from artifacts_controller.staging import Listing, StagingError, open_staged, walk
 from artifacts_controller.transfer import (
     Budget,
@@ -121,11 +122,13 @@ async def deliver(
     bucket: str,
     tuning: Tuning,
     owner: int | None = None,
+    direct: DirectPut | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> Delivery:
     """Deliver the staged files within ``policy``; ``DeliveryFailed`` on any failure.
 
-    ``say`` gets one line for each staged entry that is not delivered, and why.
+    ``say`` gets one line for each staged entry that is not delivered, and why; small
+    files go through ``direct`` when given (``transfer.upload_files``).
     """
     started = time.monotonic()
     try:
@@ -163,7 +166,12 @@ async def deliver(
         ]
         try:
             uploaded = await upload_files(
-                plan, s3=s3, bucket=bucket, tuning=tuning, budget=Budget(policy.limit_bytes)
+                plan,
+                s3=s3,
+                bucket=bucket,
+                tuning=tuning,
+                budget=Budget(policy.limit_bytes),
+                direct=direct,
             )
         except LimitExceeded as over:
             await delete_keys(s3, bucket, [item.key for item in plan])

@@ -7,7 +7,9 @@ that sha256 as its checksum (``x-amz-checksum-sha256``, signed with the request)
 server that checks checksums (AWS S3, SeaweedFS, recent MinIO) refuses bytes that differ
 from what the manifest will say. The payload is not hashed a second time for the
 signature (``UNSIGNED-PAYLOAD``: ``open_s3(sign_payloads=False)``): that second pass over
-every byte is what made large files slower than the aws CLI. Multipart parts carry no
+every byte is what made large files slower than the aws CLI. Small files go through
+``DirectPut`` where it serves: the same request without the client's per-call cost.
+Multipart parts carry no
 checksum of their own (one would cost that second pass): TCP's, or TLS, covers them on
 the way, and the manifest's sha256 lets a client check the whole file after download.
 
@@ -35,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from artifacts_controller.direct_put import DirectPut
 from artifacts_shared.s3 import S3Client
 
 if TYPE_CHECKING:
@@ -126,14 +129,16 @@ async def upload_files(
     bucket: str,
     tuning: Tuning,
     budget: Budget | None = None,
+    direct: DirectPut | None = None,
 ) -> list[UploadedFile]:
-    """Upload ``files``; the result is in the same order. The first failure propagates,
+    """Upload ``files``, a small one through ``direct`` when given; the result is in the
+    same order. The first failure propagates,
     once the requests in flight have ended: a request cancelled half-way may still land,
     after a caller that deletes what went up has looked."""
     slots = asyncio.Semaphore(tuning.concurrency)
     results: list[UploadedFile | None] = [None] * len(files)
     pending: Iterator[int] = iter(range(len(files)))
-    sender = _Sender(s3=s3, bucket=bucket, tuning=tuning, slots=slots, budget=budget)
+    sender = _Sender(s3=s3, bucket=bucket, tuning=tuning, slots=slots, budget=budget, direct=direct)
     failures: list[Exception] = []
 
     async def worker() -> None:
@@ -173,6 +178,7 @@ class _Sender:
     tuning: Tuning
     slots: asyncio.Semaphore
     budget: Budget | None
+    direct: DirectPut | None
 
     async def _read(self, handle: IO[bytes], size: int, digest: hashlib._Hash) -> bytes:
         if size < _READ_IN_LOOP:
@@ -195,15 +201,22 @@ class _Sender:
                 if len(first) == want < part_size:
                     first += await self._read(handle, part_size - want, digest)
                 if len(first) < part_size:
-                    await self.s3.put_object(
-                        Bucket=self.bucket,
-                        Key=item.key,
-                        Body=first,
-                        ContentType=_content_type(item.key),
-                        ChecksumSHA256=base64.b64encode(digest.digest()).decode("ascii"),
-                    )
+                    await self._put(item.key, first, digest)
                     return UploadedFile(key=item.key, size=len(first), sha256=digest.hexdigest())
             return await self._upload_parts(item, handle, first, part_size, digest)
+
+    async def _put(self, key: str, body: bytes, digest: hashlib._Hash) -> None:
+        checksum = base64.b64encode(digest.digest()).decode("ascii")
+        if self.direct is not None:
+            await self.direct.put(key, body, sha256=checksum, content_type=_content_type(key))
+        else:
+            await self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=_content_type(key),
+                ChecksumSHA256=checksum,
+            )
 
     async def _upload_parts(
         self,

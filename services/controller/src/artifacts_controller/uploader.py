@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from artifacts_controller.delivery import Delivery, DeliveryFailed, Policy, deliver
+from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import Done, StagingError, read_done
 from artifacts_controller.transfer import Tuning
@@ -153,16 +154,20 @@ async def _run(settings: UploaderSettings, *, when_stopped: bool) -> int:
     ended_at = stop.wall_time if when_stopped and stop.wall_time is not None else time.time()
     exit_code = settings.uploader_exit_code
     stop.uploading = True
+    connections, attempts = settings.uploader_concurrency, settings.uploader_attempts
     try:
-        async with open_s3(
-            settings,
-            max_connections=settings.uploader_concurrency,
-            max_attempts=settings.uploader_attempts,
-            sign_payloads=False,  # transfer.py hashes every body once, itself
-            # Per request, botocore would rebuild its user agent and check every parameter
-            # against the model: a third of the CPU a small file costs (bench/RESULTS.md).
-            botocore_options={"user_agent": USER_AGENT, "parameter_validation": False},
-        ) as s3:
+        async with (
+            open_s3(
+                settings,
+                max_connections=connections,
+                max_attempts=attempts,
+                sign_payloads=False,  # transfer.py hashes every body once, itself
+                # Per call, botocore would rebuild its user agent and check every parameter
+                # against its model: a third of the CPU a small file costs.
+                botocore_options={"user_agent": USER_AGENT, "parameter_validation": False},
+            ) as s3,
+            open_direct_put(settings, connections=connections, attempts=attempts) as direct,
+        ):
             delivery = await deliver(
                 staging,
                 policy=_policy(settings),
@@ -172,6 +177,7 @@ async def _run(settings: UploaderSettings, *, when_stopped: bool) -> int:
                 bucket=settings.phfs_bucket,
                 tuning=Tuning(concurrency=settings.uploader_concurrency),
                 owner=settings.uploader_owner_uid,
+                direct=direct,
                 say=say,
             )
     except DeliveryFailed as err:
