@@ -6,10 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MEMBERS := shared services/controller services/api services/janitor client
 STAMP := $(VENV)/.installed
+# The api's GraphiQL explorer files, fetched from the npm registry (services/api/explorer.txt).
+EXPLORER := services/api/src/artifacts_api/graphiql/vendor/VERSIONS
 
-.PHONY: venv test lint fmt run bench clean
+.PHONY: venv test test-cluster lint fmt run bench clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(EXPLORER)
 
 # Reinstall when a pin or a member's dependencies change; editable installs pick up code.
 $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(MEMBERS))
@@ -19,8 +21,18 @@ $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(MEM
 		$(addprefix -e ,$(MEMBERS)) -r requirements-dev.txt
 	@touch $@
 
-test: $(STAMP)
+# Writes its stamp only once the files are there: without npm it warns, and runs again next time.
+$(EXPLORER): services/api/explorer.txt services/api/fetch_explorer.py
+	@$(PYTHON) services/api/fetch_explorer.py
+
+test: $(STAMP) $(EXPLORER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real API server tier: kube-apiserver built from Debian's source (cached outside the
+# repo after the first build, see tests/support/apiserver_build.py) on Debian's etcd.
+test-cluster: $(STAMP)
+	$(BIN)/python tests/support/apiserver_build.py
+	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,11 +44,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-run: $(STAMP)
+run: $(STAMP) $(EXPLORER)
 	@$(BIN)/python devstack/run.py
 
 # report.py states how long the whole run took and the machine's load around it.
-bench: $(STAMP)
+bench: $(STAMP) $(EXPLORER)
 	@set -e; started=$$(date +%s); load=$$(cut -d' ' -f1-3 /proc/loadavg); \
 	for script in bench/bench_*.py; do \
 		[ -e "$$script" ] || continue; \
@@ -45,4 +57,5 @@ bench: $(STAMP)
 	BENCH_STARTED=$$started BENCH_LOAD_BEFORE="$$load" $(BIN)/python bench/report.py
 
 clean:
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache \
+		services/api/src/artifacts_api/graphiql/vendor

@@ -136,6 +136,12 @@ chart's S3-only one; empty when the uploaders have no credentials to use.
   value: {{ .Values.artifact.limitFiles | int64 | quote }}
 {{- end }}
 
+{{/* Instance types (InstanceTypeSettings): the api offers them, the controller applies them. */}}
+{{- define "artifacts.env.instanceTypes" -}}
+- name: INSTANCE_TYPES
+  value: {{ .Values.instanceTypes | toJson | quote }}
+{{- end }}
+
 {{/* Where the PhJobs are: the controller and the api. */}}
 {{- define "artifacts.env.kube" -}}
 - name: KUBE_NAMESPACE

@@ -66,10 +66,13 @@ async def test_seed_query_lists_the_two_journey_artifacts_with_their_sizes(
 
     assert result.status == 200 and not result.errors, result.body
     artifact = result.data["phJob"]["artifact"]
-    assert artifact["prefix"] == prefix == f"groups/team-a/jobArtifacts/{JOB}/"
+    # No trailing slash: PrimeHub's console links f"{prefix}/{name}".
+    assert artifact["prefix"] == prefix.rstrip("/") == f"groups/team-a/jobArtifacts/{JOB}"
     items = {item["name"]: item for item in artifact["items"]}
     assert sorted(items) == ["sub/test.txt", "test.txt"]
     assert all(item["size"] == 6 for item in items.values())
+    # Whole sizes leave as JSON integers (6, not 6.0), as PrimeHub's Int did.
+    assert all(type(item["size"]) is int for item in items.values())
     assert all(item["lastModified"].endswith("Z") for item in items.values())
     datetime.fromisoformat(items["test.txt"]["lastModified"].replace("Z", "+00:00"))
 
@@ -138,13 +141,21 @@ async def test_metadata_folders_are_never_listed_but_look_alikes_deeper_down_are
     assert names == [".hidden", ".metadatafile", "sub/.metadata/kept"]
 
 
-async def test_a_job_without_artifacts_has_a_null_artifact(api: Api, store: LocalJobStore) -> None:
+async def test_a_job_without_artifacts_has_an_empty_folder_never_null(
+    api: Api, store: LocalJobStore
+) -> None:
     add_job(store, JOB)
 
     result = await api.graphql(SEED_QUERY, {"id": JOB})
 
+    # PrimeHub's clients read artifact.items without a null check.
     assert result.errors == []
-    assert result.data == {"phJob": {"id": JOB, "artifact": None}}
+    assert result.data == {
+        "phJob": {
+            "id": JOB,
+            "artifact": {"prefix": f"groups/team-a/jobArtifacts/{JOB}", "items": []},
+        }
+    }
 
 
 async def test_a_skipped_collection_shows_the_limit_that_stopped_it(

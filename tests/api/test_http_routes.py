@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from graphql import get_introspection_query
 from support.api import SEED_QUERY, Api, add_job, put_files
 
@@ -47,6 +49,7 @@ async def test_metrics_count_and_time_requests_per_operation_and_s3_calls(
     assert 'artifacts_api_graphql_request_seconds_count{operation="query phJob"} 4.0' in lines
     assert 'artifacts_api_graphql_errors_total{code="UNAUTHENTICATED"} 1.0' in lines
     assert 'artifacts_api_graphql_errors_total{code="BAD_USER_INPUT"} 2.0' in lines
+    # Each seed query: one page of files (and a look for the manifest, which is absent here).
     assert (
         'artifacts_api_s3_call_seconds_count{operation="ListObjectsV2",outcome="ok"} 3.0' in lines
     )
@@ -59,7 +62,7 @@ async def test_metrics_count_and_time_requests_per_operation_and_s3_calls(
 
 
 async def test_the_explorer_and_the_ui_folder_are_served(api: Api) -> None:
-    explorer = await api.get("/graphql", bearer=None)
+    explorer = await api.get("/graphql", bearer=None, accept="text/html")
     index = await api.get("/", bearer=None)
     same = await api.get("/index.html", bearer=None)
     escape = await api.get("/../pyproject.toml", bearer=None)
@@ -69,6 +72,20 @@ async def test_the_explorer_and_the_ui_folder_are_served(api: Api) -> None:
     assert index.status == 200 and "Job artifacts" in await index.text()
     assert same.status == 200
     assert escape.status == 404
+
+
+async def test_the_explorer_loads_only_files_the_api_package_ships(api: Api) -> None:
+    page = await api.get("/graphql", bearer=None, accept="text/html,application/xhtml+xml")
+    html = await page.text()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+
+    assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
+    assert sources and all(source.startswith("/") for source in sources), sources
+    for source in sources:
+        served = await api.get(source, bearer=None)
+        assert served.status == 200, source
+    script = await api.get("/explorer/vendor/graphiql.min.js", bearer=None)
+    assert int(script.headers["Content-Length"]) > 100_000  # GraphiQL itself, not a stub
 
 
 async def test_the_explorers_introspection_query_fits_within_the_limits(api: Api) -> None:

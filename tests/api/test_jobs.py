@@ -6,6 +6,7 @@ runtime the controller uses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from kubernetes_asyncio import client as k8s_client
 from support.api import Api, add_job, serve, token
 from support.kube import KubeEmulator, api_client_for, serve_kube
 
@@ -90,8 +92,11 @@ async def jobs(
     # The conftest's kube_emulator/kube_api fixtures, inlined: an async fixture cannot
     # request async fixtures by name.
     namespace = "jobs"
-    async with serve_kube() as (emulator, url), api_client_for(url) as kube_api:
-        source = KubernetesJobSource(kube_api, namespace=namespace, timeout_seconds=5)
+    async with (
+        serve_kube() as (emulator, url),
+        api_client_for(url) as kube_api,
+        KubernetesJobSource(kube_api, namespace=namespace, timeout_seconds=5) as source,
+    ):
         kube_settings = settings.model_copy(
             update={"controller_runtime": "kubernetes", "kube_namespace": namespace}
         )
@@ -310,3 +315,62 @@ async def test_the_api_finds_the_cluster_from_kubeconfig_when_not_in_a_pod(
             result = await api.graphql(JOB, {"id": job_id})
 
     assert result.data == {"phJob": {"id": job_id, "groupName": "team-a", "phase": "Pending"}}
+
+
+async def test_phjobs_are_served_from_a_watch_fed_index_not_a_list_per_request(
+    settings: ApiSettings, kube_emulator: KubeEmulator, kube_api: Any, kube_namespace: str
+) -> None:
+    objects = k8s_client.CustomObjectsApi(kube_api)
+
+    def document(job_id: str, group: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "primehub.io/v1alpha1",
+            "kind": "PhJob",
+            "metadata": {"name": job_id},
+            "spec": {"displayName": job_id, "groupName": group, "command": "true"},
+        }
+
+    async def create(job_id: str, group: str) -> None:
+        await objects.create_namespaced_custom_object(
+            "primehub.io", "v1alpha1", kube_namespace, "phjobs", document(job_id, group)
+        )
+
+    async def listed(api: Api) -> list[str]:
+        result = await api.graphql(JOBS, {"first": 20})
+        assert result.errors == [], result.body
+        return [node["id"] for node in result.data["phJobs"]["nodes"]]
+
+    async def eventually(api: Api, wanted: list[str]) -> None:
+        for _ in range(100):
+            if sorted(await listed(api)) == sorted(wanted):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{await listed(api)} != {wanted}")
+
+    first, second, third = (f"job-202601010{n}00-watch{n}" for n in range(3))
+    await create(first, "team-a")
+    kube_settings = settings.model_copy(
+        update={"controller_runtime": "kubernetes", "kube_namespace": kube_namespace}
+    )
+    source = KubernetesJobSource(kube_api, namespace=kube_namespace, timeout_seconds=5)
+    async with source, serve(kube_settings, job_source=source) as api:
+        await eventually(api, [first])
+        lists_before = len(kube_emulator.requests_to("list", PHJOBS))
+        for _ in range(5):
+            await listed(api)
+        # Made by someone else (kubectl, another replica): the watch brings it.
+        await create(second, "team-a")
+        await create(third, "team-b")  # not the caller's group
+        await eventually(api, [first, second])
+        await objects.delete_namespaced_custom_object(
+            "primehub.io", "v1alpha1", kube_namespace, "phjobs", first
+        )
+        await eventually(api, [second])
+        lists_after = len(kube_emulator.requests_to("list", PHJOBS))
+        # A compacted history (410 Gone) makes it list again, and it still sees changes.
+        await kube_emulator.expire_watches()
+        await create(first, "team-a")
+        await eventually(api, [first, second])
+
+    assert lists_after == lists_before
+    assert len(kube_emulator.requests_to("list", PHJOBS)) > lists_after

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.api import SEED_QUERY, Api, add_job, api_settings, serve, token
+from support.api import GRAPHQL_RESPONSE, SEED_QUERY, Api, add_job, api_settings, serve, token
 from support.servers import S3Server
 
 from artifacts_api.settings import ApiSettings
@@ -19,15 +19,15 @@ JOB = "job-202103040506-robust"
 
 
 async def post_raw(
-    api: Api, body: bytes, content_type: str = "application/json"
+    api: Api, body: bytes, content_type: str = "application/json", accept: str = "*/*"
 ) -> tuple[int, dict]:
     async with api.session.post(
         f"{api.url}/graphql",
         data=body,
-        headers={**api.headers(api.default_token), "Content-Type": content_type},
+        headers={**api.headers(api.default_token), "Content-Type": content_type, "Accept": accept},
     ) as response:
-        assert response.content_type == "application/json"
-        return response.status, await response.json()
+        assert response.content_type in ("application/json", GRAPHQL_RESPONSE)
+        return response.status, await response.json(content_type=None)
 
 
 @pytest.mark.parametrize(
@@ -38,16 +38,17 @@ async def post_raw(
         (b'{"query": "{ phJobs { totalCount } }", "variables": []}', 400, "'variables'"),
         (b'{"query": "{ phJobs { totalCount "}', 400, "cannot be parsed"),
         (b'{"query": "{ nope }"}', 400, "Cannot query field 'nope'"),
-        (b'{"query": "query ($id: ID!) { phJob(where: {id: $id}) { id } }"}', 200, "$id"),
+        (b'{"query": "query ($id: ID!) { phJob(where: {id: $id}) { id } }"}', 400, "$id"),
     ],
     ids=["not-json", "no-query", "bad-variables", "syntax", "unknown-field", "missing-variable"],
 )
 async def test_malformed_requests_get_a_bad_user_input_error(
     api: Api, body: bytes, status: int, says: str
 ) -> None:
-    got_status, payload = await post_raw(api, body)
+    got_status, payload = await post_raw(api, body, accept=GRAPHQL_RESPONSE)
 
-    assert got_status in (status, 400)
+    assert got_status == status
+    assert "data" not in payload  # nothing ran
     assert [e["extensions"]["code"] for e in payload["errors"]] == ["BAD_USER_INPUT"]
     assert says in payload["errors"][0]["message"]
 
@@ -71,7 +72,7 @@ async def test_a_query_deeper_than_the_limit_is_refused_before_it_runs(
     deep = "{ phJobs { edges { node { artifact { items { name } } } } } }"  # 6 levels
 
     async with serve(shallow) as api:
-        refused = await api.graphql(deep)
+        refused = await api.graphql(deep, accept=GRAPHQL_RESPONSE)
         fine = await api.graphql("{ phJobs { nodes { id } } }")
 
     assert refused.status == 400 and refused.codes == ["BAD_USER_INPUT"]
@@ -80,12 +81,15 @@ async def test_a_query_deeper_than_the_limit_is_refused_before_it_runs(
 
 
 async def test_absurdly_nested_queries_and_fragments_are_refused_cleanly(api: Api) -> None:
-    nested = await api.graphql("{ phJobs " + "{ nodes " * 3000 + "}" * 3001)
+    nested = await api.graphql(
+        "{ phJobs " + "{ nodes " * 3000 + "}" * 3001, accept=GRAPHQL_RESPONSE
+    )
     fragments = (
         "\n".join(f"fragment F{i} on PhJob {{ id ...F{i + 1} ...F{i + 1} }}" for i in range(40))
         + "\nfragment F40 on PhJob { id }"
     )
-    bomb = await api.graphql("{ phJobs { nodes { ...F0 } } }\n" + fragments)
+    document = "{ phJobs { nodes { ...F0 } } }\n" + fragments
+    bomb = await api.graphql(document, accept=GRAPHQL_RESPONSE)
 
     assert nested.status == 400 and nested.codes == ["BAD_USER_INPUT"]
     assert bomb.status == 400, bomb.body
@@ -97,7 +101,19 @@ async def test_an_alias_bomb_exceeds_the_cost_limit(api: Api) -> None:
         f"a{i}: phJobs(first: 200) {{ nodes {{ artifact {{ fileCount }} }} }}" for i in range(20)
     )
 
-    result = await api.graphql(f"{{ {aliases} }}")
+    result = await api.graphql(f"{{ {aliases} }}", accept=GRAPHQL_RESPONSE)
+
+    assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
+    assert "maximum cost" in result.errors[0]["message"]
+
+
+async def test_primehubs_job_list_counts_its_page_size_in_the_cost(api: Api) -> None:
+    aliases = " ".join(
+        f"a{i}: phJobsConnection(first: 200) {{ edges {{ node {{ artifact {{ prefix }} }} }} }}"
+        for i in range(3)
+    )
+
+    result = await api.graphql(f"{{ {aliases} }}", accept=GRAPHQL_RESPONSE)
 
     assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
     assert "maximum cost" in result.errors[0]["message"]
@@ -106,7 +122,7 @@ async def test_an_alias_bomb_exceeds_the_cost_limit(api: Api) -> None:
 async def test_too_many_tokens_are_refused_by_the_parser(api: Api) -> None:
     fields = " ".join("a" for _ in range(20_100))  # just over the limit, far under 256 kB
 
-    result = await api.graphql(f"{{ {fields} }}")
+    result = await api.graphql(f"{{ {fields} }}", accept=GRAPHQL_RESPONSE)
 
     assert result.status == 400 and result.codes == ["BAD_USER_INPUT"]
     assert "tokens" in result.errors[0]["message"]

@@ -76,7 +76,7 @@ async def test_a_finished_job_says_when_its_artifacts_expire_even_after_the_fold
             "phase": "Succeeded",
             "artifactRetentionSeconds": 604_800,
             "artifactExpiredAt": "2020-10-02T02:00:30Z",
-            "artifact": None,
+            "artifact": {"prefix": f"groups/team-a/jobArtifacts/{JOB}"},
         }
     }
 

@@ -174,6 +174,48 @@ async def test_cancel_stops_a_long_command_within_seconds(
         await eventually(delivered, timeout=20, what="the artifacts of the cancelled job")
 
 
+async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
+    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+) -> None:
+    job = store.create(
+        new_phjob(
+            command="mkdir -p artifacts; echo started > artifacts/log.txt; sleep 600",
+            active_deadline_seconds=2,
+        )
+    )
+    async with running(store, local_settings):
+        status = await _finished(store, job, timeout=20)
+        sid = _pid(local_settings, job)
+
+    assert status.phase is PhJobPhase.FAILED and status.reason == "DeadlineExceeded"
+    assert status.message is not None and "activeDeadlineSeconds (2 s)" in status.message
+    assert status.start_time is not None and status.finish_time is not None
+    assert 2 <= (status.finish_time - status.start_time).total_seconds() < 15
+    assert _session(sid) == []  # the sleep is gone, not left running
+    # Stopped the way a pod is stopped: run-job.sh collected, the uploader delivered.
+    assert await _artifacts(s3, local_settings.phfs_bucket, job) == {"log.txt": b"started\n"}
+
+
+async def test_a_job_that_ends_before_its_deadline_is_not_touched(
+    store: LocalJobStore, local_settings: ControllerSettings
+) -> None:
+    job = store.create(new_phjob(command="exit 0", active_deadline_seconds=60))
+    async with running(store, local_settings):
+        status = await _finished(store, job)
+    assert status.phase is PhJobPhase.SUCCEEDED and status.reason is None
+
+
+async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
+    store: LocalJobStore, local_settings: ControllerSettings
+) -> None:
+    job = store.create(new_phjob(command="touch ran", instance_type="gpu-99"))
+    async with running(store, local_settings):
+        status = await _finished(store, job)
+    assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
+    assert status.message is not None and "'gpu-99'" in status.message
+    assert not (local_settings.local_runtime_dir / job.id / "home" / "ran").exists()
+
+
 async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
     store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:

@@ -20,7 +20,9 @@ from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
+from artifacts_shared.settings import load_settings
 
 PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
@@ -192,6 +194,59 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
     assert env["PHJOB_ARTIFACT_LIMIT_FILES"] == "5"
     assert env["PHJOB_ARTIFACT_LIMIT_SIZE_MB"] == "7"
     assert "activeDeadlineSeconds" not in pod["spec"]
+
+
+async def test_the_instance_type_sets_the_job_containers_resources_and_placement(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    presets = load_settings(
+        InstanceTypeSettings,
+        instance_types=[
+            {"name": "gpu-1", "cpuLimit": 4, "memoryLimit": 16, "gpuLimit": 1,
+             "cpuRequest": 0.5, "memoryRequest": 2.5,
+             "nodeSelector": {"accelerator": "a100"},
+             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                              "effect": "NoSchedule"}]},
+        ],
+    )  # fmt: skip
+    job = await create_phjob(kube, instance_type="gpu-1")
+    await _reconcile(
+        _reconciler(kube, controller_settings, instance_types=presets.instance_types), job
+    )
+
+    (pod,) = kube_emulator.list_objects(PODS_R)
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"] == {
+        "limits": {"cpu": "4", "memory": "16G", "nvidia.com/gpu": "1"},
+        "requests": {"cpu": "0.5", "memory": "2.5G"},
+    }
+    assert pod["spec"]["nodeSelector"] == {"accelerator": "a100"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+async def test_a_job_without_an_instance_type_gets_no_resources(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    job = await create_phjob(kube)
+    await _reconcile(_reconciler(kube, controller_settings), job)
+
+    (pod,) = kube_emulator.list_objects(PODS_R)
+    (container,) = pod["spec"]["containers"]
+    assert "resources" not in container and "nodeSelector" not in pod["spec"]
+
+
+async def test_an_unknown_instance_type_fails_the_job_without_a_pod(
+    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+) -> None:
+    job = await create_phjob(kube, instance_type="gpu-99")
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
+
+    assert kube_emulator.list_objects(PODS_R) == []
+    assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
+    assert status.message is not None and "'gpu-99'" in status.message
+    assert "cpu-1" in status.message  # the names that do exist
 
 
 def _writes(emulator: KubeEmulator) -> int:

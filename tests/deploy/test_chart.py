@@ -34,6 +34,8 @@ from support.deploy import (
     secret_data,
 )
 
+from artifacts_shared.instance_types import InstanceTypeSettings
+
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest release
 # whose schemas kubernetes-validate bundles: every object must be valid for both.
 KUBE_VERSIONS = ("1.30.0", "1.37.0")
@@ -257,6 +259,27 @@ def test_a_misspelt_variable_is_caught() -> None:
     objects = render_chart({"janitor": {"extraEnv": [{"name": "JANITOR_DAILY", "value": "1"}]}})
     names = set(env_of(deployments(objects)["janitor"]))
     assert names - allowed_names("janitor") == {"JANITOR_DAILY"}
+
+
+def test_instance_types_reach_the_api_and_the_controller_alike() -> None:
+    presets = [
+        {"name": "gpu-1", "cpuLimit": 4, "memoryLimit": 16, "gpuLimit": 1, "groups": ["ml"],
+         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]},
+    ]  # fmt: skip
+    found = {
+        service: env_of(deployment)["INSTANCE_TYPES"]["value"]
+        for service, deployment in deployments(
+            render_chart({"api": {"auth": {"jwtSecret": "j" * 32}}, "instanceTypes": presets})
+        ).items()
+        if service in ("api", "controller")
+    }
+    defaults = env_of(deployments(rendered("phfs"))["api"])["INSTANCE_TYPES"]["value"]
+
+    assert found["api"] == found["controller"]
+    (parsed,) = InstanceTypeSettings(instance_types=json.loads(found["api"])).instance_types
+    assert parsed.pod_resources()["limits"] == {"cpu": "4", "memory": "16G", "nvidia.com/gpu": "1"}
+    default_presets = InstanceTypeSettings(instance_types=json.loads(defaults)).instance_types
+    assert [preset.name for preset in default_presets] == ["cpu-1", "cpu-2"]
 
 
 def test_phfs_mode_mounts_the_claim_and_runs_no_uploader() -> None:

@@ -1,10 +1,12 @@
 """The chart's RBAC grants exactly what the services need, in their namespace, and no more.
 
-``GRANTS`` is the issue's list, narrowed to the calls the services make (the controller
-reads PhJobs and patches only their status; it gets, creates and patches its ConfigMap and
-Lease by name). A rule with another verb, another resource or a wildcard
+``GRANTS`` (``support/deploy.py``) is the list of the calls the services make (the
+controller reads PhJobs and patches only their status; it gets, creates and patches its
+ConfigMap and Lease by name). A rule with another verb, another resource or a wildcard
 fails the test; so does a missing grant (a controller that cannot create pods is as broken
 as one that can delete Secrets). The checker is fed bad Roles too, so it is known to bite.
+tests/cluster/test_rbac.py checks the same table against a real API server: every request
+the services make is allowed, and every request outside it is forbidden.
 """
 
 from __future__ import annotations
@@ -13,28 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from support.deploy import NAMESPACE, component, of_kind, render_chart
+from support.deploy import GRANTS, NAMESPACE, GrantTable, component, of_kind, render_chart
 
 from artifacts_shared.phjob import API_GROUP, PLURAL
 
-Grants = Mapping[tuple[str, str], frozenset[str]]
 
-GRANTS: Mapping[str, Grants] = {
-    "controller": {
-        (API_GROUP, PLURAL): frozenset({"get", "list", "watch"}),
-        (API_GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
-        ("", "pods"): frozenset({"get", "list", "watch", "create", "delete"}),
-        ("", "configmaps"): frozenset({"get", "create", "patch"}),
-        ("coordination.k8s.io", "leases"): frozenset({"get", "create", "patch"}),
-        ("", "events"): frozenset({"create"}),
-    },
-    "api": {
-        (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "create", "patch"}),
-    },
-}
-
-
-def rbac_violations(role: Mapping[str, Any], allowed: Grants) -> list[str]:
+def rbac_violations(role: Mapping[str, Any], allowed: GrantTable) -> list[str]:
     """What ``role`` grants beyond ``allowed``, one line each (empty when it is within)."""
     problems: list[str] = []
     for rule in role.get("rules", []):

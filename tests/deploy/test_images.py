@@ -132,6 +132,17 @@ def test_health_checks_use_the_ports_the_images_configure() -> None:
     assert _one(janitor, "HEALTHCHECK").endswith("python -m artifacts_janitor --check")
 
 
+def test_the_api_image_fetches_the_explorer_files_into_the_package_it_installs() -> None:
+    runs = [ins.arguments for ins in dockerfile("api") if ins.keyword == "RUN"]
+    (build,) = [run for run in runs if "fetch_explorer.py" in run]
+    # Fetched first, so the non-editable install copies them into site-packages.
+    assert build.index("python services/api/fetch_explorer.py") < build.index("./services/api")
+    rules = dockerignore()
+    assert not ignored("services/api/fetch_explorer.py", rules)
+    assert not ignored("services/api/explorer.txt", rules)
+    assert ignored("services/api/notes.md", rules)  # the allow-list stays narrow
+
+
 def test_parser_joins_continued_lines_and_skips_comments() -> None:
     parsed = parse_dockerfile("# c\nFROM a AS b\nRUN x \\\n  # inner\n  && y\nUSER 1\n")
     assert parsed == [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.devstack import ROOT, DevStack
+from support.primehub_sdk import install_sdk
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +53,29 @@ def test_the_quick_start_curl_commands_work_as_written(devstack: DevStack, tmp_p
         ["curl", "-s", "-o", str(target), items["test.txt"]["downloadUrl"]], check=True, timeout=30
     )
     assert target.read_bytes() == b"hello\n"
+
+
+def _primehub_block() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## PrimeHub's SDK and console", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return str(block)
+
+
+def test_the_primehub_sdk_commands_work_as_written(devstack: DevStack, tmp_path: Path) -> None:
+    sdk = install_sdk(ROOT / "tests" / "e2e" / "primehub-sdk.txt")
+    script = _primehub_block().replace("http://127.0.0.1:8080", devstack.api_url)
+    env = {
+        "PATH": f"{sdk.parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+    }
+
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script + '\necho "$id" > job-id\n'],
+        cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    job_id = (tmp_path / "job-id").read_text().strip()
+    assert (tmp_path / "results" / job_id / "test.txt").read_bytes() == b"hello\n"
+    assert (tmp_path / "results" / job_id / "sub" / "test.txt").read_bytes() == b"hello\n"

@@ -65,29 +65,25 @@ def test_expiry_counts_whole_units_toward_now(page: Any) -> None:
     ]
 
 
-def test_folder_rows_put_each_folder_before_its_files_with_its_totals(page: Any) -> None:
-    rows = run(
+def test_breadcrumbs_parents_and_names_within_a_folder(page: Any) -> None:
+    shown = run(
         page,
-        "tree.js",
-        """m.folderRows([
-          {name: "test.txt", size: 6},
-          {name: "sub/test.txt", size: 6},
-          {name: "a/b/c.txt", size: 1},
-          {name: "a.txt", size: 2},
-          {name: "a/d.txt", size: 3},
-        ]).map((r) => [r.kind, r.kind === "file" ? r.item.name : r.path, r.depth, r.count ?? null,
-                       r.size ?? null, r.parent])""",
+        "folders.js",
+        """[m.crumbs("sub/deep/"), m.crumbs(""), m.parentOf("sub/deep/"), m.parentOf("sub/"),
+            m.nameIn("sub/deep/", "sub/deep/y.txt"), m.nameIn("", "a.txt")]""",
     )
 
-    assert rows == [
-        ["file", "a.txt", 0, None, None, ""],
-        ["folder", "a/", 0, 2, 4, ""],
-        ["folder", "a/b/", 1, 1, 1, "a/"],
-        ["file", "a/b/c.txt", 2, None, None, "a/b/"],
-        ["file", "a/d.txt", 1, None, None, "a/"],
-        ["folder", "sub/", 0, 1, 6, ""],
-        ["file", "sub/test.txt", 1, None, None, "sub/"],
-        ["file", "test.txt", 0, None, None, ""],
+    assert shown == [
+        [
+            {"label": "All files", "path": ""},
+            {"label": "sub", "path": "sub/"},
+            {"label": "deep", "path": "sub/deep/"},
+        ],
+        [{"label": "All files", "path": ""}],
+        "sub/",
+        "",
+        "y.txt",
+        "a.txt",
     ]
 
 

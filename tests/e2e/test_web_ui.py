@@ -8,11 +8,13 @@ waits for one round of jobs instead of one per test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 from support.browser import StackClient
 from support.journey import SEED_COMMAND as SEED
+
+from artifacts_shared.manifest import Manifest, ManifestFile, ManifestLimits
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: make venv"
@@ -89,20 +93,22 @@ def test_the_seed_journey_from_the_form_to_a_downloaded_hello(page: Any, screens
     expect(tab).to_have_attribute("aria-selected", "true")
     expect(page).to_have_url(re.compile(r"#artifacts$"))
     panel = artifacts_panel(page)
-    files = panel.locator("tr.file-row")
-    expect(files).to_have_count(2)
-    # Sorted by path, the folder's row before its file, each file 6 bytes.
-    assert files.evaluate_all("rows => rows.map(row => row.dataset.path)") == [
-        "sub/test.txt",
+    # The top folder: the folder sub/ (its totals from the manifest), then test.txt.
+    expect(panel.locator("tbody tr")).to_have_count(2)
+    assert panel.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.path)") == [
+        "sub/",
         "test.txt",
     ]
-    expect(panel.locator("tbody tr")).to_have_count(3)
-    expect(panel.locator("tr.folder-row")).to_contain_text("sub/")
-    expect(files.locator(".size")).to_have_text(["6 B", "6 B"])
+    expect(panel.locator("tr.folder-row")).to_contain_text("1 file")
+    expect(panel.locator("tr.file-row .size")).to_have_text(["6 B"])
     expect(panel.locator(".artifact-totals")).to_have_text("2 files · 12 B")
     expect(panel.locator(".artifact-expiry")).to_contain_text("Expires in 6 days")
     page.screenshot(path=screenshots / "artifacts-tab.png", full_page=True)
 
+    panel.get_by_role("button", name="Folder sub/").click()
+    expect(panel.get_by_role("navigation", name="Folder")).to_contain_text("sub")
+    expect(panel.locator("tr.file-row .size")).to_have_text(["6 B"])
+    page.screenshot(path=screenshots / "artifacts-folder.png", full_page=True)
     with page.expect_download() as download:
         panel.get_by_role("link", name="sub/test.txt", exact=True).click()
     assert Path(download.value.path()).read_bytes() == b"hello\n"
@@ -164,6 +170,30 @@ def test_a_job_that_left_nothing_in_artifacts_says_so(page: Any, finished: Finis
     expect(state).to_have_attribute("data-state", "empty")
     expect(state).to_contain_text("This job left no artifacts.")
     expect(artifacts_panel(page).locator("table")).to_have_count(0)
+
+
+def test_the_summary_shows_the_instance_type_and_the_time_limit_a_job_asked_for(
+    page: Any, stack: StackClient
+) -> None:
+    created = stack.graphql(
+        "mutation ($data: PhJobCreateInput!) { createPhJob(data: $data) { id } }",
+        {
+            "data": {
+                "displayName": "sized",
+                "groupId": "phusers",
+                "command": "true",
+                "instanceType": "cpu-2",
+                "activeDeadlineSeconds": 600,
+            }
+        },
+    )
+    page.goto(f"/jobs/{created['createPhJob']['id']}")
+
+    summary = page.locator(".summary-row")
+    expect(summary.filter(has_text="Instance type").locator("dd")).to_have_text(
+        "CPU 2 (2 CPUs, 4 GB memory)"
+    )
+    expect(summary.filter(has_text="Time limit").locator("dd")).to_have_text("10 minutes")
 
 
 def test_a_job_over_the_file_limit_says_which_limit_with_the_figures(
@@ -242,7 +272,7 @@ def test_a_failed_listing_shows_the_error_and_retry_lists_the_files(
     expect(alert).to_contain_text("The artifacts could not be loaded.")
     expect(alert).to_contain_text("object storage is unavailable")
     alert.get_by_role("button", name="Retry").click()
-    expect(artifacts_panel(page).locator("tr.file-row")).to_have_count(2)
+    expect(artifacts_panel(page).locator("tbody tr")).to_have_count(2)
     assert len(failed) == 1
 
 
@@ -261,27 +291,38 @@ def test_the_job_page_works_with_the_keyboard_alone(page: Any, finished: Finishe
     expect(tab).to_be_focused()
     expect(tab).to_have_attribute("aria-selected", "true")
     panel = artifacts_panel(page)
-    folder = panel.get_by_role("button", name="sub/")
+    folder = panel.get_by_role("button", name="Folder sub/")
     expect(folder).to_be_visible()
-    for _ in range(8):
+    for _ in range(12):
         page.keyboard.press("Tab")
         if folder.evaluate("button => button === document.activeElement"):
             break
     expect(folder).to_be_focused()
-    page.keyboard.press("Enter")
-    expect(folder).to_have_attribute("aria-expanded", "false")
-    expect(panel.locator("tr[data-path='sub/test.txt']")).to_be_hidden()
+    # Into the folder: its breadcrumb takes the focus, its file is a Tab away.
     page.keyboard.press("Enter")
     expect(panel.locator("tr[data-path='sub/test.txt']")).to_be_visible()
-
-    page.keyboard.press("Tab")
-    expect(panel.get_by_role("link", name="sub/test.txt", exact=True)).to_be_focused()
+    expect(panel.locator(".crumbs [aria-current]")).to_be_focused()
+    link = panel.get_by_role("link", name="sub/test.txt", exact=True)
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        if link.evaluate("a => a === document.activeElement"):
+            break
+    expect(link).to_be_focused()
     with page.expect_download() as download:
         page.keyboard.press("Enter")
     assert Path(download.value.path()).read_bytes() == b"hello\n"
 
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")
+    # And back: Shift+Tab to the "Up" row, Enter; the focus is on the folder that was left.
+    up = panel.get_by_role("button", name="Up to .. all files")
+    for _ in range(8):
+        page.keyboard.press("Shift+Tab")
+        if up.evaluate("button => button === document.activeElement"):
+            break
+    expect(up).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(panel.locator("tr[data-path='test.txt']")).to_be_visible()
+    expect(panel.get_by_role("button", name="Folder sub/")).to_be_focused()
+
     # Back on the tabs: Home selects the summary again.
     tab.focus()
     page.keyboard.press("Home")
@@ -331,7 +372,7 @@ def test_at_360_px_the_list_and_the_artifacts_tab_fit_without_sideways_scrolling
 
     page.goto(f"/jobs/{finished.seed}#artifacts")
     panel = artifacts_panel(page)
-    expect(panel.locator("tr.file-row")).to_have_count(2)
+    expect(panel.locator("tbody tr")).to_have_count(2)
     expect(panel.get_by_role("link", name="Download all (zip)")).to_be_visible()
     page.screenshot(path=screenshots / "artifacts-tab-360px.png", full_page=True)
 
@@ -383,3 +424,64 @@ def test_an_api_that_wants_a_token_gets_a_sign_in_form_and_then_the_token(page: 
     page.get_by_label("Access token").fill("good-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
+
+
+def test_a_job_of_10000_files_opens_at_once_a_folder_at_a_time(
+    page: Any, stack: StackClient, devstack: Any, screenshots: Path
+) -> None:
+    job_id = stack.create_job("mkdir -p artifacts; echo x > artifacts/first.txt", name="10,000")
+    stack.wait_finished(job_id)
+    # The collector's limit is 1,000 files: the other 9,999 and their manifest go straight
+    # into the stack's bucket, as a job allowed more would have left them.
+    prefix = f"groups/team-e2e/jobArtifacts/{job_id}/"
+    names = ["first.txt", *(f"dir{i % 10}/file-{i:05d}.txt" for i in range(1, 10_000))]
+    client = devstack.s3_client()
+    with ThreadPoolExecutor(10) as pool:
+        for done in [
+            pool.submit(client.put_object, Bucket=devstack.bucket, Key=f"{prefix}{n}", Body=b"x\n")
+            for n in names[1:]
+        ]:
+            done.result()
+    digest = hashlib.sha256(b"x\n").hexdigest()
+    manifest = Manifest(
+        job=job_id,
+        group="team-e2e",
+        collected_at=datetime.now(UTC),
+        file_count=len(names),
+        total_size=2 * len(names),
+        limits=ManifestLimits(size_mb=100, files=10_000),
+        files=[ManifestFile(name=name, size=2, sha256=digest) for name in names],
+    )
+    client.put_object(
+        Bucket=devstack.bucket, Key=f"{prefix}.primehub/metadata/manifest.json",
+        Body=manifest.to_json(),
+    )  # fmt: skip
+
+    page.goto(f"/jobs/{job_id}")
+    tab = page.get_by_role("tab", name="Artifacts")
+    expect(tab).not_to_have_attribute("aria-disabled", "true")
+    panel = artifacts_panel(page)
+    tab.click()
+    # The acceptance bound of issue 18: the first folder is on screen within 2 s.
+    expect(panel.get_by_role("button", name="Folder dir9/")).to_be_visible(timeout=2_000)
+
+    expect(panel.locator("tbody tr")).to_have_count(11)  # dir0/ ... dir9/ and first.txt
+    expect(panel.locator(".artifact-totals")).to_have_text("10,000 files · 20 KiB")
+    expect(panel.locator("tr[data-path='dir3/']")).to_contain_text("1,000 files")
+    page.screenshot(path=screenshots / "artifacts-10000.png", full_page=True)
+
+    panel.get_by_role("button", name="Folder dir3/").click()
+    files = panel.locator("tr.file-row")
+    expect(files).to_have_count(100)  # one page, never the folder's 1,000 rows
+    first_page = files.first.get_attribute("data-path")
+    panel.get_by_role("button", name="Next page").click()
+    expect(panel.locator(".pager")).to_contain_text("Page 2")
+    expect(files).to_have_count(100)
+    assert files.first.get_attribute("data-path") != first_page
+    panel.get_by_role("button", name="Previous page").click()
+    expect(files.first).to_have_attribute("data-path", first_page or "")
+
+    panel.get_by_label("Filter this folder").fill("file-0999")
+    expect(files).to_have_count(1)
+    expect(files).to_have_attribute("data-path", "dir3/file-09993.txt")
+    page.screenshot(path=screenshots / "artifacts-10000-filtered.png", full_page=True)

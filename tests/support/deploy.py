@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings
 from artifacts_api.settings import ApiSettings
 from artifacts_controller.settings import ControllerSettings
 from artifacts_janitor.settings import JanitorSettings
+from artifacts_shared.phjob import API_GROUP, PLURAL
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm"
@@ -51,6 +52,24 @@ SECTION_7 = frozenset(
         "ARTIFACT_DELIVERY",
     }
 )
+
+GrantTable = Mapping[tuple[str, str], frozenset[str]]
+"""(API group, resource or resource/subresource) -> the verbs a service may use on it."""
+
+# What each service's Role must grant: exactly the requests it makes (tests/deploy checks the
+# rendered Roles against it, tests/cluster the requests a real API server saw).
+GRANTS: Mapping[str, GrantTable] = {
+    "controller": {
+        (API_GROUP, PLURAL): frozenset({"get", "list", "watch"}),
+        (API_GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
+        ("", "pods"): frozenset({"get", "list", "watch", "create", "delete"}),
+        ("", "configmaps"): frozenset({"get", "create", "patch"}),
+        ("coordination.k8s.io", "leases"): frozenset({"get", "create", "patch"}),
+    },
+    "api": {
+        (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "create", "patch"}),
+    },
+}
 
 SERVICE_SETTINGS: Mapping[str, type[BaseSettings]] = {
     "api": ApiSettings,

@@ -25,6 +25,24 @@ every open and resumed watch (etcd compaction), so a client must relist.
 ``served`` and ``requests_to()`` list the requests served; ``fail_next()`` makes the next
 requests of a kind fail, for retry and backoff tests.
 
+Where it still differs from a real API server, the product follows the real one, which the
+cluster tier (``make test-cluster``, ``tests/cluster/``: kube-apiserver 1.20 on etcd) checks:
+
+- no RBAC and no authentication: only the tier shows that each service's Role allows every
+  request it makes (and nothing else); the chart's grants no service used went away for it;
+- no admission: a real server gives every pod the namespace's ``default`` service account
+  and, unless the pod says ``automountServiceAccountToken: false`` (job pods do, since
+  the tier showed it), mounts its token into the user's containers;
+- no schema: a real server rejects a PhJob its CRD schema refuses (422) and prunes fields
+  the schema lacks (``tests/controller/test_crd.py`` keeps model and schema in step);
+- deletion is immediate: a real server deletes a pod bound to a node gracefully (it stays,
+  with a ``deletionTimestamp``, until its kubelet is done), which the controller's cancel
+  must not take for a failure;
+- watches end only when a test says so: a real server ends every watch after its
+  ``timeoutSeconds`` and answers ``410 Gone`` to a resume from a version it no longer has
+  (after it restarted, say), which ``expire_watches()`` imitates;
+- a 403 carries the server's sentence naming the user, verb and resource; the api passes it on.
+
 ``serve_kube()`` runs it; ``api_client_for()`` gives a kubernetes-asyncio client for it. The
 fixtures ``kube_emulator`` and ``kube_api`` in ``tests/conftest.py`` use both.
 """

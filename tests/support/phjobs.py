@@ -1,14 +1,19 @@
-"""Helpers for controller tests: play the api (create PhJobs) and the kubelet (pod status)."""
+"""Helpers for controller tests: play the api (create PhJobs) and the kubelet (pod status),
+and run a controller in the test's event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from artifacts_controller.kube import PHJOBS, PODS, Kube
-from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec, new_job_id
+from artifacts_controller.controller import Controller
+from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobPhase, PhJobSpec, new_job_id
 
 STAND_IN_SCRIPT = '#!/usr/bin/env bash\n# a stand-in for run-job.sh\nexec bash -c "$1"\n'
 
@@ -71,3 +76,44 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running_controller(
+    kube: Kube, settings: ControllerSettings, *, sync_timeout: float = 5.0
+) -> AsyncIterator[Controller]:
+    """A controller running in this event loop, its first lists done."""
+    controller = Controller(
+        kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics()
+    )
+    task = asyncio.create_task(controller.run())
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()),
+            sync_timeout,
+        )
+        yield controller
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_for_phase(kube: Kube, name: str, phase: PhJobPhase, *, timeout: float) -> None:
+    async def reached() -> bool:
+        return (await read_phjob(kube, name)).status.phase is phase
+
+    await eventually(reached, timeout=timeout, what=f"{name} to be {phase}")
+
+
+async def wait_for_pod(kube: Kube, name: str, *, timeout: float) -> JsonObject:
+    """The pod named ``name`` once it exists."""
+    found: list[JsonObject] = []
+
+    async def exists() -> bool:
+        pod = await kube.get(PODS, name)
+        if pod is not None:
+            found.append(pod)
+        return pod is not None
+
+    await eventually(exists, timeout=timeout, what=f"pod {name}")
+    return found[-1]

@@ -92,6 +92,8 @@ class PhJobSpec(_Model):
     group_name: str = Field(min_length=1)
     image: str | None = None
     command: str = Field(min_length=1)
+    instance_type: str | None = Field(None, min_length=1, max_length=63)
+    """An ``INSTANCE_TYPES`` preset's name; the controller makes it the pod's resources."""
     active_deadline_seconds: int | None = Field(None, ge=1)
     cancel: bool = False
     artifact: ArtifactOverrides | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "iter_objects",
     "iter_prefixes",
     "open_s3",
+    "s3_credentials",
 ]
 
 DELETE_BATCH_LIMIT = 1000
@@ -93,6 +94,21 @@ async def open_s3(
     ) as client:
         client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
         yield client
+
+
+async def s3_credentials(settings: S3Settings) -> Any:
+    """The credentials ``open_s3`` signs with, for code that signs requests itself.
+
+    ``S3_ACCESS_KEY_ID``/``S3_SECRET_ACCESS_KEY`` when set, else botocore's chain
+    (environment, web identity in a pod, ...), which may hand out refreshable ones: callers
+    take ``await credentials.get_frozen_credentials()`` before each use. None when there
+    are none.
+    """
+    session = get_session()
+    secret = settings.s3_secret_access_key
+    if settings.s3_access_key_id and secret:
+        session.set_credentials(settings.s3_access_key_id, secret.get_secret_value())
+    return await session.get_credentials()
 
 
 def add_content_md5(request: Any, **_: Any) -> None:

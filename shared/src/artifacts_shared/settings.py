@@ -24,6 +24,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as SourceError
 
 __all__ = [
     "ArtifactPolicySettings",
@@ -174,6 +175,17 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
         return cls(**overrides)
     except ValidationError as err:
         raise SettingsError(_one_line(cls, err)) from None
+    except SourceError as err:
+        # A list or mapping setting whose variable is not JSON: pydantic-settings says so
+        # before validating, naming the field in its message.
+        found = re.search(r'field "(\w+)"', str(err))
+        field = cls.model_fields.get(found.group(1)) if found else None
+        if found is None or field is None:
+            raise
+        raise SettingsError(
+            f"invalid settings: {found.group(1).upper()} is not JSON: expected "
+            f"{field.description or 'a JSON value'}"
+        ) from None
 
 
 def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:

@@ -9,6 +9,7 @@ start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
@@ -32,17 +34,21 @@ from artifacts_api.auth import (
 )
 from artifacts_api.downloads import artifacts_zip
 from artifacts_api.errors import InternalError
+from artifacts_api.explorer import EXPLORER_DIR
 from artifacts_api.gql.endpoint import GraphQLEndpoint
+from artifacts_api.guards import HANDLER_ARGS, header_limits, loopback_only
 from artifacts_api.jobsource import JobSource, LocalJobSource
 from artifacts_api.jwks import JwksCache
 from artifacts_api.links import LinkSigner
+from artifacts_api.manifests import ManifestCache
 from artifacts_api.metrics import Metrics
 from artifacts_api.presign import Presigner
 from artifacts_api.probes import healthz, metrics, readyz
 from artifacts_api.services import METRICS, SERVICES, SETTINGS, Services
 from artifacts_api.settings import ApiSettings
+from artifacts_api.storefiles import file_redirect
 from artifacts_shared.jobstore import LocalJobStore
-from artifacts_shared.s3 import open_s3
+from artifacts_shared.s3 import open_s3, s3_credentials
 
 __all__ = ["UI_DIR", "make_app"]
 
@@ -59,7 +65,7 @@ async def _authenticator(
     settings: ApiSettings, stack: AsyncExitStack, timeout: float
 ) -> Authenticator:
     if settings.api_auth_mode == "none":
-        return NoAuthenticator()
+        return NoAuthenticator(settings.dev_groups)
     keys: KeySource
     if settings.api_auth_mode == "hs256":
         if settings.api_jwt_secret is None:
@@ -94,10 +100,12 @@ async def _job_source(settings: ApiSettings, stack: AsyncExitStack) -> JobSource
     from artifacts_api.kube import KubernetesJobSource, open_kubernetes
 
     api_client = await stack.enter_async_context(open_kubernetes())
-    return KubernetesJobSource(
-        api_client,
-        namespace=settings.kube_namespace,
-        timeout_seconds=settings.api_kube_timeout_seconds,
+    return await stack.enter_async_context(
+        KubernetesJobSource(
+            api_client,
+            namespace=settings.kube_namespace,
+            timeout_seconds=settings.api_kube_timeout_seconds,
+        )
     )
 
 
@@ -134,14 +142,16 @@ def _services_ctx(
             stack.push_async_callback(pool.aclose)
             stack.push_async_callback(queue.aclose)
             link_key = settings.api_link_signing_key
+            presigner = await Presigner.for_client(
+                public_s3,
+                credentials=await s3_credentials(settings),
+                bucket=settings.phfs_bucket,
+                ttl_seconds=settings.download_url_ttl_seconds,
+            )
             app[SERVICES] = Services(
                 settings=settings,
                 s3=s3,
-                presigner=Presigner(
-                    public_s3,
-                    bucket=settings.phfs_bucket,
-                    ttl_seconds=settings.download_url_ttl_seconds,
-                ),
+                presigner=presigner,
                 jobs=job_source or await _job_source(settings, stack),
                 queue=queue,
                 authenticator=await _authenticator(settings, stack, timeout),
@@ -150,6 +160,8 @@ def _services_ctx(
                     ttl_seconds=settings.download_url_ttl_seconds,
                 ),
                 metrics=app[METRICS],
+                manifests=ManifestCache(s3, settings.phfs_bucket),
+                listing_slots=asyncio.Semaphore(settings.api_listing_concurrency),
             )
             yield
 
@@ -200,13 +212,23 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 def make_app(settings: ApiSettings, *, job_source: JobSource | None = None) -> web.Application:
     """The api. ``job_source`` replaces the one ``settings`` selects (its owner closes it)."""
-    app = web.Application(client_max_size=settings.api_max_body_bytes, middlewares=[_observe])
+    middlewares: list[Middleware] = [_observe, header_limits]
+    if settings.api_auth_mode == "none":
+        middlewares.append(loopback_only)
+    app = web.Application(
+        client_max_size=settings.api_max_body_bytes,
+        middlewares=middlewares,
+        handler_args=HANDLER_ARGS,
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     endpoint = GraphQLEndpoint(settings, app[METRICS])
     app.cleanup_ctx.append(_services_ctx(job_source))
-    app.router.add_post("/graphql", endpoint.handle)
-    app.router.add_get("/graphql", endpoint.explorer)
+    # Every method: GET and POST are GraphQL (and a browser's GET the explorer), the rest
+    # get a GraphQL-shaped 405.
+    app.router.add_route("*", "/graphql", endpoint.handle)
+    app.router.add_static("/explorer/", EXPLORER_DIR)
+    app.router.add_get("/api/files/{tail:.*}", file_redirect)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

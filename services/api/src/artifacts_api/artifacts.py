@@ -1,62 +1,97 @@
-"""A job's artifact folder as the api shows it: files, sizes, times, sha256 and expiry.
+"""A job's artifact folder as the api shows it: pages of files, folder by folder, and totals.
 
-The listing is streamed page by page (every page, however many files) and skips the
-metadata folders ``.primehub/`` and ``.metadata/``. The manifest (for sha256 and the skip
-reason) and ``expiredAt`` are separate reads: callers ask for them only when the query
-selects a field that needs them, and they run concurrently with the listing.
+Two ways in, both one S3 page at a time:
 
-Keys that no collector could have written (``..`` or empty path steps, NUL) are left out
-with a warning: a file name must never be able to point a download or a zip entry
-outside the job's folder.
+- ``list_files``: the flat listing (every file, key order), a page of up to 1,000 keys per
+  request, for ``items``; it resumes after a key (``StartAfter``), which means the same on
+  every S3 server.
+- ``list_folder``: one delimiter listing page of a folder (files and sub-folders, in the
+  server's order), for ``entries``; it resumes with the server's own continuation token,
+  since servers disagree on where a folder sorts (SeaweedFS puts ``sub/`` before
+  ``sub-x``, AWS after).
+
+Both skip the metadata folders ``.primehub/`` and ``.metadata/`` and keys that no
+collector could have written (``..`` or empty path steps, NUL): a file name must never be
+able to point a download or a zip entry outside the job's folder. SeaweedFS keeps a
+folder's directory after its last object is deleted and still lists it as a common
+prefix: ``list_folder`` reports such prefixes as ``unverified`` so the caller can check
+them before showing a folder that holds nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from artifacts_api.times import iso_utc
-from artifacts_shared.expiry import to_datetime
-from artifacts_shared.layout import JobPrefix, UnsafeNameError, artifact_key, relative_name
-from artifacts_shared.manifest import Manifest, ManifestError
-from artifacts_shared.metadata_store import ExpiryState, read_expiry, read_manifest
+from artifacts_shared.layout import (
+    JobPrefix,
+    UnsafeNameError,
+    artifact_key,
+    is_metadata,
+    relative_name,
+)
 from artifacts_shared.s3 import S3Client, StoredObject, iter_objects
 
-__all__ = ["ArtifactFile", "ArtifactFolder", "iter_artifact_files", "read_artifact_folder"]
+__all__ = [
+    "MAX_PAGE",
+    "ArtifactFile",
+    "FilePage",
+    "FolderEntry",
+    "FolderPage",
+    "artifact_name",
+    "folder_path",
+    "iter_artifact_files",
+    "list_files",
+    "list_folder",
+    "stored_object",
+]
 
 log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+"""S3 returns at most this many keys (and common prefixes) a request."""
 
 
 @dataclass(frozen=True, slots=True)
 class ArtifactFile:
+    """``PhJobArtifactItem``: field names are its snake_case."""
+
     name: str
     key: str
     size: int
-    last_modified: str
+    last_modified: datetime
     sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class ArtifactFolder:
-    """What GraphQL's ``PhJobArtifact`` resolves from; field names are its snake_case."""
+class FolderEntry:
+    """``PhJobArtifactFolder``: a folder inside the job's folder, e.g. ``sub/deep/``."""
 
-    job_id: str
-    prefix: str
-    items: list[ArtifactFile]
-    expired_at: str | None
-    skipped: bool
-    skip_reason: str | None
+    name: str
+    path: str
+    file_count: int | None = None
+    total_size: int | None = None
 
-    @property
-    def file_count(self) -> int:
-        return len(self.items)
 
-    @property
-    def total_size(self) -> int:
-        return sum(item.size for item in self.items)
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    files: list[StoredObject]
+    listed: int
+    """Keys S3 returned, metadata and refused ones included: what the request cost."""
+    truncated: bool
+    last_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    files: list[StoredObject]
+    folders: list[str]
+    """Folder paths relative to the job folder, with their trailing slash."""
+    listed: int
+    next_token: str | None
 
 
 def _safe(prefix: JobPrefix, relative: str) -> bool:
@@ -68,82 +103,112 @@ def _safe(prefix: JobPrefix, relative: str) -> bool:
     return True
 
 
+def artifact_name(prefix: JobPrefix, key: str) -> str | None:
+    """The artifact path of ``key`` in the job folder ``prefix``; None for metadata, keys
+    outside the folder and names no collector could have written (logged)."""
+    relative = relative_name(prefix, key)
+    if relative is None or not _safe(prefix, relative):
+        return None
+    return relative
+
+
+def folder_path(path: str) -> str:
+    """``path`` as a folder inside a job folder (``"sub/deep/"``), or ``""`` for the top.
+
+    Raises ``UnsafeNameError`` for what no listing may be pointed at: ``..`` and empty
+    steps, absolute paths, NUL, the metadata folders.
+    """
+    if path in ("", "/"):
+        return ""
+    folder = path if path.endswith("/") else f"{path}/"
+    artifact_key(JobPrefix(""), f"{folder}x")  # the same rules as a file inside it
+    return folder
+
+
+def stored_object(item: Any) -> StoredObject:
+    return StoredObject(
+        key=item["Key"],
+        size=item["Size"],
+        last_modified=item["LastModified"],
+        etag=item.get("ETag", "").strip('"'),
+    )
+
+
+async def list_files(
+    s3: S3Client,
+    bucket: str,
+    prefix: JobPrefix,
+    *,
+    start_after: str | None = None,
+    size: int = MAX_PAGE,
+) -> FilePage:
+    """One page of the flat listing: the artifact files after ``start_after`` (a key)."""
+    kwargs: dict[str, Any] = {"StartAfter": start_after} if start_after else {}
+    response = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=size, **kwargs)
+    contents = response.get("Contents", ())
+    files = []
+    for item in contents:
+        relative = relative_name(prefix, item["Key"])
+        if relative is not None and _safe(prefix, relative):
+            files.append(stored_object(item))
+    return FilePage(
+        files=files,
+        listed=len(contents),
+        truncated=bool(response.get("IsTruncated")),
+        last_key=contents[-1]["Key"] if contents else None,
+    )
+
+
+async def list_folder(
+    s3: S3Client,
+    bucket: str,
+    prefix: JobPrefix,
+    path: str,
+    *,
+    starts_with: str = "",
+    token: str | None = None,
+    size: int = MAX_PAGE,
+) -> FolderPage:
+    """One delimiter listing page of the folder ``path`` (from ``folder_path``), of the
+    entries whose name starts with ``starts_with``."""
+    kwargs: dict[str, Any] = {"ContinuationToken": token} if token else {}
+    response = await s3.list_objects_v2(
+        Bucket=bucket,
+        Prefix=f"{prefix}{path}{starts_with}",
+        Delimiter="/",
+        MaxKeys=size,
+        **kwargs,
+    )
+    contents = response.get("Contents", ())
+    prefixes = response.get("CommonPrefixes", ())
+    files = []
+    for item in contents:
+        relative = relative_name(prefix, item["Key"])
+        if relative is not None and _safe(prefix, relative):
+            files.append(stored_object(item))
+    folders = []
+    for common in prefixes:
+        key = common.get("Prefix", "")
+        if not key.startswith(prefix):
+            continue
+        relative = key[len(prefix) :]
+        if not relative.endswith("/") or is_metadata(relative):
+            continue
+        if _safe(prefix, f"{relative}x"):
+            folders.append(relative)
+    return FolderPage(
+        files=files,
+        folders=folders,
+        listed=len(contents) + len(prefixes),
+        next_token=response.get("NextContinuationToken") if response.get("IsTruncated") else None,
+    )
+
+
 async def iter_artifact_files(
     s3: S3Client, bucket: str, prefix: JobPrefix
 ) -> AsyncIterator[tuple[str, StoredObject]]:
     """``(name, object)`` for every artifact file under ``prefix``, in key order."""
     async for stored in iter_objects(s3, bucket, prefix):
-        relative = relative_name(prefix, stored.key)
-        if relative is not None and _safe(prefix, relative):
+        relative = artifact_name(prefix, stored.key)
+        if relative is not None:
             yield relative, stored
-
-
-async def _manifest_or_none(s3: S3Client, bucket: str, prefix: JobPrefix) -> Manifest | None:
-    try:
-        return await read_manifest(s3, bucket, prefix)
-    except ManifestError as err:
-        # A garbled manifest costs the sha256 column, not the listing.
-        log.warning("ignoring the manifest of %s: %s", prefix, err)
-        return None
-
-
-async def _expired_at(s3: S3Client, bucket: str, prefix: JobPrefix) -> str | None:
-    reading = await read_expiry(s3, bucket, prefix)
-    if reading.state is not ExpiryState.SET or reading.expired_at is None:
-        return None
-    return iso_utc(to_datetime(reading.expired_at))
-
-
-async def read_artifact_folder(
-    s3: S3Client,
-    bucket: str,
-    prefix: JobPrefix,
-    *,
-    job_id: str,
-    with_manifest: bool,
-    with_expiry: bool,
-) -> ArtifactFolder | None:
-    """The folder, or None when the job has no artifact folder at all."""
-    side_reads: dict[str, asyncio.Task[Any]] = {}
-    if with_manifest:
-        side_reads["manifest"] = asyncio.create_task(_manifest_or_none(s3, bucket, prefix))
-    if with_expiry:
-        side_reads["expiry"] = asyncio.create_task(_expired_at(s3, bucket, prefix))
-    try:
-        files: list[tuple[str, StoredObject]] = []
-        any_object = False
-        async for stored in iter_objects(s3, bucket, prefix):
-            any_object = True
-            relative = relative_name(prefix, stored.key)
-            if relative is not None and _safe(prefix, relative):
-                files.append((relative, stored))
-        manifest: Manifest | None = await side_reads["manifest"] if with_manifest else None
-        expired_at: str | None = await side_reads["expiry"] if with_expiry else None
-    finally:
-        for task in side_reads.values():
-            task.cancel()
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: the listing's own error is the one reported
-    if not any_object:
-        # Nothing under the prefix, not even metadata: the job collected nothing (yet).
-        return None
-    sha256 = manifest.sha256_by_name() if manifest else {}
-    items = [
-        ArtifactFile(
-            name=name,
-            key=stored.key,
-            size=stored.size,
-            last_modified=iso_utc(stored.last_modified) or "",
-            sha256=sha256.get(name),
-        )
-        for name, stored in files
-    ]
-    skip = manifest.skip_reason if manifest else None
-    return ArtifactFolder(
-        job_id=job_id,
-        prefix=prefix,
-        items=items,
-        expired_at=expired_at,
-        skipped=bool(manifest and manifest.skipped),
-        skip_reason=skip.message if skip else None,
-    )

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import jwt
 
 from artifacts_api.errors import Unauthenticated
-from artifacts_api.identity import DEV, Identity
+from artifacts_api.identity import Identity, dev
 from artifacts_api.jwks import JwksCache
 from artifacts_api.settings import ApiSettings
 
@@ -40,8 +40,11 @@ class Authenticator(Protocol):
 
 
 class NoAuthenticator:
+    def __init__(self, groups: frozenset[str]) -> None:
+        self._identity = dev(groups)
+
     async def authenticate(self, authorization: str | None) -> Identity:
-        return DEV
+        return self._identity
 
 
 class KeySource(Protocol):
@@ -92,7 +95,18 @@ class ClaimRules:
         # Keycloak's group claim carries full paths ("/ML_Team"); group names have no "/".
         groups = frozenset(group.lstrip("/") for group in _names(_claim(claims, self.groups)))
         admin = self.admin_role in _names(_claim(claims, self.roles))
-        return Identity(name=name, groups=groups - {""}, admin=admin)
+        return Identity(
+            name=name,
+            groups=groups - {""},
+            admin=admin,
+            email=_text(claims.get("email")),
+            first_name=_text(claims.get("given_name")),
+            last_name=_text(claims.get("family_name")),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:

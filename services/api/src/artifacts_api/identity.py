@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from artifacts_api.errors import Forbidden
 
-__all__ = ["DEV", "Identity"]
+__all__ = ["Identity", "dev"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,10 @@ class Identity:
     name: str
     groups: frozenset[str]
     admin: bool = False
+    # What PrimeHub's `me` shows besides; from the token's standard OIDC claims, when it has them.
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
 
     def may_access(self, group_name: str) -> bool:
         return self.admin or group_name in self.groups
@@ -33,5 +37,6 @@ class Identity:
             raise Forbidden(f"only admins may {action}")
 
 
-DEV = Identity(name="dev", groups=frozenset(), admin=True)
-"""``API_AUTH_MODE=none``: the local dev stack's single user, an admin."""
+def dev(groups: frozenset[str]) -> Identity:
+    """``API_AUTH_MODE=none``: the local dev stack's single user, an admin in ``API_DEV_GROUPS``."""
+    return Identity(name="dev", groups=groups, admin=True)

@@ -14,6 +14,7 @@ from artifacts_api.errors import BadUserInput, NotFound, Unavailable
 from artifacts_api.identity import Identity
 from artifacts_api.jobsource import JobExistsError, JobSource
 from artifacts_api.settings import ApiSettings
+from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError, group_path
 from artifacts_shared.phjob import (
     ArtifactOverrides,
@@ -47,20 +48,38 @@ async def visible_job(jobs: JobSource, identity: Identity, job_id: str) -> PhJob
     """The job ``identity`` asked for, or the error that explains why it cannot have it."""
     job = await jobs.get(parse_job_id(job_id))
     if job is None:
-        raise NotFound(f"there is no job {job_id}")
+        # The Kubernetes wording in brackets is what PrimeHub's SDK looks for to say "not found".
+        raise NotFound(f'there is no job {job_id} (phjobs.primehub.io "{job_id}" not found)')
     identity.require_access(job.spec.group_name, f"job {job_id}")
     return job
 
 
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """``PhJobCreateInput`` as received."""
+    """``PhJobCreateInput`` as received: ours and PrimeHub's fields."""
 
     display_name: str
-    group_name: str
     command: str
+    group_name: str | None = None
     image: str | None = None
     artifact_retention_seconds: int | None = None
+    group_id: str | None = None
+    instance_type: str | None = None
+    active_deadline_seconds: int | None = None
+
+    @classmethod
+    def like(cls, job: PhJob) -> JobRequest:
+        """A request for a job like ``job``: ``rerunPhJob``."""
+        spec = job.spec
+        return cls(
+            display_name=spec.display_name,
+            command=spec.command,
+            group_name=spec.group_name,
+            image=spec.image,
+            artifact_retention_seconds=spec.artifact.retention_seconds if spec.artifact else None,
+            instance_type=spec.instance_type,
+            active_deadline_seconds=spec.active_deadline_seconds,
+        )
 
 
 def _display_name(value: str) -> str:
@@ -76,12 +95,48 @@ def _display_name(value: str) -> str:
     return name
 
 
-def _group_name(value: str, identity: Identity) -> str:
+def _group_name(request: JobRequest, identity: Identity) -> str:
+    # PrimeHub's clients send groupId; group ids are group names here.
+    named, given_id = request.group_name, request.group_id
+    if named and given_id and named != given_id:
+        raise BadUserInput(
+            f"groupName {named[:80]!r} and groupId {given_id[:80]!r} name different groups; "
+            "give one",
+            field="groupName",
+        )
+    value = named or given_id
+    if not value:
+        raise BadUserInput("groupName (or PrimeHub's groupId) is required", field="groupName")
     try:
         group_path(value)
     except UnsafeNameError as err:
         raise BadUserInput(f"groupName: {err}", field="groupName") from None
     identity.require_access(value, "a job")
+    return value
+
+
+def _instance_type(value: str | None, group: str, settings: ApiSettings) -> str | None:
+    if not value:
+        return None
+    try:
+        preset = settings.instance_type(value)
+    except UnknownInstanceTypeError as err:
+        raise BadUserInput(f"instanceType: {err}", field="instanceType") from None
+    if not preset.offered_to(group):
+        raise BadUserInput(
+            f"instanceType {value!r} is not offered to group {group!r}", field="instanceType"
+        )
+    return preset.name
+
+
+def _deadline(value: int | None) -> int | None:
+    if value is None or value == 0:
+        return None  # PrimeHub's 0: no deadline
+    if value < 0:
+        raise BadUserInput(
+            f"activeDeadlineSeconds must be 0 (no limit) or more, got {value}",
+            field="activeDeadlineSeconds",
+        )
     return value
 
 
@@ -128,12 +183,15 @@ def _retention(value: int | None, identity: Identity, settings: ApiSettings) -> 
 
 def build_job(request: JobRequest, identity: Identity, settings: ApiSettings) -> PhJob:
     retention = _retention(request.artifact_retention_seconds, identity, settings)
+    group = _group_name(request, identity)
     spec = PhJobSpec(
         display_name=_display_name(request.display_name),
-        group_name=_group_name(request.group_name, identity),
+        group_name=group,
         command=_command(request.command),
         image=_image(request.image),
         user_name=identity.name,
+        instance_type=_instance_type(request.instance_type, group, settings),
+        active_deadline_seconds=_deadline(request.active_deadline_seconds),
         artifact=ArtifactOverrides(retention_seconds=retention) if retention is not None else None,
     )
     return PhJob(metadata=PhJobMetadata(name=new_job_id()), spec=spec)

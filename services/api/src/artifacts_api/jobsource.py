@@ -8,15 +8,13 @@ A backend that cannot answer raises ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Protocol
 
+from artifacts_api.jobindex import JobIndex, JobPage, JobQuery
 from artifacts_shared.jobstore import JobExistsError, JobNotFoundError, LocalJobStore
 from artifacts_shared.phjob import JobId, PhJob
 
-__all__ = ["JobExistsError", "JobSource", "LocalJobSource", "newest_first"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["JobExistsError", "JobSource", "LocalJobSource"]
 
 
 class JobSource(Protocol):
@@ -24,8 +22,8 @@ class JobSource(Protocol):
         """The job, or None when there is no such job."""
         ...
 
-    async def list(self) -> list[PhJob]:
-        """Every job, newest first."""
+    async def page(self, query: JobQuery) -> JobPage:
+        """One page of the jobs ``query`` selects, newest first (``JobIndex.page``)."""
         ...
 
     async def create(self, job: PhJob) -> PhJob:
@@ -35,12 +33,6 @@ class JobSource(Protocol):
     async def request_cancel(self, job_id: JobId) -> PhJob | None:
         """Set ``spec.cancel``; the job as it is now, or None when there is no such job."""
         ...
-
-
-def newest_first(jobs: list[PhJob]) -> list[PhJob]:
-    return sorted(
-        jobs, key=lambda job: (job.metadata.creation_timestamp or _EPOCH, job.id), reverse=True
-    )
 
 
 class LocalJobSource:
@@ -59,8 +51,10 @@ class LocalJobSource:
         except JobNotFoundError:
             return None
 
-    async def list(self) -> list[PhJob]:
-        return newest_first(await asyncio.to_thread(self._store.list))
+    async def page(self, query: JobQuery) -> JobPage:
+        # The dev stack's store reads every job's file: fine for a laptop's few hundred.
+        jobs = await asyncio.to_thread(self._store.list)
+        return JobIndex(jobs).page(query)
 
     async def create(self, job: PhJob) -> PhJob:
         return await asyncio.to_thread(self._store.create, job)

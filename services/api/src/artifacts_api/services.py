@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from artifacts_api.auth import Authenticator
 from artifacts_api.jobsource import JobSource
 from artifacts_api.links import LinkSigner
+from artifacts_api.manifests import ManifestCache
 from artifacts_api.metrics import Metrics
 from artifacts_api.presign import Presigner
 from artifacts_api.settings import ApiSettings
@@ -33,6 +35,9 @@ class Services:
     authenticator: Authenticator
     links: LinkSigner
     metrics: Metrics
+    manifests: ManifestCache
+    listing_slots: asyncio.Semaphore
+    """Places for big listings (``API_LISTING_CONCURRENCY``): see ``gql.context.Turn``."""
 
     @property
     def bucket(self) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from artifacts_shared.instance_types import InstanceTypeSettings
+from artifacts_shared.layout import UnsafeNameError, group_path
 from artifacts_shared.settings import (
     ArtifactPolicySettings,
     HttpUrl,
@@ -28,7 +30,9 @@ _HS256_MIN_SECRET = 32
 """RFC 7518 section 3.2: an HS256 key must be at least 256 bits."""
 
 
-class ApiSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings):
+class ApiSettings(
+    S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
+):
     api_host: str = Field("127.0.0.1", min_length=1, description="an address to listen on")
     api_port: int = Field(8080, ge=1, le=65535, description="an integer from 1 to 65535")
     api_auth_mode: Literal["oidc", "hs256", "none"] = Field(
@@ -77,6 +81,10 @@ class ApiSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntim
         "roles", min_length=1, description="a claim name (dots for nesting)"
     )
     api_admin_role: str = Field("admin", min_length=1, description="a role name")
+    api_dev_groups: str = Field(
+        "phusers",
+        description="comma-separated group names: the groups of API_AUTH_MODE=none's user dev",
+    )
 
     # Limits that keep one request from taking the service down.
     api_max_body_bytes: int = Field(
@@ -85,6 +93,24 @@ class ApiSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntim
     api_max_query_depth: int = Field(10, ge=2, le=100, description="an integer from 2 to 100")
     api_max_query_cost: int = Field(
         5000, ge=10, le=10_000_000, description="an integer from 10 to 10000000"
+    )
+    api_max_listed_objects: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="an integer from 1 to 100000000: objects one request may list from S3",
+    )
+    api_max_signed_links: int = Field(
+        1_000,
+        ge=1,
+        le=10_000_000,
+        description="an integer from 1 to 10000000: download links one request may sign",
+    )
+    api_listing_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="an integer from 1 to 64: big listings served at once, the rest wait",
     )
     api_max_retention_seconds: int = Field(
         365 * 86_400,
@@ -103,6 +129,20 @@ class ApiSettings(S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntim
         description="a secret of at least 32 characters that signs zip links "
         "(default: random per process; set it when running several replicas)",
     )
+
+    @field_validator("api_dev_groups")
+    @classmethod
+    def _dev_groups_are_group_names(cls, value: str) -> str:
+        for name in value.split(","):
+            try:
+                group_path(name.strip())
+            except UnsafeNameError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @property
+    def dev_groups(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.api_dev_groups.split(","))
 
 
 def is_loopback(host: str) -> bool:

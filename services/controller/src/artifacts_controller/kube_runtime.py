@@ -25,10 +25,12 @@ from artifacts_controller.pods import (
     observe_pod,
     pod_name_for,
     scripts_configmap,
+    sidecar_dropped,
     upload_overdue,
 )
 from artifacts_controller.reconcile import Step
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError
 from artifacts_shared.phjob import KIND, PhJob, PhJobStatus
 
@@ -163,6 +165,9 @@ class KubeRuntime:
             body = job_pod(job, self._settings)
         except UnsafeNameError as err:
             return failed(status, now=now, reason="InvalidSpec", message=f"groupName: {err}"), None
+        except UnknownInstanceTypeError as err:
+            message = f"instanceType: {err}"
+            return failed(status, now=now, reason="InvalidSpec", message=message), None
         await self.scripts.ensure()
         try:
             pod = await self._kube.create(PODS, body)
@@ -178,6 +183,13 @@ class KubeRuntime:
             if _owner_uid(existing) != job.metadata.uid:
                 return self._foreign_pod(status, existing, now), existing
             pod = existing  # created by an earlier pass that died before writing the status
+        if sidecar_dropped(pod):
+            await self._kube.delete(PODS, body["metadata"]["name"])
+            message = (
+                "this Kubernetes dropped the uploader's restartPolicy: Always (native sidecars "
+                "need Kubernetes 1.29 or newer): set UPLOADER_SIDECAR=container"
+            )
+            return failed(status, now=now, reason="SidecarUnsupported", message=message), None
         return advance(status, observe_pod(pod), now=now), pod
 
     def _foreign_pod(self, status: PhJobStatus, pod: JsonObject, now: datetime) -> PhJobStatus:

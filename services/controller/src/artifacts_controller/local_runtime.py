@@ -13,9 +13,13 @@ of its own and folders only that uid can enter (``isolation.py``); otherwise it 
 start that the local runtime is single-tenant.
 
 Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
-collects), and SIGKILL if it is still there after the grace period. When run-job.sh has
-ended, so has everything the job started (every process of its uid, or of its session),
-before its staged artifacts are read.
+collects), and SIGKILL if it is still there after the grace period. A job that runs longer
+than its ``activeDeadlineSeconds`` is stopped the same way and ends Failed with the reason
+``DeadlineExceeded``, as the kubelet fails a pod past its deadline. Instance types are
+checked (an unknown one fails the job) but not enforced: a local process has no cgroup of
+its own to hold CPU or memory to a preset. When run-job.sh has ended, so has everything
+the job started (every process of its uid, or of its session), before its staged
+artifacts are read.
 
 When the controller stops it stops its jobs the same way (the dev stack stops as a whole).
 What survives a restart is on disk: ``run.json`` (the process and when it started),
@@ -39,7 +43,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -72,6 +76,7 @@ from artifacts_controller.phases import (
 from artifacts_controller.reconcile import Reconciler, Step, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
+from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobStatus
 
@@ -181,6 +186,8 @@ class _Run:
     finished_at: datetime | None = None
     signalled: bool = False
     lost: bool = False
+    deadline_seconds: int | None = None
+    """Set when the run was stopped for running past the job's activeDeadlineSeconds."""
 
     @property
     def name(self) -> str:
@@ -191,6 +198,16 @@ class _Run:
             if self.command_ended_at is None:
                 return Observation(RunState.RUNNING, self.name, started_at=self.started_at)
             return collecting(self.name, started_at=self.started_at)
+        if self.deadline_seconds is not None:
+            return Observation(
+                RunState.FAILED,
+                self.name,
+                started_at=self.started_at,
+                finished_at=self.finished_at,
+                reason="DeadlineExceeded",
+                message=f"the job ran longer than its activeDeadlineSeconds "
+                f"({self.deadline_seconds} s): it was stopped and its artifacts collected",
+            )
         if self.exit_code not in (0, None):
             return Observation(
                 RunState.FAILED,
@@ -299,6 +316,12 @@ class LocalRuntime:
                 self._stop(run)
             return Step(cancelled(status, now=now))
         if run is None:
+            try:
+                if job.spec.instance_type:
+                    self._settings.instance_type(job.spec.instance_type)
+            except UnknownInstanceTypeError as err:
+                message = f"instanceType: {err}"
+                return Step(failed(status, now=now, reason="InvalidSpec", message=message))
             run = await self._start(job)
         elif run.lost:
             return Step(
@@ -310,6 +333,7 @@ class LocalRuntime:
                     "without collecting its artifacts",
                 )
             )
+        self._enforce_deadline(job, run, now)
         return Step(advance(status, run.observe(), now=now))
 
     # -- starting and stopping ----------------------------------------------------------
@@ -392,7 +416,16 @@ class LocalRuntime:
             raise RuntimeError("the local runtime is not running")
         return self._group.create_task(work, name=f"run {run.job_id}")
 
-    def _stop(self, run: _Run) -> None:
+    def _enforce_deadline(self, job: PhJob, run: _Run, now: datetime) -> None:
+        deadline = job.spec.active_deadline_seconds
+        if deadline is None or run.deadline_seconds is not None or run.command_ended_at:
+            return
+        if now - run.started_at >= timedelta(seconds=deadline):
+            log.info("%s: past its activeDeadlineSeconds (%s s); stopping it", run.job_id, deadline)
+            run.deadline_seconds = deadline
+            self._stop(run, "deadline")
+
+    def _stop(self, run: _Run, why: str = "cancel") -> None:
         if run.signalled or run.command_ended_at is not None:
             return
         if not run.pid or not _alive(run.pid, run.process_start):
@@ -400,7 +433,7 @@ class LocalRuntime:
         run.signalled = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.pid, signal.SIGTERM)
-        self._metrics.pods_deleted.labels("cancel").inc()
+        self._metrics.pods_deleted.labels(why).inc()
         grace = self._settings.job_termination_grace_seconds
         self._spawn(self._kill_after(run, grace), run)
 

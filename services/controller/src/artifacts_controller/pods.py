@@ -45,6 +45,7 @@ __all__ = [
     "owner_of",
     "pod_name_for",
     "scripts_configmap",
+    "sidecar_dropped",
     "upload_overdue",
 ]
 
@@ -85,15 +86,33 @@ def owner_of(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def sidecar_dropped(pod: dict[str, Any]) -> bool:
+    """Whether the API server dropped the native uploader sidecar's ``restartPolicy``.
+
+    A server older than Kubernetes 1.29 (the cluster tier runs 1.20) does not know the field
+    and drops it without a word: the uploader would then be a plain init container waiting
+    for a job container that cannot start before it ends.
+    """
+    for container in (pod.get("spec") or {}).get("initContainers") or []:
+        if container.get("name") == UPLOADER_CONTAINER:
+            return bool(container.get("restartPolicy") != "Always")
+    return False
+
+
 def _env(variables: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in variables.items()]
 
 
 def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
-    """The pod that runs ``job``; raises ``UnsafeNameError`` for a group without a folder."""
+    """The pod that runs ``job``.
+
+    Raises ``UnsafeNameError`` for a group without a folder and ``UnknownInstanceTypeError``
+    for an instance type that ``INSTANCE_TYPES`` does not define: retrying cannot help either.
+    """
     if job.metadata.uid is None:
         raise ValueError("a PhJob read from the API server has a uid; this one has none")
     group = group_path(job.spec.group_name)
+    preset = settings.instance_type(job.spec.instance_type) if job.spec.instance_type else None
     policy = effective_policy(job, settings)
     s3 = settings.artifact_delivery == "s3"
     variables = contract_env(
@@ -124,16 +143,17 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         volumes.append(
             {"name": "phfs", "persistentVolumeClaim": {"claimName": settings.phfs_volume_claim}}
         )
-    containers.append(
-        {
-            "name": JOB_CONTAINER,
-            "image": job.spec.image or settings.job_default_image,
-            "command": [f"{SCRIPTS_MOUNT}/{SCRIPT_KEY}", job.spec.command],
-            "workingDir": HOME,
-            "env": _env(variables),
-            "volumeMounts": mounts,
-        }
-    )
+    job_container: dict[str, Any] = {
+        "name": JOB_CONTAINER,
+        "image": job.spec.image or settings.job_default_image,
+        "command": [f"{SCRIPTS_MOUNT}/{SCRIPT_KEY}", job.spec.command],
+        "workingDir": HOME,
+        "env": _env(variables),
+        "volumeMounts": mounts,
+    }
+    if preset is not None and preset.pod_resources():
+        job_container["resources"] = preset.pod_resources()
+    containers.append(job_container)
     init_containers: list[dict[str, Any]] = []
     if s3:
         uploader = _uploader(variables, settings)
@@ -147,13 +167,22 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         labels[_LABEL_JOB] = job.metadata.name
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A user's command has no business with the Kubernetes API: without this a cluster
+        # mounts the namespace's default service-account token into every job's containers.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": settings.job_termination_grace_seconds,
         "containers": containers,
         "volumes": volumes,
     }
     if init_containers:
         spec["initContainers"] = init_containers
+    if preset is not None and preset.node_selector:
+        spec["nodeSelector"] = dict(preset.node_selector)
+    if preset is not None and preset.tolerations:
+        spec["tolerations"] = [toleration.to_k8s() for toleration in preset.tolerations]
     if job.spec.active_deadline_seconds is not None:
+        # The kubelet stops the pod with its grace period (run-job.sh collects), and the
+        # pod fails with reason DeadlineExceeded, which observe_pod reports as the job's.
         spec["activeDeadlineSeconds"] = job.spec.active_deadline_seconds
     return {
         "apiVersion": "v1",

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.settings import ArtifactPolicySettings, LocalRuntimeSettings, S3Settings
 
 __all__ = ["ControllerSettings", "UploaderSettings", "default_identity"]
@@ -25,7 +26,9 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ControllerSettings(S3Settings, ArtifactPolicySettings, LocalRuntimeSettings):
+class ControllerSettings(
+    S3Settings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
+):
     kube_namespace: str = Field(
         "default", pattern=_K8S_NAME, description="a Kubernetes namespace name"
     )

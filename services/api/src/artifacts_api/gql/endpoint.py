@@ -1,11 +1,18 @@
-"""``POST /graphql`` and the explorer on ``GET /graphql``: the aiohttp side of GraphQL.
+"""``/graphql``: the aiohttp side of GraphQL, per the GraphQL over HTTP spec.
 
-The handler authenticates, reads a bounded JSON body, parses the query (cached: clients
-repeat the same few documents), builds the typed ``RequestContext`` and runs
-``ariadne.graphql`` with the depth and cost limits. Every failure, before or during
-execution, leaves as a JSON GraphQL error with an ``extensions.code``:
-``UNAUTHENTICATED`` answers 401, a body or query that cannot run 400 (413 when too
-large), execution errors 200 beside the data that could be resolved.
+The handler authenticates, reads the request in whichever form it came (``transport.py``:
+JSON or form POST, GET), parses the query (cached: clients repeat the same few documents),
+builds the typed ``RequestContext`` and runs ``ariadne.graphql`` with the depth and cost
+limits. Every answer is a GraphQL response with an ``extensions.code`` on each error:
+
+- a request that is not a GraphQL request (bad JSON, no query, an unsupported media type):
+  400 (413 too large, 415 media type, 406 Accept), ``UNAUTHENTICATED`` 401;
+- a document that cannot run (syntax, validation, limits, variables): 400 with
+  ``application/graphql-response+json``, 200 with ``application/json``, never ``data``;
+- a mutation sent with GET: 405, it does not run;
+- executed: 200, with errors beside the data that could be resolved.
+
+A browser opening ``GET /graphql`` (HTML wanted, no query) gets the GraphiQL explorer.
 """
 
 from __future__ import annotations
@@ -18,19 +25,32 @@ from typing import Any
 
 from aiohttp import web
 from ariadne import graphql
-from ariadne.explorer import ExplorerGraphiQL
 from graphql import (
     DocumentNode,
     FieldNode,
     GraphQLError,
     OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
     parse,
 )
 
-from artifacts_api.errors import ApiError, BadUserInput, PayloadTooLarge, classify
-from artifacts_api.gql.context import RequestContext
+from artifacts_api.budget import WorkBudget
+from artifacts_api.errors import ApiError, BadUserInput, classify
+from artifacts_api.explorer import explorer_page
+from artifacts_api.gql.context import RequestContext, Turn
 from artifacts_api.gql.limits import MAX_TOKENS, validation_rules
+from artifacts_api.gql.loaders import Loaders
 from artifacts_api.gql.schema import make_schema
+from artifacts_api.gql.transport import (
+    GraphQLRequest,
+    MediaType,
+    read_request,
+    response_type,
+    wants_explorer,
+)
+from artifacts_api.identity import Identity
+from artifacts_api.jsonbody import encode
 from artifacts_api.metrics import Metrics
 from artifacts_api.services import SERVICES
 from artifacts_api.settings import ApiSettings
@@ -40,6 +60,54 @@ __all__ = ["GraphQLEndpoint"]
 log = logging.getLogger(__name__)
 _INTROSPECTION = frozenset({"__schema", "__type", "__typename"})
 _PARSE_CACHE = 512
+_EXACT_FLOAT = 2**53
+
+
+def _integral(value: dict[str, Any] | list[Any]) -> None:
+    """Whole-number floats become integers, in place: sizes are ``Float`` (exact beyond
+    2 GiB, where ``Int`` stops) and PrimeHub's clients expect ``6``, not ``6.0``.
+
+    In place and by exact type, as it visits every value of every response (a listing of
+    10000 files costs about half of the JSON encoding).
+    """
+    entries = value.items() if type(value) is dict else enumerate(value)
+    for key, item in entries:
+        kind = type(item)
+        if kind is float:
+            if item.is_integer() and -_EXACT_FLOAT <= item <= _EXACT_FLOAT:
+                value[key] = int(item)  # type: ignore[index]
+        elif kind is dict or kind is list:
+            _integral(item)
+
+
+def _response(
+    body: dict[str, Any], *, status: int, media: MediaType, headers: dict[str, str] | None = None
+) -> web.Response:
+    _integral(body)
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type=media.value,
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+async def _result_response(result: dict[str, Any], *, media: MediaType) -> web.Response:
+    """An executed result: encoded a slice at a time, so a big listing never holds the loop."""
+    _integral(result)
+    return web.Response(
+        body=await encode(result), status=200, content_type=media.value, charset="utf-8"
+    )
+
+
+def _nothing_ran(result: dict[str, Any]) -> bool:
+    """No field was executed: validation failed, or the variables could not be coerced
+    (graphql-core answers those with ``data: null`` and errors that have no path)."""
+    if "data" not in result:
+        return True
+    errors = result.get("errors") or []
+    return result["data"] is None and bool(errors) and not any("path" in e for e in errors)
 
 
 class _DebugLogger(logging.LoggerAdapter[logging.Logger]):
@@ -55,7 +123,6 @@ class GraphQLEndpoint:
         self._settings = settings
         self._metrics = metrics
         self._parse = functools.lru_cache(maxsize=_PARSE_CACHE)(self._parse_uncached)
-        self._explorer = ExplorerGraphiQL(title="Job artifacts · GraphQL").html(None)
         self._logger = _DebugLogger(logging.getLogger("artifacts_api.gql.ariadne"), {})
         mutation = self.schema.mutation_type
         self._root_fields = {
@@ -64,52 +131,21 @@ class GraphQLEndpoint:
             "mutation": frozenset(mutation.fields if mutation else ()) | {"__typename"},
         }
 
-    async def explorer(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._explorer, content_type="text/html")
-
     @staticmethod
     def _parse_uncached(query: str) -> DocumentNode:
         return parse(query, max_tokens=MAX_TOKENS)
-
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        limit = self._settings.api_max_body_bytes
-        too_large = PayloadTooLarge(f"the request body is larger than {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
-            raise too_large
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large from None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise BadUserInput('the body must be JSON: {"query": "..."}') from None
-        if not isinstance(data, dict) or not isinstance(data.get("query"), str):
-            raise BadUserInput("the body must be a JSON object with a 'query' string")
-        if data.get("variables") is not None and not isinstance(data["variables"], dict):
-            raise BadUserInput("'variables' must be a JSON object")
-        if data.get("operationName") is not None and not isinstance(data["operationName"], str):
-            raise BadUserInput("'operationName' must be a string")
-        return data
 
     def _document(self, query: str) -> DocumentNode:
         try:
             document: DocumentNode = self._parse(query)
         except GraphQLError as err:
             raise BadUserInput(f"the query cannot be parsed: {err.message}") from None
+        except RecursionError:
+            raise BadUserInput("the query is nested too deeply to be parsed") from None
         return document
 
-    def _operation(self, document: DocumentNode, name: str | None) -> str:
+    def _operation(self, chosen: OperationDefinitionNode | None) -> str:
         """A bounded label: the operation type and the schema's root fields it selects."""
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        chosen = next(
-            (
-                op
-                for op in operations
-                if (name is None and len(operations) == 1) or (op.name and op.name.value == name)
-            ),
-            None,
-        )
         if chosen is None:
             return "invalid"
         kind = chosen.operation.value
@@ -138,42 +174,107 @@ class GraphQLEndpoint:
         self._metrics.graphql_errors.labels(formatted["extensions"]["code"]).inc()
         return formatted
 
-    def _reject(self, error: ApiError) -> web.Response:
+    def _reject(self, error: ApiError, media: MediaType) -> web.Response:
         self._metrics.graphql_errors.labels(error.code).inc()
         headers = {"WWW-Authenticate": "Bearer"} if error.http_status == 401 else None
-        return web.json_response(error.as_json(), status=error.http_status, headers=headers)
+        return _response(error.as_json(), status=error.http_status, media=media, headers=headers)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        operation = "unknown"
+    def _unrunnable(self, error: ApiError, media: MediaType) -> web.Response:
+        """A document that cannot run: the spec's status for the media type, no ``data``."""
+        self._metrics.graphql_errors.labels(error.code).inc()
+        status = 400 if media is MediaType.GRAPHQL_RESPONSE else 200
+        return _response(error.as_json(), status=status, media=media)
+
+    async def _run(
+        self,
+        request: web.Request,
+        identity: Identity,
+        asked: GraphQLRequest,
+        media: MediaType,
+    ) -> tuple[web.Response, str, str]:
+        """Parse, check and execute: the response, the outcome and the operation label."""
         try:
-            services = request.app[SERVICES]
-            identity = await services.authenticator.authenticate(
-                request.headers.get("Authorization")
+            document = self._document(asked.query)
+        except BadUserInput as err:
+            return self._unrunnable(err, media), "rejected", "invalid"
+        chosen = get_operation_ast(document, asked.operation_name)
+        operation = self._operation(chosen)
+        if request.method == "GET" and chosen and chosen.operation is not OperationType.QUERY:
+            refused = BadUserInput(
+                f"GET runs queries only: send this {chosen.operation.value} with POST"
             )
-            data = await self._body(request)
-            document = self._document(data["query"])
-            operation = self._operation(document, data.get("operationName"))
+            self._metrics.graphql_errors.labels(refused.code).inc()
+            response = _response(
+                refused.as_json(), status=405, media=media, headers={"Allow": "POST"}
+            )
+            return response, "rejected", operation
+        services = request.app[SERVICES]
+        budget = WorkBudget(
+            max_objects=self._settings.api_max_listed_objects,
+            max_links=self._settings.api_max_signed_links,
+        )
+        turn = Turn(services.listing_slots)
+        try:
             success, result = await graphql(
                 self.schema,
-                data,
-                context_value=RequestContext(request=request, identity=identity, services=services),
+                asked.as_data(),
+                context_value=RequestContext(
+                    request=request,
+                    identity=identity,
+                    services=services,
+                    budget=budget,
+                    loaders=Loaders(services),
+                    turn=turn,
+                ),
                 query_document=document,
                 validation_rules=validation_rules(
                     max_depth=self._settings.api_max_query_depth,
                     max_cost=self._settings.api_max_query_cost,
-                    variables=data.get("variables"),
+                    variables=asked.variables,
                 ),
                 error_formatter=self.format_error,
                 logger=self._logger,
             )
+        finally:
+            turn.release()
+        if budget.refusal is not None:
+            # Refused as a whole: one error saying which limit, not a partial answer.
+            raise budget.refusal
+        if _nothing_ran(result):
+            status = 400 if media is MediaType.GRAPHQL_RESPONSE else 200
+            return (
+                _response({"errors": result["errors"]}, status=status, media=media),
+                ("error"),
+                operation,
+            )
+        outcome = "ok" if success and "errors" not in result else "error"
+        return await _result_response(result, media=media), outcome, operation
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if wants_explorer(request):
+            return explorer_page()
+        if request.method not in ("GET", "POST"):
+            error = BadUserInput(f"{request.method} is not GraphQL here: use POST or GET")
+            return _response(
+                error.as_json(),
+                status=405,
+                media=MediaType.JSON,
+                headers={"Allow": "GET, POST"},
+            )
+        started = time.perf_counter()
+        operation = "unknown"
+        media = MediaType.JSON
+        try:
+            media = response_type(request.headers.get("Accept"))
+            services = request.app[SERVICES]
+            identity = await services.authenticator.authenticate(
+                request.headers.get("Authorization")
+            )
+            asked = await read_request(request, max_body=self._settings.api_max_body_bytes)
+            response, outcome, operation = await self._run(request, identity, asked, media)
         except Exception as err:  # every failure must still answer in GraphQL's shape
-            response = self._reject(classify(err))
+            response = self._reject(classify(err), media)
             outcome = "rejected"
-        else:
-            outcome = "ok" if success and "errors" not in result else "error"
-            # Without "data" nothing ran (validation failed): the request was bad as a whole.
-            response = web.json_response(result, status=200 if "data" in result else 400)
         self._metrics.graphql_requests.labels(operation, outcome).inc()
         self._metrics.graphql_seconds.labels(operation).observe(time.perf_counter() - started)
         return response

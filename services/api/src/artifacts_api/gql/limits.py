@@ -3,8 +3,8 @@
 The body size is capped by aiohttp (``API_MAX_BODY_BYTES``); the parser stops at a number
 of tokens; validation refuses queries nested deeper than ``API_MAX_QUERY_DEPTH`` and those
 whose estimated cost exceeds ``API_MAX_QUERY_COST`` (Ariadne's cost validator: every
-field costs 1, a job page multiplies by ``first``, an artifact listing costs more, since
-it is an S3 listing).
+field costs 1, a job page multiplies by ``first`` (and ``last``), an artifact or store
+listing costs more, since it is an S3 listing).
 """
 
 from __future__ import annotations
@@ -35,8 +35,14 @@ COST_MAP: dict[str, dict[str, Any]] = {
     "Query": {
         "phJob": {"complexity": 2},
         "phJobs": {"complexity": 2, "multipliers": ["first"]},
+        # With `page` alone a page holds 10 jobs: counted once, the cost is at most 10 times low.
+        "phJobsConnection": {"complexity": 2, "multipliers": ["first", "last"]},
+        "files": {"complexity": 10},  # an S3 listing
     },
     "PhJob": {"artifact": {"complexity": 10}},
+    # One S3 page of `first` entries: their fields cost `first` times (items are charged
+    # when they run, by the request's WorkBudget).
+    "PhJobArtifact": {"entries": {"complexity": 1, "multipliers": ["first"]}},
 }
 
 

@@ -1,4 +1,4 @@
-"""Bindables of ``Mutation``: create and cancel jobs."""
+"""Bindables of ``Mutation``: create, rerun and cancel jobs; queue a cleanup run."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ async def resolve_create_ph_job(_: None, info: Info, *, data: dict[str, Any]) ->
     context = info.context
     return await create_job(
         context.services.jobs, JobRequest(**data), context.identity, context.services.settings
+    )
+
+
+@mutation.field("rerunPhJob")
+async def resolve_rerun_ph_job(_: None, info: Info, *, where: dict[str, Any]) -> PhJob:
+    context = info.context
+    job = await visible_job(context.services.jobs, context.identity, where["id"])
+    # Checked again as a new request of the caller's: its groups and rights now, not the
+    # original submitter's.
+    return await create_job(
+        context.services.jobs, JobRequest.like(job), context.identity, context.services.settings
     )
 
 

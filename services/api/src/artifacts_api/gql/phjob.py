@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 from ariadne import ObjectType
 
-from artifacts_api.artifacts import ArtifactFolder, read_artifact_folder
+from artifacts_api.gql.artifact import ArtifactFolder
 from artifacts_api.gql.context import Info
 from artifacts_api.gql.selection import selected_names
+from artifacts_api.gql.user import missing_instance_type
 from artifacts_api.times import iso_utc
+from artifacts_shared.instance_types import InstanceType, UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError, job_prefix
 from artifacts_shared.phjob import PhJob
 
@@ -17,7 +21,8 @@ __all__ = ["bindables"]
 
 phjob = ObjectType("PhJob")
 
-_NEEDS_MANIFEST = frozenset({"sha256", "skipped", "skipReason"})
+_NEEDS_MANIFEST = frozenset({"sha256", "skipped", "skipReason", "fileCount", "totalSize", "items"})
+"""Fields answered from the manifest; ``items`` is charged by its file count before listing."""
 
 
 @phjob.field("id")
@@ -75,27 +80,96 @@ def resolve_message(job: PhJob, info: Info) -> str | None:
     return job.status.message
 
 
+@phjob.field("reason")
+def resolve_reason(job: PhJob, info: Info) -> str | None:
+    return job.status.reason
+
+
 @phjob.field("cancel")
 def resolve_cancel(job: PhJob, info: Info) -> bool:
     return job.spec.cancel
 
 
+@phjob.field("groupId")
+def resolve_group_id(job: PhJob, info: Info) -> str:
+    return job.spec.group_name  # group ids are group names here
+
+
+@phjob.field("userId")
+def resolve_user_id(job: PhJob, info: Info) -> str | None:
+    return job.spec.user_name  # user ids are user names here
+
+
+@phjob.field("instanceType")
+def resolve_instance_type(job: PhJob, info: Info) -> InstanceType | None:
+    name = job.spec.instance_type
+    if not name:
+        return None
+    try:
+        return info.context.services.settings.instance_type(name)
+    except UnknownInstanceTypeError:
+        return missing_instance_type(name)
+
+
+@phjob.field("activeDeadlineSeconds")
+def resolve_active_deadline_seconds(job: PhJob, info: Info) -> int | None:
+    return job.spec.active_deadline_seconds
+
+
+@phjob.field("schedule")
+def resolve_schedule(job: PhJob, info: Info) -> None:
+    return None  # PrimeHub's recurring jobs do not exist here
+
+
+@phjob.field("logEndpoint")
+def resolve_log_endpoint(job: PhJob, info: Info) -> None:
+    # The job-log route (GET /jobs/<id>/logs) comes with the logs issue; until then the
+    # field exists so that PrimeHub's console documents, which select it, validate.
+    return None
+
+
 @phjob.field("artifact")
 async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
-    services = info.context.services
+    """The folder's reads the query needs, through the request's loaders; never a listing.
+
+    Never null for a job that left nothing (PrimeHub's clients read ``artifact.items``
+    unguarded): its ``items`` are then empty. Only a name no collector could have written a
+    folder for gives null.
+    """
+    loaders = info.context.loaders
     try:
         prefix = job_prefix(job.spec.group_name, job.id)
     except UnsafeNameError:
-        return None  # a name no collector could have written a folder for
+        return None
     wanted = selected_names(info)
-    return await read_artifact_folder(
-        services.s3,
-        services.bucket,
-        prefix,
-        job_id=job.id,
-        with_manifest=not wanted.isdisjoint(_NEEDS_MANIFEST),
-        with_expiry="expiredAt" in wanted,
+    manifest = (
+        asyncio.ensure_future(loaders.manifest.load(prefix))
+        if not wanted.isdisjoint(_NEEDS_MANIFEST)
+        else None
     )
+    expired_at = (
+        asyncio.ensure_future(loaders.expired_at.load(prefix)) if "expiredAt" in wanted else None
+    )
+    try:
+        return ArtifactFolder(
+            job_id=job.id,
+            prefix=prefix,
+            manifest=await manifest if manifest else None,
+            expired_at=await expired_at if expired_at else None,
+        )
+    finally:
+        _settle(manifest, expired_at)
+
+
+def _settle(*reads: asyncio.Future[Any] | None) -> None:
+    """Cancel reads no longer needed; the first error raised is the one reported."""
+    for read in reads:
+        if read is None:
+            continue
+        if not read.done():
+            read.cancel()
+        elif not read.cancelled():
+            read.exception()
 
 
 @phjob.field("artifactRetentionSeconds")

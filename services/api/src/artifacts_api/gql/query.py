@@ -1,19 +1,26 @@
-"""Bindables of ``Query``: one job, and the page of jobs a caller may see."""
+"""Bindables of ``Query``: one job, the pages of jobs a caller may see, cleanup runs, the caller."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ariadne import QueryType
 
-from artifacts_api.errors import BadUserInput, NotFound
+from artifacts_api.errors import NotFound
+from artifacts_api.gql.connection import (
+    DEFAULT_PAGE,
+    Connection,
+    id_cursor_page,
+    index_page,
+    numbered_page,
+    page_size,
+    phjobs_position,
+)
 from artifacts_api.gql.context import Info
 from artifacts_api.identity import Identity
 from artifacts_api.jobs import visible_job
+from artifacts_api.search import JobOrder, JobSearch, find_jobs
 from artifacts_shared.cleanup_queue import CleanupState, CleanupStatus, cleanup_status
 from artifacts_shared.phjob import PhJob
 
@@ -21,69 +28,11 @@ __all__ = ["bindables"]
 
 query = QueryType()
 
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 @query.field("phJob")
 async def resolve_ph_job(_: None, info: Info, *, where: dict[str, Any]) -> PhJob:
     context = info.context
     return await visible_job(context.services.jobs, context.identity, where["id"])
-
-
-@dataclass(frozen=True, slots=True)
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Edge:
-    cursor: str
-    node: PhJob
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    edges: list[Edge]
-    page_info: PageInfo
-    total_count: int
-
-    @property
-    def nodes(self) -> list[PhJob]:
-        return [edge.node for edge in self.edges]
-
-
-def _order(job: PhJob) -> tuple[datetime, str]:
-    """The listing's order (newest first, as ``newest_first``), which cursors point into."""
-    return job.metadata.creation_timestamp or _EPOCH, job.id
-
-
-def _cursor(job: PhJob) -> str:
-    created, job_id = _order(job)
-    raw = f"{created.isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _position(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), job_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadUserInput(f"{cursor[:80]!r} is not a cursor from phJobs", field="after") from None
-
-
-def _matches(job: PhJob, identity: Identity, where: dict[str, Any]) -> bool:
-    if not identity.may_access(job.spec.group_name):
-        return False
-    group, phase, user = where.get("group_name"), where.get("phase"), where.get("user_name")
-    return (
-        (group is None or job.spec.group_name == group)
-        and (phase is None or job.status.phase.value == phase)
-        and (user is None or job.spec.user_name == user)
-    )
 
 
 @query.field("phJobs")
@@ -95,30 +44,39 @@ async def resolve_ph_jobs(
     first: int | None = None,
     after: str | None = None,
 ) -> Connection:
+    """One page of the job index, newest first: it costs the page, not every job."""
     context = info.context
-    size = DEFAULT_PAGE if first is None else first
-    if not 0 <= size <= MAX_PAGE:
-        raise BadUserInput(f"first must be from 0 to {MAX_PAGE}, got {size}", field="first")
-    where = where or {}
-    group = where.get("group_name")
-    if group is not None:
-        context.identity.require_access(group, "the jobs asked for")
-    jobs = [
-        job for job in await context.services.jobs.list() if _matches(job, context.identity, where)
-    ]
-    start = 0
-    if after is not None:
-        position = _position(after)
-        start = next((i for i, job in enumerate(jobs) if _order(job) < position), len(jobs))
-    page = jobs[start : start + size]
-    edges = [Edge(cursor=_cursor(job), node=job) for job in page]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=start + size < len(jobs), end_cursor=edges[-1].cursor if edges else None
-        ),
-        total_count=len(jobs),
+    search = JobSearch.from_where(where, context.identity)
+    wanted = search.query(
+        context.identity,
+        first=page_size(first, DEFAULT_PAGE),
+        after=phjobs_position(after) if after is not None else None,
     )
+    return index_page(await context.services.jobs.page(wanted))
+
+
+@query.field("phJobsConnection")
+async def resolve_ph_jobs_connection(
+    _: None,
+    info: Info,
+    *,
+    where: dict[str, Any] | None = None,
+    page: int | None = None,
+    order_by: dict[str, Any] | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    last: int | None = None,
+) -> Connection:
+    # PrimeHub's orders by any field and its id cursors need the whole matching list: it is
+    # read from the same index, in memory, up to search.SCAN_LIMIT jobs.
+    context = info.context
+    search = JobSearch.from_where(where, context.identity)
+    order = JobOrder.from_order_by(order_by)
+    jobs = await find_jobs(context.services.jobs, context.identity, search, order)
+    if page is not None:
+        return numbered_page(jobs, page=page, first=first)
+    return id_cursor_page(jobs, after=after, before=before, first=first, last=last)
 
 
 @query.field("phJobArtifactCleanup")
@@ -142,6 +100,11 @@ class Viewer:
 def resolve_viewer(_: None, info: Info) -> Viewer:
     identity = info.context.identity
     return Viewer(name=identity.name, groups=sorted(identity.groups), admin=identity.admin)
+
+
+@query.field("me")
+def resolve_me(_: None, info: Info) -> Identity:
+    return info.context.identity
 
 
 bindables = [query]

@@ -11,7 +11,7 @@ from pathlib import Path
 from ariadne import load_schema_from_path, make_executable_schema
 from graphql import GraphQLSchema
 
-from artifacts_api.gql import artifact, cleanup, mutation, phjob, query
+from artifacts_api.gql import artifact, cleanup, mutation, phjob, query, storefile, user
 
 __all__ = ["SCHEMA_DIR", "make_schema"]
 
@@ -26,5 +26,7 @@ def make_schema() -> GraphQLSchema:
         *phjob.bindables,
         *artifact.bindables,
         *cleanup.bindables,
+        *user.bindables,
+        *storefile.bindables,
         convert_names_case=True,
     )

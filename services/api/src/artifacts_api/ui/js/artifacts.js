@@ -1,11 +1,16 @@
-// The Artifacts tab: what the job left in ~/artifacts, from the GraphQL `artifact` field,
-// asked for when the tab opens (and again on Refresh).
+// The Artifacts tab: what the job left in ~/artifacts, a folder at a time, from the GraphQL
+// `artifact { entries(path, first, after, startsWith) }` field: asked for when the tab opens
+// (and again on Refresh), one page of one folder per request, so a job of 100,000 files
+// opens as fast as one of 10.
 //
 // States: loading; an error with Retry; nothing collected ("This job left no artifacts");
 // gone because the janitor deleted them ("Artifacts expired on ..."); not collected because
-// a limit was exceeded (the collector's reason, with its figures); and the listing: a
-// folder-aware table sorted by path, totals, expiry, per-file downloads through presigned
-// links and "Download all (zip)" through the api's signed zip link.
+// a limit was exceeded (the collector's reason, with its figures); and the listing: the
+// job's totals and expiry, breadcrumbs, a filter by name within the folder, one page of
+// folders and files (never more rows than a page), "Next page"/"Previous page", per-file
+// downloads through presigned links and "Download all (zip)" through the api's signed zip
+// link. Folders open with Enter or a click; the breadcrumbs (or the folder's "Up" row)
+// lead back, and focus returns to the folder that was left.
 //
 // Links are signed for DOWNLOAD_URL_TTL_SECONDS (5 minutes by default). A reader who comes
 // back to the tab later still gets a working download: a click on a link that has expired
@@ -14,6 +19,7 @@
 import { ApiError, gql, linkExpiry } from "./api.js";
 import { errorState, loadingState, timeEl } from "./components.js";
 import { announce, h, replaceChildren, safeHref } from "./dom.js";
+import { crumbs, nameIn, parentOf } from "./folders.js";
 import {
   exactBytes,
   formatBytes,
@@ -24,12 +30,13 @@ import {
   spanInWords,
   visibleName,
 } from "./format.js";
-import { folderRows } from "./tree.js";
 
 const LINK_MARGIN_MS = 15000;
+const PAGE_SIZE = 100;
+const FILTER_DELAY_MS = 250;
 
 const ARTIFACTS_QUERY = `
-query Artifacts($id: ID!) {
+query Artifacts($id: ID!, $path: String!, $after: String, $startsWith: String!) {
   phJob(where: {id: $id}) {
     id
     finishTime
@@ -42,7 +49,17 @@ query Artifacts($id: ID!) {
       skipped
       skipReason
       zipUrl
-      items { name size lastModified downloadUrl }
+      entries(path: $path, first: ${PAGE_SIZE}, after: $after, startsWith: $startsWith) {
+        path
+        fileCount
+        totalSize
+        pageInfo { hasNextPage endCursor }
+        nodes {
+          __typename
+          ... on PhJobArtifactFolder { name path fileCount totalSize }
+          ... on PhJobArtifactItem { name size lastModified downloadUrl }
+        }
+      }
     }
   }
 }`;
@@ -67,14 +84,24 @@ function skipText(reason) {
 export function artifactsPanel(panel, jobId, context) {
   let controller = null;
   let loaded = false;
+  // Where the reader is: a folder, the filter, and the cursors of the pages before this one.
+  let path = "";
+  let startsWith = "";
+  let cursors = [null];
+  let focusAfter = null;
+  let filterTimer = null;
 
   async function load() {
     controller?.abort();
     controller = new AbortController();
     panel.setAttribute("aria-busy", "true");
-    replaceChildren(panel, loadingState("Loading artifacts…"));
+    if (!loaded) replaceChildren(panel, loadingState("Loading artifacts…"));
     try {
-      const data = await gql(ARTIFACTS_QUERY, { id: jobId }, { signal: controller.signal });
+      const data = await gql(
+        ARTIFACTS_QUERY,
+        { id: jobId, path, after: cursors[cursors.length - 1], startsWith },
+        { signal: controller.signal },
+      );
       loaded = true;
       render(data.phJob);
     } catch (error) {
@@ -89,16 +116,34 @@ export function artifactsPanel(panel, jobId, context) {
     }
   }
 
+  function open(folder, { focus = null } = {}) {
+    path = folder;
+    cursors = [null];
+    startsWith = "";
+    focusAfter = focus;
+    load();
+  }
+
   function refreshButton() {
     return h("button", { type: "button", class: "button button-quiet", onclick: load }, "Refresh");
   }
 
   function render(job) {
-    const artifact = job.artifact;
-    const expiry = parseTime(artifact?.expiredAt ?? job.artifactExpiredAt);
+    // Never null: a job that left nothing, or whose folder the janitor deleted, lists nothing.
+    const artifact = job.artifact ?? {
+      entries: { nodes: [], pageInfo: { hasNextPage: false } },
+      expiredAt: null,
+      skipped: false,
+    };
+    const expiry = parseTime(artifact.expiredAt ?? job.artifactExpiredAt);
     const now = new Date();
-    if (!artifact || (!artifact.skipped && artifact.items.length === 0)) {
-      if (!artifact && expiry && expiry <= now) {
+    const entries = artifact.entries;
+    const nothing =
+      !artifact.skipped && path === "" && !startsWith && cursors.length === 1 &&
+      entries.nodes.length === 0 && !entries.pageInfo.hasNextPage;
+    if (nothing) {
+      // No expiredAt of the folder's own: nothing of it is left, and its time has passed.
+      if (!artifact.expiredAt && expiry && expiry <= now) {
         renderMessage(
           "expired",
           `Artifacts expired on ${formatTime(expiry)}.`,
@@ -124,7 +169,6 @@ export function artifactsPanel(panel, jobId, context) {
       return;
     }
     renderListing(job, artifact, expiry, now);
-    announce(`${plural(artifact.fileCount, "artifact", "artifacts")} listed`);
   }
 
   function renderMessage(kind, title, detail) {
@@ -163,14 +207,18 @@ export function artifactsPanel(panel, jobId, context) {
     );
   }
 
-  function renderListing(job, artifact, expiry, now) {
-    const totals = h(
-      "p",
-      { class: "artifact-totals" },
-      h("strong", {}, plural(artifact.fileCount, "file", "files")),
+  function totalsText(files, size) {
+    if (files === null || files === undefined) return null;
+    return [
+      h("strong", {}, plural(files, "file", "files")),
       " · ",
-      h("strong", { title: exactBytes(artifact.totalSize) }, formatBytes(artifact.totalSize)),
-    );
+      h("strong", { title: exactBytes(size) }, formatBytes(size)),
+    ];
+  }
+
+  function renderListing(job, artifact, expiry, now) {
+    const entries = artifact.entries;
+    const totals = h("p", { class: "artifact-totals" }, totalsText(artifact.fileCount, artifact.totalSize));
     const expiryText = expiryLine(expiry, job, now);
     const zip = h(
       "a",
@@ -190,113 +238,228 @@ export function artifactsPanel(panel, jobId, context) {
         h("div", {}, totals, expiryText ? h("p", { class: "muted artifact-expiry" }, expiryText) : null),
         h("div", { class: "actions" }, zip, refreshButton()),
       ),
-      listingTable(job, artifact),
+      breadcrumbs(),
+      filterBox(),
+      listingTable(job, entries),
+      pager(entries),
+    );
+    const count = entries.nodes.length;
+    announce(`${path ? `Folder ${path}` : "All files"}: ${plural(count, "entry", "entries")}${entries.pageInfo.hasNextPage ? " on this page" : ""}`);
+    if (focusAfter) {
+      const target = panel.querySelector(focusAfter);
+      (target ?? panel.querySelector(".crumbs [aria-current]"))?.focus();
+      focusAfter = null;
+    }
+  }
+
+  function breadcrumbs() {
+    const trail = crumbs(path);
+    return h(
+      "nav",
+      { class: "crumbs", "aria-label": "Folder" },
+      h(
+        "ol",
+        {},
+        trail.map((crumb, index) => {
+          const last = index === trail.length - 1;
+          return h(
+            "li",
+            {},
+            last
+              ? h("span", { "aria-current": "location", tabindex: "-1" }, visibleName(crumb.label))
+              : h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "crumb",
+                    onclick: () => open(crumb.path, { focus: folderSelector(childOf(crumb.path)) }),
+                  },
+                  visibleName(crumb.label),
+                ),
+          );
+        }),
+      ),
     );
   }
 
-  function listingTable(job, artifact) {
-    const rows = folderRows(artifact.items);
-    const body = h("tbody");
-    const collapsed = new Set();
-    const trs = [];
+  /** The folder directly inside `ancestor` on the way to the current one. */
+  function childOf(ancestor) {
+    const rest = path.slice(ancestor.length);
+    const cut = rest.indexOf("/");
+    return cut < 0 ? path : ancestor + rest.slice(0, cut + 1);
+  }
 
-    function applyCollapse() {
-      for (const { tr, row } of trs) {
-        let hidden = false;
-        for (const folder of collapsed) {
-          if (row.parent.startsWith(folder)) hidden = true;
-        }
-        tr.hidden = hidden;
-      }
-    }
+  function folderSelector(folder) {
+    return `button.folder-open[data-path="${CSS.escape(folder)}"]`;
+  }
 
-    for (const row of rows) {
-      let tr;
-      if (row.kind === "folder") {
-        const toggle = h(
-          "button",
-          {
-            type: "button",
-            class: "folder-toggle",
-            "aria-expanded": "true",
-            title: row.path,
-            onclick: () => {
-              const open = toggle.getAttribute("aria-expanded") === "true";
-              toggle.setAttribute("aria-expanded", String(!open));
-              if (open) collapsed.add(row.path);
-              else collapsed.delete(row.path);
-              applyCollapse();
-            },
+  function filterBox() {
+    const input = h("input", {
+      type: "search",
+      id: "artifact-filter",
+      class: "filter-input",
+      value: startsWith,
+      placeholder: "Name starts with…",
+      autocomplete: "off",
+      spellcheck: "false",
+      oninput: (event) => {
+        window.clearTimeout(filterTimer);
+        const value = event.currentTarget.value.replace(/\//g, "");
+        filterTimer = window.setTimeout(() => {
+          startsWith = value;
+          cursors = [null];
+          focusAfter = "#artifact-filter";
+          load();
+        }, FILTER_DELAY_MS);
+      },
+    });
+    return h(
+      "div",
+      { class: "artifact-filter" },
+      h("label", { for: "artifact-filter" }, "Filter this folder"),
+      input,
+    );
+  }
+
+  function pager(entries) {
+    const previous = cursors.length > 1;
+    const next = entries.pageInfo.hasNextPage;
+    if (!previous && !next) return null;
+    return h(
+      "div",
+      { class: "actions pager" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button",
+          disabled: !previous,
+          onclick: () => {
+            cursors = cursors.slice(0, -1);
+            focusAfter = ".pager button:first-child";
+            load();
           },
-          h("span", { class: "chevron", "aria-hidden": "true" }),
-          h("span", { class: "visually-hidden" }, "Folder "),
-          visibleName(row.label),
-        );
-        tr = h(
-          "tr",
-          { class: "folder-row", dataset: { path: row.path } },
-          h("th", { scope: "row", class: "path", style: { "--depth": String(row.depth) } }, toggle),
-          h("td", { class: "num", title: exactBytes(row.size) }, formatBytes(row.size)),
-          h("td", { class: "muted when" }, plural(row.count, "file", "files")),
-        );
-      } else {
-        const item = row.item;
-        const shown = visibleName(item.name);
-        const link = h(
-          "a",
-          {
-            href: safeHref(item.downloadUrl),
-            class: "file-link",
-            title: shown,
-            "aria-label": shown,
-            download: row.label,
-            onclick: (event) => freshLink(event, () => itemLink(item.name)),
+        },
+        "Previous page",
+      ),
+      h("span", { class: "muted" }, `Page ${cursors.length}`),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button",
+          disabled: !next,
+          onclick: () => {
+            cursors = [...cursors, entries.pageInfo.endCursor];
+            focusAfter = ".pager button:last-child";
+            load();
           },
-          visibleName(row.label),
-        );
-        const modified = parseTime(item.lastModified);
-        tr = h(
-          "tr",
-          { class: "file-row", dataset: { path: item.name } },
-          h("th", { scope: "row", class: "path", style: { "--depth": String(row.depth) } }, link),
-          h("td", { class: "num size", title: exactBytes(item.size) }, formatBytes(item.size)),
-          h("td", { class: "when" }, timeEl(modified)),
-        );
-      }
-      trs.push({ tr, row });
-      body.append(tr);
-    }
+        },
+        "Next page",
+      ),
+    );
+  }
 
+  function folderRow(node) {
+    const label = `${nameIn(path, node.path)}`;
+    const openIt = h(
+      "button",
+      {
+        type: "button",
+        class: "folder-open",
+        title: node.path,
+        dataset: { path: node.path },
+        onclick: () => open(node.path, { focus: ".crumbs [aria-current]" }),
+      },
+      h("span", { class: "folder-icon", "aria-hidden": "true" }),
+      h("span", { class: "visually-hidden" }, "Folder "),
+      visibleName(label),
+    );
+    const known = node.fileCount !== null && node.fileCount !== undefined;
+    return h(
+      "tr",
+      { class: "folder-row", dataset: { path: node.path } },
+      h("th", { scope: "row", class: "path" }, openIt),
+      h("td", { class: "num", title: known ? exactBytes(node.totalSize) : null }, known ? formatBytes(node.totalSize) : "—"),
+      h("td", { class: "muted when" }, known ? plural(node.fileCount, "file", "files") : "folder"),
+    );
+  }
+
+  function fileRow(item) {
+    const shown = visibleName(item.name);
+    const label = nameIn(path, item.name);
+    const link = h(
+      "a",
+      {
+        href: safeHref(item.downloadUrl),
+        class: "file-link",
+        title: shown,
+        "aria-label": shown,
+        download: label,
+        onclick: (event) => freshLink(event, () => itemLink(item.name)),
+      },
+      visibleName(label),
+    );
+    return h(
+      "tr",
+      { class: "file-row", dataset: { path: item.name } },
+      h("th", { scope: "row", class: "path" }, link),
+      h("td", { class: "num size", title: exactBytes(item.size) }, formatBytes(item.size)),
+      h("td", { class: "when" }, timeEl(parseTime(item.lastModified))),
+    );
+  }
+
+  function listingTable(job, entries) {
+    const rows = [];
+    if (path) {
+      const up = h(
+        "button",
+        {
+          type: "button",
+          class: "folder-open folder-up",
+          onclick: () => open(parentOf(path), { focus: folderSelector(path) }),
+        },
+        h("span", { class: "visually-hidden" }, "Up to "),
+        "..",
+        h("span", { class: "visually-hidden" }, parentOf(path) ? ` ${parentOf(path)}` : " all files"),
+      );
+      rows.push(h("tr", { class: "up-row" }, h("th", { scope: "row", class: "path" }, up), h("td"), h("td")));
+    }
+    for (const node of entries.nodes) {
+      rows.push(node.__typename === "PhJobArtifactFolder" ? folderRow(node) : fileRow(node));
+    }
+    if (entries.nodes.length === 0) {
+      rows.push(
+        h(
+          "tr",
+          { class: "empty-row" },
+          h("td", { colspan: "3", class: "muted" }, startsWith ? `No name here starts with “${startsWith}”.` : "This folder is empty."),
+        ),
+      );
+    }
+    const folderTotals = path ? totalsText(entries.fileCount, entries.totalSize) : null;
     return h(
       "div",
       { class: "table-wrap" },
       h(
         "table",
         { class: "table artifacts" },
-        h("caption", { class: "visually-hidden" }, `Artifacts of ${job.id}, sorted by path`),
+        h("caption", { class: "visually-hidden" }, `Artifacts of ${job.id} in ${path || "the top folder"}, sorted by name`),
         h(
           "thead",
           {},
           h(
             "tr",
             {},
-            h("th", { scope: "col", class: "path-col" }, "Path"),
+            h("th", { scope: "col", class: "path-col" }, "Name"),
             h("th", { scope: "col", class: "num" }, "Size"),
             h("th", { scope: "col", class: "when" }, "Last modified"),
           ),
         ),
-        body,
-        h(
-          "tfoot",
-          {},
-          h(
-            "tr",
-            {},
-            h("th", { scope: "row" }, `Total: ${plural(artifact.fileCount, "file", "files")}`),
-            h("td", { class: "num", title: exactBytes(artifact.totalSize) }, formatBytes(artifact.totalSize)),
-            h("td", { class: "when" }),
-          ),
-        ),
+        h("tbody", {}, rows),
+        folderTotals
+          ? h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: "3" }, "In this folder: ", folderTotals)))
+          : null,
       ),
     );
   }

@@ -93,6 +93,16 @@ export function spanInWords(seconds) {
   return plural(seconds, "second", "seconds");
 }
 
+/** An instance type as the job page shows it: its name, then its resources. */
+export function instanceTypeText(preset) {
+  const parts = [];
+  if (preset.cpuLimit != null) parts.push(plural(preset.cpuLimit, "CPU", "CPUs"));
+  if (preset.memoryLimit != null) parts.push(`${preset.memoryLimit} GB memory`);
+  if (preset.gpuLimit) parts.push(plural(preset.gpuLimit, "GPU", "GPUs"));
+  const name = preset.displayName ?? preset.name;
+  return parts.length ? `${name} (${parts.join(", ")})` : name;
+}
+
 /**
  * A file name with its control characters made visible (a newline shows as ␊), so two
  * names that differ only by one never look alike and no name breaks the table's layout.

@@ -10,7 +10,7 @@ import { ApiError, gql } from "./api.js";
 import { errorState, loadingState, phaseBadge, poller, timeEl } from "./components.js";
 import { artifactsPanel } from "./artifacts.js";
 import { announce, h, replaceChildren } from "./dom.js";
-import { duration, isFinished, parseTime, spanInWords } from "./format.js";
+import { duration, instanceTypeText, isFinished, parseTime, spanInWords } from "./format.js";
 
 const POLL_MS = 1500;
 
@@ -19,7 +19,8 @@ query Job($id: ID!) {
   phJob(where: {id: $id}) {
     id displayName groupName userName phase command image
     createTime startTime finishTime message cancel
-    artifactRetentionSeconds artifactExpiredAt
+    artifactRetentionSeconds artifactExpiredAt activeDeadlineSeconds
+    instanceType { name displayName cpuLimit memoryLimit gpuLimit }
   }
 }`;
 
@@ -261,6 +262,14 @@ function buildView(main, initial, context, initialTab) {
       ["Duration", started ? duration(started, finished ?? new Date()) : "—"],
       ["Command", h("pre", { class: "command" }, h("code", {}, job.command))],
       ["Image", job.image ?? h("span", { class: "muted" }, "the platform's default")],
+      [
+        "Instance type",
+        job.instanceType ? instanceTypeText(job.instanceType) : h("span", { class: "muted" }, "none"),
+      ],
+      [
+        "Time limit",
+        job.activeDeadlineSeconds ? spanInWords(job.activeDeadlineSeconds) : h("span", { class: "muted" }, "none"),
+      ],
       ["Group", job.groupName],
       ["User", job.userName ?? "—"],
       ["Message", job.message ?? h("span", { class: "muted" }, "—")],
