@@ -66,23 +66,13 @@ def staged(job: JobHome) -> JobHome:
 
 
 def _env(settings: S3Settings, job: JobHome, **extra: str) -> dict[str, str]:
-    """The uploader's environment as the controller sets it on our own container."""
-    secret = settings.s3_secret_access_key
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "S3_REGION": settings.s3_region,
-        "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
-        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
-        "PHFS_BUCKET": settings.phfs_bucket,
-        "PHJOB_NAME": JOB,
-        "GROUP_NAME": GROUP,
-        "PHJOB_ARTIFACT_STAGING": str(job.staging),
+    """Our policy for the job: a week, 1 MB, 5 files (what the forgeries try to change)."""
+    policy = {
         "PHJOB_ARTIFACT_RETENTION_SECONDS": str(WEEK),
         "PHJOB_ARTIFACT_LIMIT_SIZE_MB": "1",
         "PHJOB_ARTIFACT_LIMIT_FILES": "5",
-        **extra,
     }
+    return job.uploader_env(settings, **(policy | extra))
 
 
 def _uploader(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:

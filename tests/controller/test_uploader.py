@@ -84,19 +84,7 @@ def _keys(settings: S3Settings) -> set[str]:
 
 
 def _env(settings: S3Settings, job: JobHome, **extra: str) -> dict[str, str]:
-    secret = settings.s3_secret_access_key
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "S3_REGION": settings.s3_region,
-        "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
-        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
-        "PHFS_BUCKET": settings.phfs_bucket,
-        "PHJOB_NAME": JOB,
-        "GROUP_NAME": GROUP,
-        "PHJOB_ARTIFACT_STAGING": str(job.staging),
-        **extra,
-    }
+    return job.uploader_env(settings, **extra)
 
 
 def _start_uploader(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from artifacts_controller.direct_put import DirectPut
 from artifacts_controller.staging import Listing, StagingError, open_staged, walk
 from artifacts_controller.transfer import (
+    MIB,
     Budget,
     FileChangedError,
     FileToUpload,
@@ -50,9 +51,7 @@ from artifacts_shared.manifest import Manifest, ManifestFile, ManifestLimits, Sk
 from artifacts_shared.metadata_store import write_expired_at, write_manifest
 from artifacts_shared.s3 import S3Client, delete_keys
 
-__all__ = ["Delivery", "DeliveryFailed", "Policy", "deliver", "size_text"]
-
-MIB = 1024 * 1024
+__all__ = ["Delivery", "DeliveryFailed", "Policy", "deliver"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +91,7 @@ class DeliveryFailed(Exception):
     the one line to print."""
 
 
-def size_text(size: int) -> str:
+def _size_text(size: int) -> str:
     """``12 B``, or ``157286400 B (150.0 MB)`` from one MiB; the MB rounded up, so a size
     just over a limit never reads as equal to it (run-job.sh says sizes the same way)."""
     if size < MIB:
@@ -179,7 +178,7 @@ async def deliver(
                 limit="size",
                 found=over.read,
                 allowed=policy.limit_bytes,
-                message=f"artifacts: skipped, {size_text(over.read)} read while uploading, "
+                message=f"artifacts: skipped, {_size_text(over.read)} read while uploading, "
                 f"over the limit of {policy.limit_size_mb} MB; nothing kept",
             )
             return await finish.skipped(reason, started)
@@ -205,7 +204,8 @@ def _refusal(listing: Listing, policy: Policy) -> SkipReason | None:
         )  # fmt: skip
     total = sum(staged.size for staged in listing.files)
     if total > policy.limit_bytes:
-        line = f"{size_text(total)} exceed the limit of {policy.limit_size_mb} MB; nothing uploaded"
+        limit = policy.limit_size_mb
+        line = f"{_size_text(total)} exceed the limit of {limit} MB; nothing uploaded"
         return SkipReason(
             limit="size", found=total, allowed=policy.limit_bytes,
             message=f"artifacts: skipped, {line}",

@@ -131,10 +131,10 @@ async def upload_files(
     budget: Budget | None = None,
     direct: DirectPut | None = None,
 ) -> list[UploadedFile]:
-    """Upload ``files``, a small one through ``direct`` when given; the result is in the
-    same order. The first failure propagates,
-    once the requests in flight have ended: a request cancelled half-way may still land,
-    after a caller that deletes what went up has looked."""
+    """Upload ``files``, the small ones through ``direct`` when given; the result is in
+    the same order. The first failure propagates once the requests in flight have ended
+    (none is cancelled: one cancelled half-way may still land, after a caller that deletes
+    what went up has looked)."""
     slots = asyncio.Semaphore(tuning.concurrency)
     results: list[UploadedFile | None] = [None] * len(files)
     pending: Iterator[int] = iter(range(len(files)))
