@@ -1,13 +1,14 @@
 """Artifact listing through the api's GraphQL versus a plain aiobotocore listing.
 
-Both read the same prefix of the same moto S3 server (its own process, ``servers.MotoServer``);
-the api runs as ``python -m artifacts_api`` in its own process, as in production. For jobs
+Both read the same prefix of the same S3 server, SeaweedFS (``weed mini`` in its own process,
+``servers.SeaweedServer``); the api runs as ``python -m artifacts_api`` in its own process, as
+in production. For jobs
 of 10, 1,000 and 10,000 files each repetition times the seed query
 (``phJob { artifact { prefix items { name size lastModified } } }``) over HTTP and, right
 after it, a paginated ``list_objects_v2`` of the prefix, so noise on this shared machine
 hits both alike; the ratio is ours over the baseline at the median. Then 50 concurrent
 clients send the 10-file listing for a fixed time: requests per second, beside the same
-50 clients listing with aiobotocore directly.
+50 clients listing with aiobotocore directly, with the CPU each request cost SeaweedFS.
 
 ``BENCH_QUICK=1``: jobs of 10, 100 and 1,000 files, fewer repetitions, shorter load.
 """
@@ -22,19 +23,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from common import QUICK, Figures, write_section
-from servers import MotoServer, free_port
+from servers import SeaweedServer, free_port
 
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec
 from artifacts_shared.s3 import open_s3
-from artifacts_shared.settings import S3Settings
 
 BUCKET = "bench-api"
 GROUP = "bench"
@@ -80,8 +82,8 @@ def job_id(files: int) -> str:
     return f"job-202601010000-n{files:05d}"
 
 
-def seed(server: MotoServer, store: LocalJobStore) -> None:
-    """The jobs, and their objects written straight into moto's store (not timed)."""
+def seed(server: SeaweedServer, store: LocalJobStore) -> None:
+    """The jobs, and their objects PUT to the server (not timed)."""
     server.create_bucket(BUCKET)
     for files in SIZES:
         name = job_id(files)
@@ -127,8 +129,23 @@ async def side_by_side(
     return Figures(a), Figures(b)
 
 
-async def load(run: Callable[[], Awaitable[None]], seconds: float) -> tuple[float, Figures]:
-    """Requests per second and latencies with ``CLIENTS`` clients looping for ``seconds``."""
+@dataclass(frozen=True)
+class Load:
+    rate: float
+    """Requests per second."""
+    latency: Figures
+    cpu: dict[str, float]
+    """CPU seconds per request of each process metered: SeaweedFS, the api, this one."""
+
+
+def _cpu(process: psutil.Process) -> float:
+    return float(sum(process.cpu_times()[:2]))
+
+
+async def load(
+    run: Callable[[], Awaitable[None]], seconds: float, meters: dict[str, psutil.Process]
+) -> Load:
+    """``CLIENTS`` clients looping on ``run`` for ``seconds``; what it cost ``meters``."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -138,9 +155,14 @@ async def load(run: Callable[[], Awaitable[None]], seconds: float) -> tuple[floa
             await run()
             latencies.append(time.perf_counter() - started)
 
+    before = {name: _cpu(process) for name, process in meters.items()}
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return len(latencies) / (time.perf_counter() - started), Figures(latencies)
+    elapsed = time.perf_counter() - started
+    cpu = {
+        name: (_cpu(process) - before[name]) / len(latencies) for name, process in meters.items()
+    }
+    return Load(len(latencies) / elapsed, Figures(latencies), cpu)
 
 
 def ms(seconds: float) -> str:
@@ -149,20 +171,13 @@ def ms(seconds: float) -> str:
 
 async def main() -> None:
     api_port = free_port()
-    moto = MotoServer().start()
-    s3_url = moto.url
+    server = SeaweedServer().start()
     work = tempfile.TemporaryDirectory(prefix="bench-api-")
     api: subprocess.Popen[bytes] | None = None
     try:
-        settings = S3Settings(
-            s3_endpoint_url=s3_url,
-            s3_access_key_id="bench",
-            s3_secret_access_key="bench",  # type: ignore[arg-type]
-            phfs_bucket=BUCKET,
-        )
         store = LocalJobStore(Path(work.name) / "jobs")
-        seed(moto, store)
-        async with open_s3(settings, max_connections=CLIENTS) as s3:
+        seed(server, store)
+        async with open_s3(server.settings(BUCKET), max_connections=CLIENTS) as s3:
             env = {
                 **os.environ,
                 "API_HOST": "127.0.0.1",
@@ -170,9 +185,9 @@ async def main() -> None:
                 "API_AUTH_MODE": "none",
                 "CONTROLLER_RUNTIME": "local",
                 "LOCAL_JOBS_DIR": str(store.root),
-                "S3_ENDPOINT_URL": s3_url,
-                "S3_ACCESS_KEY_ID": "bench",
-                "S3_SECRET_ACCESS_KEY": "bench",
+                "S3_ENDPOINT_URL": server.url,
+                "S3_ACCESS_KEY_ID": server.ACCESS_KEY,
+                "S3_SECRET_ACCESS_KEY": server.SECRET_KEY,
                 "PHFS_BUCKET": BUCKET,
                 "REDIS_URL": "redis://127.0.0.1:1/0",  # listing never touches Redis
             }
@@ -204,24 +219,41 @@ async def main() -> None:
                     REPEATS[links_size],
                 )
                 rows.append((f"{links_size:,} files + downloadUrl", ours, base))
-                rps_ours, lat_ours = await load(
+                meters = {
+                    "SeaweedFS": psutil.Process(server.pid),
+                    "api": psutil.Process(api.pid),
+                    "clients": psutil.Process(),
+                }
+                load_ours = await load(
                     lambda: graphql_listing(session, f"{url}/graphql", SIZES[0], QUERY),
                     LOAD_SECONDS,
+                    meters,
                 )
-                rps_base, lat_base = await load(lambda: plain_listing(s3, SIZES[0]), LOAD_SECONDS)
+                load_base = await load(lambda: plain_listing(s3, SIZES[0]), LOAD_SECONDS, meters)
     finally:
         if api is not None:
             stop(api)
-        moto.stop()
+        server.stop()
         work.cleanup()
+    write_section("api", report(server, rows, load_ours, load_base))
 
+
+def report(
+    server: SeaweedServer,
+    rows: list[tuple[str, Figures, Figures]],
+    load_ours: Load,
+    load_base: Load,
+) -> str:
+    objects, seconds = server.loaded
     lines = [
         "## api: artifact listing (GraphQL) vs plain aiobotocore listing",
         "",
-        f"moto_server and `python -m artifacts_api` as separate processes on this machine; "
+        f"S3 server: {server.version} (`weed mini`), and `python -m artifacts_api`, as "
+        f"separate processes on this machine; "
         f"{'quick run (BENCH_QUICK=1)' if QUICK else 'full run'}. Ours: the seed query "
         "over HTTP (auth mode none). Plain: `list_objects_v2` paginated over the same prefix "
-        "from the benchmark process. Times in ms, ratio = ours / plain at the median.",
+        "from the benchmark process. Times in ms, ratio = ours / plain at the median. "
+        f"The {objects:,} objects were PUT beforehand in {seconds:.0f} s (not timed).",
         "",
         "| job | ours p50 | ours p95 | plain p50 | plain p95 | ratio p50 | runs |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -236,18 +268,42 @@ async def main() -> None:
         "",
         f"Load: {CLIENTS} concurrent clients for {LOAD_SECONDS:.0f} s on the {SIZES[0]}-file job.",
         "",
-        "| | requests/s | p50 ms | p95 ms |",
-        "|---|---:|---:|---:|",
-        f"| ours (GraphQL) | {rps_ours:.0f} | {ms(lat_ours.median)} | "
-        f"{ms(lat_ours.percentile(95))} |",
-        f"| plain listing | {rps_base:.0f} | {ms(lat_base.median)} | "
-        f"{ms(lat_base.percentile(95))} |",
-        "",
-        "Under load both sides wait on moto_server (one Python process parsing and writing "
-        "XML), so requests/s measure moto as much as the api. `downloadUrl` signs one URL per "
-        "item (botocore endpoint resolution and SigV4): see the `+ downloadUrl` row.",
+        "| | requests/s | p50 ms | p95 ms | CPU ms a request: SeaweedFS / api / clients |",
+        "|---|---:|---:|---:|---:|",
     ]
-    write_section("api", "\n".join(lines))
+    for label, figures in (("ours (GraphQL)", load_ours), ("plain listing", load_base)):
+        cpu = " / ".join(ms(figures.cpu[name]) for name in ("SeaweedFS", "api", "clients"))
+        lines.append(
+            f"| {label} | {figures.rate:.0f} | {ms(figures.latency.median)} | "
+            f"{ms(figures.latency.percentile(95))} | {cpu} |"
+        )
+    lines += ["", _why(load_ours, load_base)]
+    return "\n".join(lines)
+
+
+def _why(ours: Load, plain: Load) -> str:
+    """Where the time under load went, from this run's CPU figures."""
+    ours_total, plain_total = sum(ours.cpu.values()), sum(plain.cpu.values())
+    api_busy = ours.cpu["api"] * ours.rate
+    bound = (
+        f"the api's one process was busy {api_busy:.0%} of the time, so it bounds ours"
+        if api_busy > 0.8
+        else (
+            f"at these rates the processes used {ours_total * ours.rate:.0%} and "
+            f"{plain_total * plain.rate:.0%} of one core, so most of each request's wait was "
+            f"for a turn on CPUs held by other work (load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores)"
+        )
+    )
+    return (
+        f"Under load a request cost SeaweedFS {ms(ours.cpu['SeaweedFS'])} ms of CPU for ours "
+        f"and {ms(plain.cpu['SeaweedFS'])} ms for the plain listing. Ours adds the api's "
+        f"process ({ms(ours.cpu['api'])} ms a request: HTTP, GraphQL parsing, validation and "
+        "execution, then the same listing through aiobotocore): in all "
+        f"{ms(ours_total)} ms of CPU a request against {ms(plain_total)} ms; {bound}. "
+        "`downloadUrl` signs one URL per item (botocore endpoint resolution and SigV4): see "
+        "the `+ downloadUrl` row."
+    )
 
 
 if __name__ == "__main__":

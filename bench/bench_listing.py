@@ -309,10 +309,10 @@ async def main() -> None:
         "listing",
         f"""## Listing at scale (issue 18): `entries`, `items`, links, `phJobs`, a viewer under load
 
-`bench/bench_listing.py`{" (BENCH_QUICK=1: smaller jobs)" if QUICK else ""}. S3: SeaweedFS
-{version} (`weed mini`), one server for the run. Data: jobs of {", ".join(f"{s:,}" for s in SIZES)}
+`bench/bench_listing.py`{" (BENCH_QUICK=1: smaller jobs)" if QUICK else ""}. S3: {version}
+(`weed mini`), one server for the run. Data: jobs of {", ".join(f"{s:,}" for s in SIZES)}
 files (2 bytes each, ten folders, a manifest and expiredAt), {total:,} objects loaded once by
-32 parallel PUTs over HTTP in {loaded:.0f} s and read by every figure below. The api is
+parallel signed PUTs over HTTP in {loaded:.0f} s and read by every figure below. The api is
 `python -m artifacts_api` (auth none) except for `phJobs`, served in-process against kmock's
 emulator. Medians of {REPEAT}+ alternating repetitions after a warm-up; ratio = ours / baseline.
 

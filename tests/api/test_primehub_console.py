@@ -229,7 +229,8 @@ async def test_a_job_page_reads_cancels_and_reruns_a_job(api: Api, store: LocalJ
     )
 
     assert read.errors == [] and read.data["phJob"]["id"] == job_id, read.body
-    assert read.data["phJob"]["logEndpoint"] is None  # until the job-log route exists
+    # PrimeHub's console fetches it with ?tailLines=...&follow=true appended: no query here.
+    assert read.data["phJob"]["logEndpoint"] == f"{api.url}/jobs/{job_id}/logs"
     assert rerun.errors == [], rerun.body
     again = rerun.data["rerunPhJob"]
     assert again["id"] != job_id and again["phase"] == "Pending"

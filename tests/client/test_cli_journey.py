@@ -159,7 +159,7 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
         check=False,
     )
 
-    assert len(commands) == 4 and all(
+    assert len(commands) == 5 and all(
         c.split()[0] in ("id=$(jobartifacts", "jobartifacts") for c in commands
     )
     assert result.returncode == 0, result.stderr
@@ -172,6 +172,10 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     ]
     assert (tmp_path / "results" / "test.txt").read_bytes() == HELLO
     assert (tmp_path / "results" / "sub" / "test.txt").read_bytes() == HELLO
+    # Step 4, the job's log: the seed job prints nothing itself; the collection does.
+    log = lines[6:]
+    assert 0 < len(log) <= 20
+    assert any(line.startswith("uploader: ") for line in log), log
 
 
 def test_cleanup_waits_for_the_janitors_result(devstack: DevStack) -> None:

@@ -32,12 +32,13 @@ from support.phjobs import (
 
 from artifacts_api.jobindex import JobQuery
 from artifacts_api.kube import KubernetesJobSource
+from artifacts_api.logreaders import LogGone
 from artifacts_controller.controller import run_elected
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPT_KEY, SCRIPTS_CONFIGMAP
 from artifacts_controller.settings import ControllerSettings
-from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, new_job_id
+from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, PhJobStatus, new_job_id
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 SUBRESOURCE_VERBS = ("get", "update", "patch")
@@ -104,7 +105,8 @@ async def _controller_repertoire(
 
 
 async def _api_repertoire(source: KubernetesJobSource) -> None:
-    """Everything the api asks of Kubernetes: list and watch (its index), create, get, cancel."""
+    """Everything the api asks of Kubernetes: list and watch (its index), create, get, cancel,
+    and a running job's pod log."""
     async with source:
         job = await source.create(new_phjob())
         page = await source.page(JobQuery(groups=None, first=50))
@@ -113,6 +115,13 @@ async def _api_repertoire(source: KubernetesJobSource) -> None:
         assert await source.get(new_job_id()) is None  # not in the index: asked, 404
         cancelled = await source.request_cancel(job.id)
         assert cancelled is not None and cancelled.spec.cancel
+        # No kubelet here, so no pod: the log request gets past authorization to a 404.
+        running = job.model_copy(update={"status": PhJobStatus(pod_name=job.id)})
+        log = await source.live_log(running)
+        assert log is not None
+        with pytest.raises(LogGone):
+            await log.stream(tail_lines=10, follow=False)
+        await log.aclose()
 
 
 async def test_every_request_the_services_make_is_allowed_and_every_grant_is_used(

@@ -418,6 +418,33 @@ def test_the_service_and_ingress_reach_the_api_port() -> None:
     assert of_kind(rendered("default"), "Ingress") == []
 
 
+@pytest.mark.parametrize(
+    ("api", "public_url"),
+    [
+        ({}, None),
+        ({"ingress": {"enabled": True, "host": "a.example.com"}}, "http://a.example.com"),
+        (
+            {"ingress": {"enabled": True, "host": "a.example.com", "tlsSecretName": "tls"}},
+            "https://a.example.com",
+        ),
+        (
+            {"ingress": {"enabled": True, "host": "a.example.com", "path": "/artifacts/"}},
+            "http://a.example.com/artifacts",
+        ),
+        (
+            {"publicUrl": "https://logs.example.com", "ingress": {"enabled": True}},
+            "https://logs.example.com",
+        ),
+    ],
+)
+def test_log_endpoints_point_at_the_public_url_or_the_ingress(
+    api: dict[str, Any], public_url: str | None
+) -> None:
+    env = env_of(deployments(render_chart({"api": api}))["api"])
+    assert env.get("API_PUBLIC_URL", {}).get("value") == public_url
+    assert env["API_LOG_MAX_STREAMS"]["value"] == "100"
+
+
 def _pods(value_set: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for service, deployment in deployments(rendered(value_set)).items():
         yield service, deployment["spec"]["template"]["spec"]

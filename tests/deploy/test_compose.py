@@ -172,6 +172,25 @@ def test_the_controller_runs_jobs_locally_in_s3_mode_sharing_the_job_store() -> 
     assert volume_at("api") == volume_at("controller")
 
 
+def test_the_api_reads_running_jobs_logs_from_the_controllers_runtime_folder() -> None:
+    controller, api = environment("controller"), environment("api")
+    runtime = controller["LOCAL_RUNTIME_DIR"]
+    assert api["LOCAL_RUNTIME_DIR"] == runtime
+
+    def mount_at(service: str) -> tuple[str, str]:
+        """(volume, mode) of the mount at the runtime folder; compose v1 writes strings."""
+        (mount,) = (
+            str(v).split(":")
+            for v in services()[service]["volumes"]
+            if str(v).split(":")[1] == runtime
+        )
+        return mount[0], mount[2] if len(mount) > 2 else "rw"
+
+    assert mount_at("api")[0] == mount_at("controller")[0]
+    assert mount_at("api")[1] == "ro"  # the api never writes there
+    assert mount_at("controller")[1] == "rw"
+
+
 def test_the_api_authenticates_off_loopback() -> None:
     api = environment("api")
     assert api["API_HOST"] == "0.0.0.0"

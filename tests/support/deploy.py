@@ -68,6 +68,8 @@ GRANTS: Mapping[str, GrantTable] = {
     },
     "api": {
         (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "create", "patch"}),
+        # A running job's log (GET /jobs/<id>/logs, PhJob.logs); never the pods themselves.
+        ("", "pods/log"): frozenset({"get"}),
     },
 }
 

@@ -16,7 +16,11 @@ one module closes the gap, so product code runs here exactly as it would against
   starts ``Pending``;
 - lists carry a ``resourceVersion`` and honour ``labelSelector``; a watch from a
   ``resourceVersion`` replays only the changes after it (including deletions), and a watch
-  from no version starts with every object as ``ADDED``, then follows changes without a gap.
+  from no version starts with every object as ``ADDED``, then follows changes without a gap;
+- a pod has a log (``GET .../pods/<name>/log``, which the emulator lacks) as the API server
+  serves it from the kubelet: ``container`` (required when the pod has several), ``tailLines``,
+  ``follow`` (until the container has terminated); ``400`` while the container is waiting
+  to start, ``404`` once the pod is gone. Tests play the container with ``write_pod_log``.
 
 Tests also get the failures a real server produces: ``disconnect_watches()`` ends every open
 watch stream (a load balancer's idle timeout), ``expire_watches()`` answers ``410 Gone`` to
@@ -163,6 +167,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
     latency: float = 0.0
     """Seconds added to every request but watches: a remote API server's round trip."""
     _inflight: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
+    _pod_logs: dict[tuple[str, str, str], bytearray] = attrs.field(factory=dict, init=False)
+    log_poll: float = 0.02
+    """How often a followed pod log looks for new bytes and for its container's end."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -231,6 +238,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """How many watch streams on ``resource`` are open and following changes now."""
         return self._watching[kmock.resource(resource)]
 
+    def write_pod_log(
+        self, namespace: str, pod: str, data: bytes, *, container: str = "job"
+    ) -> None:
+        """Play a pod's container: append ``data`` to what it wrote (its log)."""
+        self._pod_logs.setdefault((namespace, pod, container), bytearray()).extend(data)
+
     def fail_next(self, action: str, resource: str, *, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` requests of ``action`` on ``resource`` with ``status``."""
         key = (enums.action(action), kmock.resource(resource))
@@ -281,6 +294,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if planned:
             status = planned.pop(0)
             raise kmock.KubernetesError(status=status, reason="Planned", message="fail_next()")
+        if request.resource == kmock.resource("v1/pods") and request.subresource == "log":
+            return await self._serve_pod_log(request)
         if request.resource is None or request.action not in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -355,6 +370,82 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for immutable in ("uid", "creationTimestamp", "namespace", "name"):
             metadata.pop(immutable, None)
         metadata["resourceVersion"] = str(self._tick())
+
+    # -- pod logs ---------------------------------------------------------------------------
+
+    def _container_state(self, namespace: str, pod: str, container: str) -> str:
+        """``waiting``, ``running``, ``terminated`` (``gone`` with the pod), as the kubelet says."""
+        found = self.read_object("v1/pods", namespace, pod)
+        if found is None:
+            return "gone"
+        for status in (found.get("status") or {}).get("containerStatuses") or []:
+            if status.get("name") == container:
+                state = status.get("state") or {}
+                for name in ("terminated", "running"):
+                    if name in state:
+                        return name
+        return "waiting"
+
+    def _log_container(self, request: rendering.Request) -> tuple[str, str, str]:
+        namespace, pod = request.namespace or "", request.name or ""
+        found = self.read_object("v1/pods", namespace, pod)
+        if found is None:
+            raise kmock.KubernetesError(
+                status=404, reason="NotFound", message=f'pods "{pod}" not found'
+            )
+        spec = found.get("spec") or {}
+        names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
+        container = request.params.get("container") or (names[0] if len(names) == 1 else "")
+        if not container:
+            raise kmock.KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message=f"a container name must be specified for pod {pod}, "
+                f"choose one of: [{' '.join(names)}]",
+            )
+        if container not in names:
+            raise kmock.KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message=f"container {container} is not valid for pod {pod}",
+            )
+        if self._container_state(namespace, pod, container) == "waiting":
+            raise kmock.KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message=f'container "{container}" in pod "{pod}" is waiting to start: '
+                "ContainerCreating",
+            )
+        return namespace, pod, container
+
+    async def _serve_pod_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        key = self._log_container(request)
+        data = bytes(self._pod_logs.get(key, b""))
+        tail = request.params.get("tailLines")
+        start = 0
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            kept = lines[-int(tail) :] if int(tail) else []
+            start = len(data) - sum(map(len, kept))
+        follow = request.params.get("follow", "false").lower() == "true"
+        raw = request._raw_request
+        assert raw is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw)
+        await response.write(data[start:])
+        sent = len(data)
+        while follow:
+            state = self._container_state(*key)
+            log = self._pod_logs.get(key, b"")
+            if len(log) > sent:
+                await response.write(bytes(log[sent:]))
+                sent = len(log)
+            elif state != "running":
+                break
+            else:
+                await asyncio.sleep(self.log_poll)
+        await response.write_eof()
+        return response
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         if request.resource not in self._get_resources():

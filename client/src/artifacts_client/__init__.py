@@ -30,6 +30,7 @@ from artifacts_client.models import (
     Download,
     Job,
     JobPhase,
+    LogPage,
 )
 from artifacts_client.progress import NoProgress, Progress, ProgressBar
 
@@ -52,6 +53,7 @@ __all__ = [
     "Job",
     "JobPhase",
     "JobRef",
+    "LogPage",
     "NoProgress",
     "NotFound",
     "Progress",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -50,6 +51,7 @@ examples:
   jobartifacts wait job-202009250153-34s0ti --timeout 600 && \\
     jobartifacts download job-202009250153-34s0ti -o results/
   jobartifacts artifacts job-202009250153-34s0ti --json
+  jobartifacts logs job-202009250153-34s0ti --follow --tail 100
 
 exit codes: 0 success, 1 error, 2 bad usage, 3 the waited job did not succeed
 (wait --exit-status), 124 --timeout expired, 130 interrupted.
@@ -223,6 +225,31 @@ def cmd_download(client: Client, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+_TERMINAL_UNSAFE = re.compile(rb"(\x1b\[[0-9;]*m)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control bytes a job could use to drive the reader's terminal (set its title, move the
+cursor, rewrite what was shown); colours (SGR sequences) are harmless and kept."""
+
+
+def for_terminal(data: bytes) -> bytes:
+    """``data`` safe to show on a terminal: each control byte but tab, newline and carriage
+    return becomes ``?``, colour sequences stay."""
+    return _TERMINAL_UNSAFE.sub(lambda match: match.group(1) or b"?", data)
+
+
+def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    raw = args.raw or not out.stdout.isatty()
+    sink = getattr(out.stdout, "buffer", None)
+    for chunk in client.logs(args.id, follow=args.follow, tail=args.tail):
+        data = chunk if raw else for_terminal(chunk)
+        if sink is not None:
+            sink.write(data)
+            sink.flush()
+        else:
+            out.stdout.write(data.decode("utf-8", "replace"))
+            out.stdout.flush()
+    return 0
+
+
 def cmd_cleanup(client: Client, args: argparse.Namespace, out: Output) -> int:
     run = client.cleanup(wait=args.wait, interval=args.interval, timeout=args.timeout)
     if out.json:
@@ -253,6 +280,16 @@ def _positive_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
     if not number > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value!r}")
     return number
 
 
@@ -432,6 +469,25 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    logs = command(
+        "logs",
+        "print a job's log (stdout and stderr, then the collection's lines)",
+        cmd_logs,
+        description="Print what the job wrote: its output while it runs (from the pod or the "
+        "local runtime), the copy kept with its artifacts once it has ended, until they expire. "
+        "On a terminal, control characters a job printed are shown as '?' (colours are kept).",
+    )
+    _job_id_argument(logs)
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until the job ends"
+    )
+    logs.add_argument(
+        "--tail", type=_count, metavar="N", help="start with the last N lines (default: all)"
+    )
+    logs.add_argument(
+        "--raw", action="store_true", help="print the bytes as they are, even on a terminal"
     )
 
     cleanup = command(

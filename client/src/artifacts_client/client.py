@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from artifacts_client.models import (
     Download,
     Job,
     JobPhase,
+    LogPage,
 )
 from artifacts_client.progress import NoProgress, Progress, ProgressBar
 from artifacts_client.transport import GraphQLTransport, download_opener
@@ -217,6 +218,38 @@ class Client:
         """Ask for the job to be stopped; it ends Cancelled once the controller has stopped it."""
         result = self._execute(queries.CANCEL_JOB, {"id": _job_id(job)})
         return Job.from_graphql(result["cancelPhJob"])
+
+    # Logs
+
+    def logs(
+        self, job: JobRef, *, follow: bool = False, tail: int | None = None
+    ) -> Iterator[bytes]:
+        """The job's log as the job wrote it, in chunks: all of it, or its last ``tail``
+        lines; with ``follow``, then each line as it is written, until the job has ended.
+
+        The log is read from the job's runtime while it runs and from the copy kept with
+        its artifacts afterwards; ``NotFound`` once that has expired. Like PrimeHub's
+        ``jobs.logs``, but the token goes to this client's API only.
+        """
+        if tail is not None and tail < 0:
+            raise ValueError(f"tail must be 0 or more, got {tail}")
+        params = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tailLines"] = str(tail)
+        # A followed job may be silent for hours: no deadline on each read then.
+        return self._transport.stream(
+            f"/jobs/{_job_id(job)}/logs", params, timeout=None if follow else self.timeout
+        )
+
+    def job_logs(self, job: JobRef, offset: int | None = None, limit: int = 1000) -> LogPage:
+        """Lines ``offset`` to ``offset + limit - 1`` of the job's log (0-based), or its last
+        ``limit`` lines when ``offset`` is None (JuliaHub.jl's ``job_logs``); at most 5000."""
+        job_id = _job_id(job)
+        data = self._execute(queries.LOGS, {"id": job_id, "offset": offset, "limit": limit})
+        page = (data.get("phJob") or {}).get("logs")
+        if page is None:
+            raise NotFound(f"there is no job {job_id}", code="NOT_FOUND")
+        return LogPage.from_graphql(job_id, page)
 
     # Artifacts
 

@@ -25,6 +25,7 @@ __all__ = [
     "Download",
     "Job",
     "JobPhase",
+    "LogPage",
 ]
 
 
@@ -167,6 +168,32 @@ class ArtifactFolder(_Jsonable):
             expired_at=_time(data.get("expiredAt")),
             skipped=bool(data.get("skipped")),
             skip_reason=data.get("skipReason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage(_Jsonable):
+    """Lines of a job's log (JuliaHub.jl's ``job_logs``): ``lines[0]`` is line ``offset``
+    (0-based) of ``total_lines``; ``live`` while the job runs and the log may grow."""
+
+    job_id: str
+    offset: int
+    lines: list[str]
+    total_lines: int
+    has_more: bool
+    live: bool
+    source: str | None
+
+    @classmethod
+    def from_graphql(cls, job_id: str, data: Mapping[str, Any]) -> LogPage:
+        return cls(
+            job_id=job_id,
+            offset=int(data["offset"]),
+            lines=[str(line) for line in data["lines"]],
+            total_lines=int(data["totalLines"]),
+            has_more=bool(data["hasMore"]),
+            live=bool(data["live"]),
+            source=data.get("source"),
         )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "CREATE_JOB",
     "JOB",
     "JOBS",
+    "LOGS",
 ]
 
 _JOB = """
@@ -68,6 +69,15 @@ CANCEL_JOB = f"""
 mutation CancelJob($id: ID!) {{
   cancelPhJob(where: {{id: $id}}) {{ {_JOB} }}
 }}
+"""
+
+LOGS = """
+query Logs($id: ID!, $offset: Int, $limit: Int) {
+  phJob(where: {id: $id}) {
+    id
+    logs(offset: $offset, limit: $limit) { offset lines totalLines hasMore live source }
+  }
+}
 """
 
 CLEANUP = "mutation Cleanup { cleanupPhJobArtifact }"

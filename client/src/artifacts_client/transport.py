@@ -16,12 +16,14 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from artifacts_client.errors import ConnectionFailed, ProtocolError, api_error
 
 __all__ = ["USER_AGENT", "GraphQLTransport", "download_opener", "graphql_url"]
+
+_CHUNK = 64 * 1024
 
 
 def _version() -> str:
@@ -93,6 +95,49 @@ class GraphQLTransport:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
+
+    def route_url(self, path: str) -> str:
+        """The URL of one of the API's own routes (``/jobs/<id>/logs``), beside GraphQL."""
+        return self.url.removesuffix("/graphql") + path
+
+    def stream(
+        self, path: str, params: Mapping[str, str], *, timeout: float | None
+    ) -> Iterator[bytes]:
+        """GET one of the API's routes with the token; its body in chunks as they arrive.
+
+        ``timeout`` bounds each wait for bytes (None: wait as long as the API is silent,
+        for a followed log). A refusal raises its GraphQL error's type.
+        """
+        url = f"{self.route_url(path)}?{urllib.parse.urlencode(dict(params))}"
+        headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
+        headers["Accept"] = "text/plain, application/json"
+        request = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            response = self._opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read(_ERROR_BODY_LIMIT)
+            err.close()
+            self._result(status, raw)  # raises the API's error
+            raise ProtocolError(f"{url} answered HTTP {status}") from None
+        except urllib.error.URLError as err:
+            raise ConnectionFailed(f"cannot reach the API at {self.url}: {_reason(err)}") from None
+        except (OSError, http.client.HTTPException) as err:
+            raise ConnectionFailed(
+                f"the connection to the API at {self.url} failed: {err}"
+            ) from None
+        return self._chunks(response)
+
+    def _chunks(self, response: Any) -> Iterator[bytes]:
+        with response:
+            try:
+                while chunk := response.read1(_CHUNK):
+                    yield chunk
+            except TimeoutError:
+                raise ConnectionFailed(
+                    f"the API at {self.url} sent nothing for {self.timeout:g} s"
+                ) from None
+            except (OSError, http.client.HTTPException) as err:
+                raise ConnectionFailed(f"the log from {self.url} was cut short: {err}") from None
 
     def execute(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``data`` of the response; the first GraphQL error, if any, raised as its type."""

@@ -26,6 +26,7 @@ __all__ = [
     "group_path",
     "is_metadata",
     "job_artifacts_root",
+    "job_log_key",
     "job_prefix",
     "legacy_expired_at_key",
     "manifest_key",
@@ -103,6 +104,11 @@ def legacy_expired_at_key(prefix: JobPrefix) -> ObjectKey:
 
 def manifest_key(prefix: JobPrefix) -> ObjectKey:
     return ObjectKey(f"{prefix}{METADATA_DIR}manifest.json")
+
+
+def job_log_key(prefix: JobPrefix) -> ObjectKey:
+    """The job's output, delivered with its artifacts: metadata, so never listed as one."""
+    return ObjectKey(f"{prefix}{METADATA_DIR}job.log")
 
 
 def is_metadata(relative: str) -> bool:

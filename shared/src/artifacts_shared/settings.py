@@ -27,6 +27,7 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 
 __all__ = [
+    "LOCAL_JOB_LOG",
     "ArtifactPolicySettings",
     "BaseServiceSettings",
     "HttpUrl",
@@ -208,9 +209,23 @@ def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
     return "invalid settings: " + "; ".join(dict.fromkeys(parts))
 
 
+LOCAL_JOB_LOG = "job.log"
+"""The job's stdout and stderr, then run-job.sh's and the uploader's lines, in one file."""
+
+
 class LocalRuntimeSettings(BaseServiceSettings):
     """Where the dev stack keeps its jobs when ``CONTROLLER_RUNTIME=local`` (no Kubernetes)."""
 
     local_jobs_dir: Path = Field(
         Path(".data/jobs"), description="a folder path for the local job store"
     )
+    local_runtime_dir: Path = Field(
+        Path(".data/runtime"), description="a folder path for local jobs' homes and logs"
+    )
+
+    def local_job_log(self, job: str) -> Path:
+        """Where the local runtime writes a job's output, which the api serves while it runs.
+
+        ``job`` must be a checked job name (``layout.check_job_name``): it is a path step.
+        """
+        return self.local_runtime_dir / job / LOCAL_JOB_LOG

@@ -35,11 +35,13 @@ from artifacts_api.auth import (
 from artifacts_api.downloads import artifacts_zip
 from artifacts_api.errors import InternalError
 from artifacts_api.explorer import EXPLORER_DIR
+from artifacts_api.filewatch import open_file_watcher
 from artifacts_api.gql.endpoint import GraphQLEndpoint
 from artifacts_api.guards import HANDLER_ARGS, header_limits, loopback_only
 from artifacts_api.jobsource import JobSource, LocalJobSource
 from artifacts_api.jwks import JwksCache
 from artifacts_api.links import LinkSigner
+from artifacts_api.logroute import LOG_STREAMS, StreamSlots, job_log
 from artifacts_api.manifests import ManifestCache
 from artifacts_api.metrics import Metrics
 from artifacts_api.presign import Presigner
@@ -95,16 +97,22 @@ async def _authenticator(
 
 async def _job_source(settings: ApiSettings, stack: AsyncExitStack) -> JobSource:
     if settings.controller_runtime == "local":
-        return LocalJobSource(LocalJobStore(settings.local_jobs_dir))
+        watcher = await stack.enter_async_context(open_file_watcher())
+        return LocalJobSource(LocalJobStore(settings.local_jobs_dir), settings, watcher=watcher)
     # Imported here: kubernetes-asyncio is only loaded where it is used.
     from artifacts_api.kube import KubernetesJobSource, open_kubernetes
 
     api_client = await stack.enter_async_context(open_kubernetes())
+    # Followed pod logs stay open as long as their jobs run: a pool of their own.
+    log_client = await stack.enter_async_context(
+        open_kubernetes(connections=settings.api_log_max_streams)
+    )
     return await stack.enter_async_context(
         KubernetesJobSource(
             api_client,
             namespace=settings.kube_namespace,
             timeout_seconds=settings.api_kube_timeout_seconds,
+            log_client=log_client,
         )
     )
 
@@ -222,6 +230,7 @@ def make_app(settings: ApiSettings, *, job_source: JobSource | None = None) -> w
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[LOG_STREAMS] = StreamSlots(settings.api_log_max_streams)
     endpoint = GraphQLEndpoint(settings, app[METRICS])
     app.cleanup_ctx.append(_services_ctx(job_source))
     # Every method: GET and POST are GraphQL (and a browser's GET the explorer), the rest
@@ -233,6 +242,8 @@ def make_app(settings: ApiSettings, *, job_source: JobSource | None = None) -> w
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/jobs/{id}/artifacts.zip", artifacts_zip)
+    # No HEAD: it would read (or follow) the whole log to send nothing.
+    app.router.add_get("/jobs/{id}/logs", job_log, allow_head=False)
     app.router.add_get("/", _index)
     app.router.add_get("/jobs", _index)
     app.router.add_get("/jobs/{id}", _index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from artifacts_api.errors import BadUserInput, NotFound, Unavailable
 from artifacts_api.identity import Identity
@@ -26,7 +27,14 @@ from artifacts_shared.phjob import (
     new_job_id,
 )
 
-__all__ = ["JobRequest", "create_job", "parse_job_id", "visible_job"]
+__all__ = [
+    "JobRequest",
+    "artifacts_expire_at",
+    "create_job",
+    "parse_job_id",
+    "retention_seconds",
+    "visible_job",
+]
 
 _MAX_COMMAND = 64 * 1024
 _MAX_DISPLAY_NAME = 256
@@ -52,6 +60,25 @@ async def visible_job(jobs: JobSource, identity: Identity, job_id: str) -> PhJob
         raise NotFound(f'there is no job {job_id} (phjobs.primehub.io "{job_id}" not found)')
     identity.require_access(job.spec.group_name, f"job {job_id}")
     return job
+
+
+def retention_seconds(job: PhJob, settings: ApiSettings) -> int:
+    """How long the job's artifacts (and its log) are kept after it ends; 0: until deleted."""
+    own = job.spec.artifact.retention_seconds if job.spec.artifact else None
+    # The controller applies the same rule (contract.effective_policy) with the same setting.
+    return settings.artifact_retention_seconds if own is None else own
+
+
+def artifacts_expire_at(job: PhJob, settings: ApiSettings) -> datetime | None:
+    """When the job's artifacts expire(d) by its retention: None while it runs, or when kept.
+
+    Still answers after the janitor deleted the folder and its ``expiredAt`` with it.
+    """
+    finished = job.status.finish_time
+    retention = retention_seconds(job, settings)
+    if not job.status.finished or finished is None or retention == 0:
+        return None
+    return finished + timedelta(seconds=retention)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,16 @@ A backend that cannot answer raises ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Protocol
 
+from artifacts_api.filewatch import FileWatcher
 from artifacts_api.jobindex import JobIndex, JobPage, JobQuery
+from artifacts_api.logreaders import JobLog, SeekableLog, open_file_log
 from artifacts_shared.jobstore import JobExistsError, JobNotFoundError, LocalJobStore
+from artifacts_shared.layout import check_job_name
 from artifacts_shared.phjob import JobId, PhJob
+from artifacts_shared.settings import LocalRuntimeSettings
 
 __all__ = ["JobExistsError", "JobSource", "LocalJobSource"]
 
@@ -34,16 +39,26 @@ class JobSource(Protocol):
         """Set ``spec.cancel``; the job as it is now, or None when there is no such job."""
         ...
 
+    async def live_log(self, job: PhJob) -> JobLog | None:
+        """The job's output as its runtime keeps it (the pod's log, the local runtime's
+        file), or None when the runtime has none (not started, or gone with the pod)."""
+        ...
+
 
 class LocalJobSource:
-    """The local job store (``LOCAL_JOBS_DIR``), shared with the controller's local runtime.
+    """The local job store (``LOCAL_JOBS_DIR``), shared with the controller's local runtime,
+    whose job logs it reads under ``LOCAL_RUNTIME_DIR`` (followed through ``watcher``).
 
     The store does small blocking file operations; they run in a worker thread so a slow
     disk does not stall every other request.
     """
 
-    def __init__(self, store: LocalJobStore) -> None:
+    def __init__(
+        self, store: LocalJobStore, runtime: LocalRuntimeSettings, *, watcher: FileWatcher
+    ) -> None:
         self._store = store
+        self._runtime = runtime
+        self._watcher = watcher
 
     async def get(self, job_id: JobId) -> PhJob | None:
         try:
@@ -64,3 +79,21 @@ class LocalJobSource:
             return await asyncio.to_thread(self._store.request_cancel, job_id)
         except JobNotFoundError:
             return None
+
+    async def live_log(self, job: PhJob) -> JobLog | None:
+        path: Path = self._runtime.local_job_log(check_job_name(job.id))
+        log = await asyncio.to_thread(open_file_log, path)
+        if log is None:
+            return None
+
+        async def ended() -> bool:
+            current = await self.get(job.id)
+            return current is None or current.status.finished
+
+        return SeekableLog(
+            log,
+            source="LIVE",
+            ended=ended,
+            watch=lambda: self._watcher.watch(log.fd),
+            close=log.close,
+        )

@@ -1,4 +1,5 @@
-"""PhJobs in Kubernetes, through kubernetes-asyncio: the only module that imports it.
+"""PhJobs and their pods' logs in Kubernetes, through kubernetes-asyncio: the only module
+that imports it.
 
 kubernetes-asyncio is untyped, so its surface stays here behind ``JobSource``. Every call
 carries ``API_KUBE_TIMEOUT_SECONDS``; errors other than "not found" and "already exists"
@@ -12,6 +13,11 @@ a watch resumes from the last resourceVersion, ``410 Gone`` lists again, other f
 retry after a backoff. Pages are answered from memory once the first list is in.
 What this api creates or cancels goes into the index at once (read your own writes), and
 a job it does not know yet (made a moment ago through another replica) is fetched.
+
+A pod's log (``pods/log``) is read through the API server, which tails and follows it; a
+followed log can stay open for as long as the job runs, so log streams go through an
+``ApiClient`` of their own: however many readers are slow or idle, PhJob requests keep
+their connections.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from kubernetes_asyncio import client, config, watch
 
 from artifacts_api.errors import Unavailable
 from artifacts_api.jobindex import JobIndex, JobPage, JobQuery
+from artifacts_api.loglines import LinePage, last_lines, window
+from artifacts_api.logreaders import Chunks, JobLog, LogGone, LogNotStarted, LogSource
 from artifacts_shared.jobstore import JobExistsError
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, JobId, PhJob
 
-__all__ = ["KubernetesJobSource", "open_kubernetes"]
+__all__ = ["JOB_CONTAINER", "KubernetesJobSource", "PodLog", "open_kubernetes"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,18 +50,30 @@ _LIST_PAGE = 500
 _WATCH_SECONDS = 300
 """The server ends each watch after this; it is resumed from the last version seen."""
 _BACKOFF = (0.5, 30.0)
+_ERROR_BODY = 64 * 1024
+
+JOB_CONTAINER = "job"
+"""The container that runs run-job.sh in a job's pod (the controller's
+``podspec.JOB_CONTAINER``): its output is the job's log."""
+_NOT_STARTED = ("waiting to start", "ContainerCreating", "PodInitializing")
+"""How the API server says a container has no log yet (HTTP 400)."""
 
 
 @asynccontextmanager
-async def open_kubernetes() -> AsyncIterator[Any]:
-    """An ApiClient for the cluster we run in, else for the current kubeconfig context."""
+async def open_kubernetes(*, connections: int | None = None) -> AsyncIterator[Any]:
+    """An ApiClient for the cluster we run in, else for the current kubeconfig context,
+    with at most ``connections`` connections at once (kubernetes-asyncio's 100 if None)."""
+    configuration = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        api_client = client.ApiClient(configuration=configuration)
     else:
         # Read KUBECONFIG now: kubernetes-asyncio reads it once, when first imported.
-        api_client = await config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+        await config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    api_client = client.ApiClient(configuration=configuration)
     try:
         yield api_client
     finally:
@@ -74,11 +94,101 @@ def _version(document: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
+class PodLog:
+    """The log of a job's pod, read through the API server (``GET .../pods/<pod>/log``)."""
+
+    source: LogSource = "LIVE"
+
+    def __init__(self, core: Any, *, pod: str, namespace: str, timeout_seconds: float) -> None:
+        self._core = core
+        self._pod = pod
+        self._namespace = namespace
+        self._timeout = timeout_seconds
+        self._responses: list[aiohttp.ClientResponse] = []
+
+    async def _open(self, *, tail_lines: int | None, follow: bool) -> aiohttp.ClientResponse:
+        # A followed log is quiet while the job is: only connecting has a deadline.
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._timeout, sock_read=None if follow else self._timeout
+        )
+        try:
+            response: aiohttp.ClientResponse = await self._core.read_namespaced_pod_log(
+                name=self._pod,
+                namespace=self._namespace,
+                container=JOB_CONTAINER,
+                follow=follow,
+                tail_lines=tail_lines,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            log.warning("Kubernetes is unreachable: %r", err)
+            raise Unavailable("Kubernetes is unavailable", backend="kubernetes") from err
+        if response.status == 200:
+            self._responses.append(response)  # closed by aclose, read or not
+            return response
+        try:
+            body = await response.content.read(_ERROR_BODY)
+        finally:
+            response.release()
+        message = _status_message(body)
+        if response.status == 404:
+            raise LogGone(f"the job's pod {self._pod} is gone, and its log with it")
+        if response.status == 400 and any(mark in message for mark in _NOT_STARTED):
+            raise LogNotStarted(message)
+        log.warning("Kubernetes refused a log request: %s %s", response.status, message)
+        raise Unavailable(
+            f"Kubernetes refused to read the job's log ({response.status} {message[:200]})",
+            backend="kubernetes",
+        )
+
+    async def stream(self, *, tail_lines: int | None, follow: bool) -> Chunks:
+        return _body(await self._open(tail_lines=tail_lines, follow=follow))
+
+    async def page(self, *, offset: int | None, limit: int) -> LinePage:
+        # The API server tails, but cannot say how many lines came before: count them all.
+        chunks = await self.stream(tail_lines=None, follow=False)
+        if offset is None:
+            return await last_lines(chunks, limit=limit)
+        return await window(chunks, offset=offset, limit=limit)
+
+    async def aclose(self) -> None:
+        for response in self._responses:
+            response.close()
+        self._responses.clear()
+
+
+async def _body(response: aiohttp.ClientResponse) -> Chunks:
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    finally:
+        response.close()
+
+
+def _status_message(body: bytes) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, else the body as text."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()
+    message = document.get("message") if isinstance(document, dict) else None
+    return str(message) if message else body.decode("utf-8", "replace").strip()
+
+
 class KubernetesJobSource:
     """``async with KubernetesJobSource(...) as source``: the watch runs while it is open."""
 
-    def __init__(self, api_client: Any, *, namespace: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        namespace: str,
+        timeout_seconds: float,
+        log_client: Any | None = None,
+    ) -> None:
         self._api = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(log_client or api_client)
         self._namespace = namespace
         self._timeout = timeout_seconds
         self._index = JobIndex()
@@ -301,3 +411,9 @@ class KubernetesJobSource:
                 return None
             raise self._unavailable(err, "patch") from err
         return self._learn(document)
+
+    async def live_log(self, job: PhJob) -> JobLog | None:
+        pod = job.status.pod_name
+        if pod is None:
+            return None
+        return PodLog(self._core, pod=pod, namespace=self._namespace, timeout_seconds=self._timeout)

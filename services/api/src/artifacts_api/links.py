@@ -1,9 +1,9 @@
-"""Short-lived signed links to the api's own zip route.
+"""Short-lived signed links to the api's own routes: a job's zip, a job's log file.
 
 A browser following a link sends no ``Authorization`` header, so the UI cannot simply
 link to ``/jobs/<id>/artifacts.zip``. Like an S3 presigned URL, a link carries its expiry
-and an HMAC over job and expiry, made only for a caller allowed to see the job; the zip
-route accepts either such a link or a bearer token. The key comes from
+and an HMAC over route, job and expiry, made only for a caller allowed to see the job;
+the route accepts either such a link or a bearer token. The key comes from
 ``API_LINK_SIGNING_KEY`` (shared by every replica) or is random per process.
 """
 
@@ -14,7 +14,10 @@ import hmac
 import time
 import urllib.parse
 
-__all__ = ["LinkSigner"]
+__all__ = ["LOG", "ZIP", "LinkSigner"]
+
+ZIP = "artifacts.zip"
+LOG = "job.log"
 
 
 class LinkSigner:
@@ -22,20 +25,34 @@ class LinkSigner:
         self._key = key
         self._ttl = ttl_seconds
 
-    def _signature(self, job_id: str, expires: int) -> str:
-        message = f"artifacts.zip\n{job_id}\n{expires}".encode()
+    def _signature(self, route: str, job_id: str, expires: int) -> str:
+        message = f"{route}\n{job_id}\n{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def zip_url(self, job_id: str, *, now: float | None = None) -> str:
+    def _query(self, route: str, job_id: str, now: float | None) -> str:
         expires = int(now if now is not None else time.time()) + self._ttl
-        query = urllib.parse.urlencode(
-            {"expires": expires, "signature": self._signature(job_id, expires)}
+        return urllib.parse.urlencode(
+            {"expires": expires, "signature": self._signature(route, job_id, expires)}
         )
-        return f"/jobs/{job_id}/artifacts.zip?{query}"
 
-    def valid(self, job_id: str, expires: str, signature: str, *, now: float | None = None) -> bool:
+    def zip_url(self, job_id: str, *, now: float | None = None) -> str:
+        return f"/jobs/{job_id}/artifacts.zip?{self._query(ZIP, job_id, now)}"
+
+    def log_url(self, job_id: str, *, now: float | None = None) -> str:
+        """The whole log as a file to save (``download=true``)."""
+        return f"/jobs/{job_id}/logs?download=true&{self._query(LOG, job_id, now)}"
+
+    def valid(
+        self,
+        job_id: str,
+        expires: str,
+        signature: str,
+        *,
+        route: str = ZIP,
+        now: float | None = None,
+    ) -> bool:
         if not expires.isdigit() or len(expires) > 12:
             return False
         if int(expires) < (now if now is not None else time.time()):
             return False
-        return hmac.compare_digest(self._signature(job_id, int(expires)), signature)
+        return hmac.compare_digest(self._signature(route, job_id, int(expires)), signature)

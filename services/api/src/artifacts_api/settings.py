@@ -124,6 +124,17 @@ class ApiSettings(
     api_kube_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="seconds above 0, at most 600"
     )
+    api_public_url: HttpUrl | None = Field(
+        None,
+        description="the http(s) URL clients reach the api at, e.g. https://artifacts.example.com "
+        "(PhJob.logEndpoint starts with it; default: the address each request came in on)",
+    )
+    api_log_max_streams: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="an integer from 1 to 100000: job logs served at once, per process",
+    )
     api_link_signing_key: SecretStr | None = Field(
         None,
         description="a secret of at least 32 characters that signs zip links "

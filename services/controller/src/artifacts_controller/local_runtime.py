@@ -364,7 +364,7 @@ class LocalRuntime:
             as_user = {"user": uid, "group": uid, "extra_groups": []}
         env = self._env(job, folder)
         try:
-            with _open_private(folder / "job.log") as output:
+            with _open_private(self._settings.local_job_log(job.metadata.name)) as output:
                 # subprocess, not asyncio's: asyncio kills a child whose transport is
                 # collected, and the job's fate must be ours to decide (see _stop_all).
                 process = subprocess.Popen(
@@ -478,7 +478,7 @@ class LocalRuntime:
         env = uploader_env(env, self._settings, with_keys=True)
         if run.uid is not None:  # what the job's user does not own is not the job's to hand over
             env["UPLOADER_OWNER_UID"] = str(run.uid)
-        with _open_private(run.folder / "job.log") as output:
+        with _open_private(self._settings.local_job_log(run.job_id)) as output:
             process = subprocess.Popen(
                 [*self._uploader, "--exit-code", str(run.exit_code)],
                 env=env,

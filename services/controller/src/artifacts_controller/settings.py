@@ -126,10 +126,8 @@ class ControllerSettings(
         8081, ge=0, le=65535, description="an integer from 0 (any free port) to 65535"
     )
 
-    # The local runtime (CONTROLLER_RUNTIME=local): job homes, staging folders, logs.
-    local_runtime_dir: Path = Field(
-        Path(".data/runtime"), description="a folder path for local jobs' homes and logs"
-    )
+    # The local runtime (CONTROLLER_RUNTIME=local); LOCAL_RUNTIME_DIR is a shared setting,
+    # since the api reads running jobs' logs there.
     local_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="seconds between scans of the local job store"
     )

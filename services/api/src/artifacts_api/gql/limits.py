@@ -39,7 +39,8 @@ COST_MAP: dict[str, dict[str, Any]] = {
         "phJobsConnection": {"complexity": 2, "multipliers": ["first", "last"]},
         "files": {"complexity": 10},  # an S3 listing
     },
-    "PhJob": {"artifact": {"complexity": 10}},
+    # Reading a page of a log reads the log up to its end (to count its lines).
+    "PhJob": {"artifact": {"complexity": 10}, "logs": {"complexity": 20}},
     # One S3 page of `first` entries: their fields cost `first` times (items are charged
     # when they run, by the request's WorkBudget).
     "PhJobArtifact": {"entries": {"complexity": 1, "multipliers": ["first"]}},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from ariadne import ObjectType
@@ -12,6 +11,7 @@ from artifacts_api.gql.artifact import ArtifactFolder
 from artifacts_api.gql.context import Info
 from artifacts_api.gql.selection import selected_names
 from artifacts_api.gql.user import missing_instance_type
+from artifacts_api.jobs import artifacts_expire_at, retention_seconds
 from artifacts_api.times import iso_utc
 from artifacts_shared.instance_types import InstanceType, UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError, job_prefix
@@ -121,13 +121,6 @@ def resolve_schedule(job: PhJob, info: Info) -> None:
     return None  # PrimeHub's recurring jobs do not exist here
 
 
-@phjob.field("logEndpoint")
-def resolve_log_endpoint(job: PhJob, info: Info) -> None:
-    # The job-log route (GET /jobs/<id>/logs) comes with the logs issue; until then the
-    # field exists so that PrimeHub's console documents, which select it, validate.
-    return None
-
-
 @phjob.field("artifact")
 async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
     """The folder's reads the query needs, through the request's loaders; never a listing.
@@ -174,20 +167,14 @@ def _settle(*reads: asyncio.Future[Any] | None) -> None:
 
 @phjob.field("artifactRetentionSeconds")
 def resolve_artifact_retention_seconds(job: PhJob, info: Info) -> int:
-    own = job.spec.artifact.retention_seconds if job.spec.artifact else None
-    # The controller applies the same rule (contract.effective_policy) with the same setting.
-    return info.context.services.settings.artifact_retention_seconds if own is None else own
+    return retention_seconds(job, info.context.services.settings)
 
 
 @phjob.field("artifactExpiredAt")
 def resolve_artifact_expired_at(job: PhJob, info: Info) -> str | None:
     # Kept answerable after the janitor deleted the folder and its expiredAt with it, so
     # the UI can say "expired on ..." instead of "left no artifacts".
-    finished = job.status.finish_time
-    retention = resolve_artifact_retention_seconds(job, info)
-    if not job.status.finished or finished is None or retention == 0:
-        return None
-    return iso_utc(finished + timedelta(seconds=retention))
+    return iso_utc(artifacts_expire_at(job, info.context.services.settings))
 
 
 bindables = [phjob]

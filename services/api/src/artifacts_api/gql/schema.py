@@ -11,7 +11,7 @@ from pathlib import Path
 from ariadne import load_schema_from_path, make_executable_schema
 from graphql import GraphQLSchema
 
-from artifacts_api.gql import artifact, cleanup, mutation, phjob, query, storefile, user
+from artifacts_api.gql import artifact, cleanup, logs, mutation, phjob, query, storefile, user
 
 __all__ = ["SCHEMA_DIR", "make_schema"]
 
@@ -28,5 +28,6 @@ def make_schema() -> GraphQLSchema:
         *cleanup.bindables,
         *user.bindables,
         *storefile.bindables,
+        *logs.bindables,
         convert_names_case=True,
     )

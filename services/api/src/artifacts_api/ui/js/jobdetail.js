@@ -1,7 +1,8 @@
-// A job's page (`/jobs/<id>`): its phase, updated live while it runs, and two tabs,
-// Summary and Artifacts. The Artifacts tab opens only once the job has finished
-// (Succeeded, Failed or Cancelled): before that there is nothing collected to show.
-// `#artifacts` in the address opens that tab (now, or as soon as the job finishes).
+// A job's page (`/jobs/<id>`): its phase, updated live while it runs, and three tabs,
+// Summary, Artifacts and Logs (live while the job runs, see logs.js). The Artifacts tab
+// opens only once the job has finished (Succeeded, Failed or Cancelled): before that
+// there is nothing collected to show. `#logs` and `#artifacts` in the address open those
+// tabs (the artifacts now, or as soon as the job finishes).
 //
 // Tabs follow the WAI-ARIA tabs pattern: arrow keys, Home and End move between tabs and
 // select them; a disabled tab can be reached (so its reason can be read) but not selected.
@@ -9,6 +10,7 @@
 import { ApiError, gql } from "./api.js";
 import { errorState, loadingState, phaseBadge, poller, timeEl } from "./components.js";
 import { artifactsPanel } from "./artifacts.js";
+import { logsPanel } from "./logs.js";
 import { announce, h, replaceChildren } from "./dom.js";
 import { duration, instanceTypeText, isFinished, parseTime, spanInWords } from "./format.js";
 
@@ -27,7 +29,7 @@ query Job($id: ID!) {
 const CANCEL_MUTATION = `
 mutation Cancel($id: ID!) { cancelPhJob(where: {id: $id}) { id cancel } }`;
 
-const TABS = ["summary", "artifacts"];
+const TABS = ["summary", "artifacts", "logs"];
 
 export function renderJobDetail(main, jobId, context) {
   document.title = `${jobId} · Job artifacts`;
@@ -44,7 +46,8 @@ export function renderJobDetail(main, jobId, context) {
   );
 
   function wantedTab() {
-    return window.location.hash === "#artifacts" ? "artifacts" : "summary";
+    const named = window.location.hash.replace(/^#/, "");
+    return TABS.includes(named) ? named : "summary";
   }
 
   async function fetchJob() {
@@ -133,7 +136,7 @@ function buildView(main, initial, context, initialTab) {
 
   const tabs = {};
   const panels = {};
-  const labels = { summary: "Summary", artifacts: "Artifacts" };
+  const labels = { summary: "Summary", logs: "Logs", artifacts: "Artifacts" };
   const hint = h("p", { id: "artifacts-hint", class: "tab-hint muted" });
 
   for (const name of TABS) {
@@ -165,6 +168,7 @@ function buildView(main, initial, context, initialTab) {
   const summary = h("dl", { class: "summary" });
   panels.summary.append(summary);
   const artifacts = artifactsPanel(panels.artifacts, job.id, context);
+  const logs = logsPanel(panels.logs, job.id, context);
 
   replaceChildren(
     main,
@@ -179,6 +183,7 @@ function buildView(main, initial, context, initialTab) {
     hint,
     panels.summary,
     panels.artifacts,
+    panels.logs,
   );
 
   let current = null;
@@ -223,13 +228,15 @@ function buildView(main, initial, context, initialTab) {
     }
     if (focus) tabs[name].focus();
     if (!fromHash) {
-      const hash = name === "artifacts" ? "#artifacts" : "";
+      const hash = name === "summary" ? "" : `#${name}`;
       if (window.location.hash !== hash) {
         window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search + hash);
       }
     }
     // The artifacts are asked for when the tab is opened; Refresh in the panel asks again.
     if (name === "artifacts" && (changed || user) && !artifacts.loaded) artifacts.load();
+    if (name === "logs") logs.show(job);
+    else logs.hide();
   }
 
   function onTabKey(event) {
@@ -327,6 +334,7 @@ function buildView(main, initial, context, initialTab) {
     renderSummary();
     renderCancel();
     syncDisabled();
+    logs.update(job);
   }
 
   renderSummary();
@@ -337,6 +345,9 @@ function buildView(main, initial, context, initialTab) {
   return {
     update,
     select,
-    dispose: () => artifacts.dispose(),
+    dispose: () => {
+      artifacts.dispose();
+      logs.dispose();
+    },
   };
 }
