@@ -31,7 +31,7 @@ from artifacts_controller.staging import walk
 from artifacts_controller.transfer import MIB, Tuning
 from artifacts_controller.uploader import main
 from artifacts_shared.expiry import parse_expired_at
-from artifacts_shared.layout import expired_at_key, job_prefix, manifest_key
+from artifacts_shared.layout import expired_at_key, job_log_key, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
 from artifacts_shared.s3 import S3Client
 from artifacts_shared.settings import S3Settings
@@ -636,3 +636,144 @@ def test_a_file_still_being_written_uploads_as_staged(
     [entry] = Manifest.from_json(objects[MANIFEST]).files
     stored = objects[f"{PREFIX}log.txt"]
     assert (entry.size, entry.sha256) == (len(stored), hashlib.sha256(stored).hexdigest())
+
+
+# --- the job's log, delivered with the artifacts (issue 16) ---------------------------------
+
+JOB_LOG = job_log_key(PREFIX)
+
+
+def _our_log(tmp_path: Path, body: bytes) -> Path:
+    """The job's output as our side captured it (the local runtime's file), outside staging."""
+    path = tmp_path / "runtime-job.log"
+    path.write_bytes(body)
+    return path
+
+
+def test_the_jobs_log_goes_up_as_metadata_counted_in_the_manifest_not_as_a_file(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    run = staged.run(SEED_COMMAND + "; echo out; echo err >&2")
+    body = run.stdout.encode() + run.stderr.encode()
+    log = _our_log(tmp_path, body)
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    objects = _objects(s3_settings)
+    assert set(objects) == {
+        f"{PREFIX}test.txt", f"{PREFIX}sub/test.txt", JOB_LOG, MANIFEST, EXPIRED_AT
+    }  # fmt: skip
+    assert objects[JOB_LOG] == body
+    assert b"artifacts: 2 files staged" in objects[JOB_LOG]  # the collection's lines, after
+    manifest = Manifest.from_json(objects[MANIFEST])
+    assert (manifest.file_count, manifest.total_size) == (2, 12)  # the log is no artifact
+    assert manifest.log is not None
+    assert (manifest.log.size, manifest.log.written, manifest.log.truncated) == (
+        len(body), len(body), False
+    )  # fmt: skip
+    assert manifest.log.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_log_over_its_cap_keeps_its_end_after_one_truncation_line(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    body = b"".join(f"line {i:07d}\n".encode() for i in range(300_000))  # 3.6 MB
+    log = _our_log(tmp_path, body)
+    staged.run("true")
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log), PHJOB_LOG_LIMIT_MB="1"))
+
+    assert result.returncode == 0, result.stderr
+    stored = _objects(s3_settings)[JOB_LOG]
+    first, rest = stored.split(b"\n", 1)
+    assert (
+        first
+        == (
+            f"[job.log truncated: the job's output was {len(body)} bytes, over the limit of 1 MB "
+            "(ARTIFACT_JOB_LOG_LIMIT_MB); its first bytes are left out and its end follows]"
+        ).encode()
+    )
+    assert len(stored) <= MIB
+    assert rest.endswith(b"line 0299999\n")
+    assert body.endswith(rest) and rest.startswith(b"line ")  # from a whole line on
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.log is not None
+    assert (manifest.log.size, manifest.log.written, manifest.log.truncated) == (
+        len(stored), len(body), True
+    )  # fmt: skip
+
+
+def test_a_job_without_artifacts_still_has_its_log_kept_and_expiring(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    staged.run("echo nothing to keep")
+    log = _our_log(tmp_path, b"nothing to keep\nartifacts: none: there is no ./artifacts folder\n")
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    assert _keys(s3_settings) == {JOB_LOG, MANIFEST, EXPIRED_AT}  # expires with the folder
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.file_count == 0 and manifest.log is not None
+
+
+def test_a_skipped_collection_still_delivers_the_log(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    staged.artifacts.mkdir()
+    (staged.artifacts / "big.bin").write_bytes(b"\0" * (MIB + 1))
+    staged.run("true")
+    log = _our_log(tmp_path, b"the job's output\n")
+
+    result = upload(
+        _env(s3_settings, staged, UPLOADER_JOB_LOG=str(log), PHJOB_ARTIFACT_LIMIT_SIZE_MB="1")
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert _keys(s3_settings) == {JOB_LOG, MANIFEST, EXPIRED_AT}
+    assert _objects(s3_settings)[JOB_LOG] == b"the job's output\n"
+    assert Manifest.from_json(_objects(s3_settings)[MANIFEST]).skipped
+
+
+def test_a_log_the_job_writes_into_staging_is_never_the_delivered_log(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    forged = b"artifacts: 0 files staged (all is well, says the job)\n"
+    staged.run(
+        "mkdir -p artifacts/.primehub/metadata; echo data > artifacts/keep.txt; "
+        f"printf '{forged.decode()}' > artifacts/.primehub/metadata/job.log; "
+        f"printf '{forged.decode()}' > \"$PHJOB_ARTIFACT_STAGING/job.log\""
+    )
+    (staged.staging / "files" / ".primehub" / "metadata").mkdir(parents=True, exist_ok=True)
+    (staged.staging / "files" / ".primehub" / "metadata" / "job.log").write_bytes(forged)
+    ours = _our_log(tmp_path, b"what the job really printed\n")
+
+    with_log = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(ours)))
+    assert with_log.returncode == 0, with_log.stderr
+    assert _objects(s3_settings)[JOB_LOG] == b"what the job really printed\n"
+
+    for key in _keys(s3_settings):
+        _client(s3_settings).delete_object(Bucket=s3_settings.phfs_bucket, Key=key)
+    without = upload(_env(s3_settings, staged))  # no log from our side: none at all
+    assert without.returncode == 0, without.stderr
+    assert JOB_LOG not in _keys(s3_settings)
+    assert f"{PREFIX}keep.txt" in _keys(s3_settings)
+
+
+def test_a_log_path_swapped_for_a_link_is_not_followed(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("S3_SECRET_ACCESS_KEY=...")
+    log = tmp_path / "runtime-job.log"
+    log.symlink_to(secret)
+    staged.run(SEED_COMMAND)
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    assert JOB_LOG not in _keys(s3_settings)
+    assert f"the job's log {log} could not be read" in result.stderr
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.file_count == 2 and manifest.log is None

@@ -161,6 +161,13 @@ class ArtifactPolicySettings(BaseServiceSettings):
     artifact_limit_files: int = Field(
         1000, ge=1, le=100_000_000, description="a whole number of files, at least 1"
     )
+    artifact_job_log_limit_mb: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="a whole number of megabytes from 1 to 10000: the most of a job's log "
+        "delivered with its artifacts (its end is kept, after a truncation line)",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)

@@ -120,6 +120,7 @@ def uploader_env(
     """
     env = dict(job_env)
     env["PHFS_BUCKET"] = settings.phfs_bucket
+    env["PHJOB_LOG_LIMIT_MB"] = str(settings.artifact_job_log_limit_mb)
     env["S3_REGION"] = settings.s3_region
     if settings.s3_endpoint_url:
         env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url

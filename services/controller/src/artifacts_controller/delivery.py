@@ -6,16 +6,19 @@ and the limits from the uploader's own settings (the controller sets them in our
 container's environment), the end time from our own clock, the file list from our own
 walk of the staging folder, each size and sha256 from the bytes actually sent. The limits
 hold for those bytes: a file that grows while it is read cannot take the delivery past
-the size limit; then nothing is kept and the manifest says why.
+the size limit; then nothing is kept and the manifest says why. The job's log, when our
+side gives one (``joblog.py``), goes up as ``.primehub/metadata/job.log`` whatever
+happened to the files, and the manifest's ``log`` counts it.
 
 The order, so that an ``expiredAt`` never stands beside a partial folder (section 3):
 delete a stale ``expiredAt``, abort multipart uploads a killed attempt left, upload the
-files, write ``manifest.json``, then ``expiredAt`` -- in ``_write_metadata``, the one place
+files, the log, ``manifest.json``, then ``expiredAt`` -- in ``_write_metadata``, the one place
 this delivery writes it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from typing import Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from artifacts_controller.direct_put import DirectPut
+from artifacts_controller.joblog import JobLog, read_job_log
 from artifacts_controller.staging import Listing, StagingError, open_staged, walk
 from artifacts_controller.transfer import (
     MIB,
@@ -45,6 +49,7 @@ from artifacts_shared.layout import (
     UnsafeNameError,
     artifact_key,
     expired_at_key,
+    job_log_key,
     job_prefix,
 )
 from artifacts_shared.manifest import Manifest, ManifestFile, ManifestLimits, SkipReason
@@ -122,12 +127,16 @@ async def deliver(
     tuning: Tuning,
     owner: int | None = None,
     direct: DirectPut | None = None,
+    job_log: Path | None = None,
+    job_log_limit: int = 10 * MIB,
     say: Callable[[str], None] = lambda line: None,
 ) -> Delivery:
     """Deliver the staged files within ``policy``; ``DeliveryFailed`` on any failure.
 
     ``say`` gets one line for each staged entry that is not delivered, and why; small
-    files go through ``direct`` when given (``transfer.upload_files``).
+    files go through ``direct`` when given (``transfer.upload_files``). ``job_log``, the
+    job's output as our side captured it, is delivered too, its end within
+    ``job_log_limit`` bytes, read once the files are up (so their lines are in it).
     """
     started = time.monotonic()
     try:
@@ -142,14 +151,17 @@ async def deliver(
         raise DeliveryFailed(str(err)) from None
     for line in listing.skipped:
         say(line)
-    if not listing.files:
+    if not listing.files and job_log is None:
         return Delivery("none", "none: the staging folder holds no files")
     finish = _Finish(s3=s3, bucket=bucket, prefix=prefix, policy=policy, ended_at=ended_at,
-                     exit_code=exit_code)  # fmt: skip
+                     exit_code=exit_code, job_log=job_log, job_log_limit=job_log_limit,
+                     say=say)  # fmt: skip
     try:
         # Before any artifact object changes: no expiredAt beside a partial upload. Being
         # the first request, it also finds out whether the bucket can be reached.
         await s3.delete_object(Bucket=bucket, Key=expired_at_key(prefix))
+        if not listing.files:
+            return await finish.delivered([], started, none=True)
         refusal = _refusal(listing, policy)
         if refusal is not None:
             return await finish.skipped(refusal, started)
@@ -223,13 +235,21 @@ class _Finish:
     policy: Policy
     ended_at: int
     exit_code: int | None
+    job_log: Path | None
+    job_log_limit: int
+    say: Callable[[str], None]
 
-    async def delivered(self, files: list[ManifestFile], started: float) -> Delivery:
+    async def delivered(
+        self, files: list[ManifestFile], started: float, *, none: bool = False
+    ) -> Delivery:
         total = sum(entry.size for entry in files)
         expired_at = await self._write_metadata(files, skip=None)
-        message = f"{_count(len(files))}, {total} B uploaded"
+        if none:
+            message = "none: the staging folder holds no files; the job's log delivered"
+        else:
+            message = f"{_count(len(files))}, {total} B uploaded"
         return Delivery(
-            "delivered", message, self.prefix, len(files), total, expired_at,
+            "none" if none else "delivered", message, self.prefix, len(files), total, expired_at,
             time.monotonic() - started,
         )  # fmt: skip
 
@@ -244,6 +264,7 @@ class _Finish:
         self, files: list[ManifestFile], *, skip: SkipReason | None
     ) -> int | None:
         expired_at = expiry_after(self.ended_at, self.policy.retention_seconds)
+        log = await self._write_log()
         manifest = Manifest(
             job=self.policy.job,
             group=self.policy.group,
@@ -256,8 +277,27 @@ class _Finish:
             skipped=skip is not None,
             skip_reason=skip,
             files=files,
+            log=None if log is None else log.entry,
         )
         await write_manifest(self.s3, self.bucket, self.prefix, manifest)
         if expired_at is not None:
             await write_expired_at(self.s3, self.bucket, self.prefix, expired_at)
         return expired_at
+
+    async def _write_log(self) -> JobLog | None:
+        if self.job_log is None:
+            return None
+        try:
+            log = read_job_log(self.job_log, limit=self.job_log_limit)
+        except OSError as err:
+            # The files are delivered all the same; the manifest has no log then.
+            self.say(f"the job's log {self.job_log} could not be read ({err}); not delivered")
+            return None
+        await self.s3.put_object(
+            Bucket=self.bucket,
+            Key=job_log_key(self.prefix),
+            Body=log.body,
+            ContentType="text/plain; charset=utf-8",
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(log.entry.sha256)).decode("ascii"),
+        )
+        return log

@@ -478,7 +478,11 @@ class LocalRuntime:
         env = uploader_env(env, self._settings, with_keys=True)
         if run.uid is not None:  # what the job's user does not own is not the job's to hand over
             env["UPLOADER_OWNER_UID"] = str(run.uid)
-        with _open_private(self._settings.local_job_log(run.job_id)) as output:
+        log = self._settings.local_job_log(run.job_id)
+        # The file this process opened for the job's output, in a folder the job cannot
+        # write: the log delivered with the artifacts (the uploader's lines up to then too).
+        env["UPLOADER_JOB_LOG"] = str(log)
+        with _open_private(log) as output:
             process = subprocess.Popen(
                 [*self._uploader, "--exit-code", str(run.exit_code)],
                 env=env,

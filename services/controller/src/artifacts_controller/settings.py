@@ -196,6 +196,18 @@ class UploaderSettings(S3Settings):
     phjob_artifact_limit_files: int = Field(
         1000, ge=1, le=100_000_000, description="a whole number of files, at least 1"
     )
+    phjob_log_limit_mb: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="a whole number of megabytes from 1 to 10000: the most of the job's log "
+        "delivered (ARTIFACT_JOB_LOG_LIMIT_MB, as the controller sets it)",
+    )
+    uploader_job_log: Path | None = Field(
+        None,
+        description="a file path: the job's output as our side captured it, delivered as "
+        ".primehub/metadata/job.log (unset: no log is delivered)",
+    )
     uploader_concurrency: int = Field(
         8, ge=1, le=64, description="how many requests run at once, from 1 to 64"
     )

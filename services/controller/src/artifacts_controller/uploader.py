@@ -4,7 +4,8 @@ The ``s3`` delivery mode's second half (ARCHITECTURE section 4), on our side of 
 boundary: run-job.sh copies the job's files into the staging folder and writes ``done``
 last (``staging.py``); this process learns that the job has ended, then delivers
 (``delivery.py``: our own walk, our own limits, our own clock, then ``manifest.json``,
-then ``expiredAt``). How it learns the job has ended depends on where it runs:
+then ``expiredAt``; the job's log with them when ``UPLOADER_JOB_LOG`` names the file our
+side captured it in, see ``joblog.py``). How it learns the job has ended depends on where it runs:
 
 - a native sidecar (``--when-stopped``, Kubernetes 1.29+): the kubelet sends it SIGTERM
   only once the job container has ended, also when the pod is deleted. It waits for that
@@ -42,7 +43,7 @@ from artifacts_controller.delivery import Delivery, DeliveryFailed, Policy, deli
 from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import Done, StagingError, read_done
-from artifacts_controller.transfer import Tuning
+from artifacts_controller.transfer import MIB, Tuning
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
 
@@ -178,6 +179,8 @@ async def _run(settings: UploaderSettings, *, when_stopped: bool) -> int:
                 tuning=Tuning(concurrency=settings.uploader_concurrency),
                 owner=settings.uploader_owner_uid,
                 direct=direct,
+                job_log=settings.uploader_job_log,
+                job_log_limit=settings.phjob_log_limit_mb * MIB,
                 say=say,
             )
     except DeliveryFailed as err:
