@@ -21,6 +21,7 @@ from support.cluster import ChartNamespace, Cluster, Identity
 
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.settings import S3Settings
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` picks tests by their marks
@@ -83,8 +84,9 @@ async def admin_kube(
 
 
 @pytest.fixture
-def controller_settings(chart: ChartNamespace) -> ControllerSettings:
+def controller_settings(chart: ChartNamespace, s3_settings: S3Settings) -> ControllerSettings:
     return ControllerSettings(
+        **dict(s3_settings),  # the test's own bucket, where finished jobs' logs go
         kube_namespace=chart.namespace,
         artifact_delivery="phfs",
         controller_resync_seconds=60,

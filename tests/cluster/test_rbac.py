@@ -39,6 +39,7 @@ from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPT_KEY, SCRIPTS_CONFIGMAP
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, PhJobStatus, new_job_id
+from artifacts_shared.s3 import S3Client, open_s3
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 SUBRESOURCE_VERBS = ("get", "update", "patch")
@@ -72,9 +73,21 @@ async def _controller_repertoire(
     settings: ControllerSettings,
 ) -> None:  # fmt: skip
     """Everything the controller does: lease, watches, pods, status, cancel, its ConfigMap."""
+    async with open_s3(settings) as s3:
+        await _controller_acts(cluster, chart, admin, controller, settings, s3)
+
+
+async def _controller_acts(
+    cluster: Cluster, chart: ChartNamespace, admin: Kube, controller: Kube,
+    settings: ControllerSettings, s3: S3Client,
+) -> None:  # fmt: skip
     elected = asyncio.create_task(
         run_elected(
-            kube=controller, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics()
+            kube=controller,
+            settings=settings,
+            script=STAND_IN_SCRIPT,
+            metrics=ControllerMetrics(),
+            s3=s3,
         )
     )
     try:

@@ -23,6 +23,7 @@ from artifacts_controller.kube import PHJOBS, PODS, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJobPhase
+from artifacts_shared.s3 import open_s3
 
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 PODS_R = "v1/pods"
@@ -30,18 +31,19 @@ PODS_R = "v1/pods"
 
 @asynccontextmanager
 async def running_controller(kube: Kube, settings: ControllerSettings) -> AsyncIterator[Controller]:
-    controller = Controller(
-        kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics()
-    )
-    task = asyncio.create_task(controller.run())
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()), 5
+    async with open_s3(settings) as s3:
+        controller = Controller(
+            kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics(), s3=s3
         )
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        task = asyncio.create_task(controller.run())
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()), 5
+            )
+            yield controller
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _phase(kube: Kube, name: str, phase: PhJobPhase, *, timeout: float = 5.0) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+import pytest
 from support.kube import KubeEmulator
 from support.phjobs import (
     STAND_IN_SCRIPT,
@@ -22,18 +23,31 @@ from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
+from artifacts_shared.s3 import S3Client
 from artifacts_shared.settings import load_settings
 
 PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 
 
-def _reconciler(kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler:
-    if changes:
-        settings = settings.model_copy(update=changes)
-    metrics = ControllerMetrics()
-    runtime = KubeRuntime(kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics)
-    return Reconciler(runtime, metrics=metrics)
+class MakeReconciler(Protocol):
+    def __call__(self, kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler: ...
+
+
+@pytest.fixture
+def _reconciler(s3: S3Client) -> MakeReconciler:
+    """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket."""
+
+    def make(kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler:
+        if changes:
+            settings = settings.model_copy(update=changes)
+        metrics = ControllerMetrics()
+        runtime = KubeRuntime(
+            kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics, s3=s3
+        )
+        return Reconciler(runtime, metrics=metrics)
+
+    return make
 
 
 async def _reconcile(reconciler: Reconciler, job: PhJob) -> PhJobStatus:
@@ -55,6 +69,7 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, command="echo hello", active_deadline_seconds=600)
     status = await _reconcile(_reconciler(kube, controller_settings), job)
@@ -114,7 +129,10 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
 
 
 async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_sidecar(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     settings = controller_settings.model_copy(
         update={
@@ -162,7 +180,10 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
 
 
 async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(
         kube, controller_settings, artifact_delivery="s3", uploader_sidecar="container"
@@ -178,7 +199,10 @@ async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
 
 
 async def test_the_job_overrides_and_image_replace_the_controller_defaults(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(
         kube,
@@ -197,7 +221,10 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
 
 
 async def test_the_instance_type_sets_the_job_containers_resources_and_placement(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     presets = load_settings(
         InstanceTypeSettings,
@@ -227,7 +254,10 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
 
 
 async def test_a_job_without_an_instance_type_gets_no_resources(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
     await _reconcile(_reconciler(kube, controller_settings), job)
@@ -238,7 +268,10 @@ async def test_a_job_without_an_instance_type_gets_no_resources(
 
 
 async def test_an_unknown_instance_type_fails_the_job_without_a_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, instance_type="gpu-99")
     status = await _reconcile(_reconciler(kube, controller_settings), job)
@@ -262,7 +295,10 @@ def _versions(emulator: KubeEmulator) -> dict[tuple[str, str], str]:
 
 
 async def test_reconciling_twice_changes_nothing(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
@@ -285,7 +321,10 @@ async def test_reconciling_twice_changes_nothing(
 
 
 async def test_a_pod_left_by_an_interrupted_pass_is_adopted_not_doubled(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
     # A pass that created the pod and died before writing the status:
@@ -301,6 +340,7 @@ async def test_a_script_configmap_that_differs_is_put_back(
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     await kube.create(
         CONFIGMAPS,
@@ -312,7 +352,7 @@ async def test_a_script_configmap_that_differs_is_put_back(
 
 
 async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
@@ -353,7 +393,7 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
 
 
 async def test_a_failing_command_fails_the_job_with_its_exit_code(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
@@ -366,7 +406,7 @@ async def test_a_failing_command_fails_the_job_with_its_exit_code(
 
 
 async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube, active_deadline_seconds=5)
@@ -381,7 +421,7 @@ async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
 
 
 async def test_a_failed_upload_fails_a_successful_command(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
@@ -404,7 +444,7 @@ async def test_a_failed_upload_fails_a_successful_command(
 
 
 async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
@@ -419,7 +459,10 @@ async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
 
 
 async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(
         kube,
@@ -440,7 +483,10 @@ async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
 
 
 async def test_cancel_deletes_the_pod_and_ends_cancelled(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
@@ -457,7 +503,10 @@ async def test_cancel_deletes_the_pod_and_ends_cancelled(
 
 
 async def test_a_cancelled_job_that_never_started_gets_no_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, cancel=True)
     status = await _reconcile(_reconciler(kube, controller_settings), job)
@@ -466,7 +515,7 @@ async def test_a_cancelled_job_that_never_started_gets_no_pod(
 
 
 async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
-    kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
     reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
@@ -483,7 +532,10 @@ async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
 
 
 async def test_a_group_without_a_safe_folder_fails_the_job_without_a_pod(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, group_name="../etc")
     status = await _reconcile(_reconciler(kube, controller_settings), job)
@@ -492,7 +544,10 @@ async def test_a_group_without_a_safe_folder_fails_the_job_without_a_pod(
 
 
 async def test_a_pod_of_the_same_name_that_is_not_the_jobs_fails_it(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
     await kube.create(PODS, {"metadata": {"name": job.metadata.name}, "spec": {"containers": []}})

@@ -21,6 +21,7 @@ from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
 
 log = logging.getLogger("artifacts_controller")
@@ -31,6 +32,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     user_agent = f"artifacts-controller/0.1.0 ({settings.controller_identity})"
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
+        open_s3(settings) as s3,  # the job logs it delivers (pod_logs.py)
         asyncio.TaskGroup() as group,
     ):
         elector = LeaderElector(
@@ -49,7 +51,12 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
         )
         group.create_task(
             run_elected(
-                kube=kube, settings=settings, script=script, metrics=metrics, elector=elector
+                kube=kube,
+                settings=settings,
+                script=script,
+                metrics=metrics,
+                s3=s3,
+                elector=elector,
             )
         )
     raise AssertionError("unreachable")

@@ -24,6 +24,7 @@ from artifacts_controller.reconcile import Reconciler, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.watching import Watcher
 from artifacts_shared.phjob import FINISHED_PHASES
+from artifacts_shared.s3 import S3Client
 
 __all__ = ["Controller", "run_elected"]
 
@@ -52,11 +53,12 @@ class Controller:
         settings: ControllerSettings,
         script: str,
         metrics: ControllerMetrics,
+        s3: S3Client,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
-        runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics)
+        runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
         self.reconciler = Reconciler(runtime, metrics=metrics)
         self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
@@ -191,6 +193,7 @@ async def run_elected(
     settings: ControllerSettings,
     script: str,
     metrics: ControllerMetrics,
+    s3: S3Client,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
     """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
@@ -205,6 +208,6 @@ async def run_elected(
     async with asyncio.TaskGroup() as group:
         group.create_task(elector.run(), name="lease")
         await elector.leading.wait()
-        controller = Controller(kube=kube, settings=settings, script=script, metrics=metrics)
+        controller = Controller(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

@@ -18,7 +18,6 @@ this delivery writes it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from typing import Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from artifacts_controller.direct_put import DirectPut
-from artifacts_controller.joblog import JobLog, read_job_log
+from artifacts_controller.joblog import JobLog, put_job_log, read_job_log
 from artifacts_controller.staging import Listing, StagingError, open_staged, walk
 from artifacts_controller.transfer import (
     MIB,
@@ -49,7 +48,6 @@ from artifacts_shared.layout import (
     UnsafeNameError,
     artifact_key,
     expired_at_key,
-    job_log_key,
     job_prefix,
 )
 from artifacts_shared.manifest import Manifest, ManifestFile, ManifestLimits, SkipReason
@@ -293,11 +291,5 @@ class _Finish:
             # The files are delivered all the same; the manifest has no log then.
             self.say(f"the job's log {self.job_log} could not be read ({err}); not delivered")
             return None
-        await self.s3.put_object(
-            Bucket=self.bucket,
-            Key=job_log_key(self.prefix),
-            Body=log.body,
-            ContentType="text/plain; charset=utf-8",
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(log.entry.sha256)).decode("ascii"),
-        )
+        await put_job_log(self.s3, self.bucket, self.prefix, log)
         return log

@@ -14,15 +14,18 @@ after a newline, so the kept part starts at a whole line.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from artifacts_shared.layout import JobPrefix, job_log_key
 from artifacts_shared.manifest import ManifestLog
+from artifacts_shared.s3 import S3Client
 
-__all__ = ["JobLog", "read_job_log"]
+__all__ = ["JobLog", "capped_log", "put_job_log", "read_job_log"]
 
 _LINE_SEARCH = 64 * 1024
 """How far past the cut a newline is looked for; a longer line is cut where it is."""
@@ -43,6 +46,24 @@ def _truncation_line(written: int, limit: int) -> bytes:
     ).encode()
 
 
+def capped_log(tail: bytes, written: int, *, limit: int) -> JobLog:
+    """The log to store from the last bytes of the job's output, ``written`` in all."""
+    if written <= limit and len(tail) <= limit:
+        body, truncated = tail, False
+    else:
+        head = _truncation_line(written, limit)
+        kept = tail[-max(limit - len(head), 0) :]
+        newline = kept.find(b"\n", 0, _LINE_SEARCH)
+        body, truncated = head + (kept[newline + 1 :] if newline >= 0 else kept), True
+    entry = ManifestLog(
+        size=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        written=max(written, len(tail)),
+        truncated=truncated,
+    )
+    return JobLog(body, entry)
+
+
 def read_job_log(path: Path, *, limit: int) -> JobLog:
     """The log at ``path``, its end within ``limit`` bytes; ``OSError`` if unreadable.
 
@@ -55,21 +76,17 @@ def read_job_log(path: Path, *, limit: int) -> JobLog:
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file")
         written = info.st_size
-        if written <= limit:
-            body = handle.read(limit)  # what it held at the look: a writer may go on
-            truncated = False
-        else:
-            head = _truncation_line(written, limit)
-            keep = max(limit - len(head), 0)
-            handle.seek(written - keep)
-            tail = handle.read(keep)
-            newline = tail.find(b"\n", 0, _LINE_SEARCH)
-            body = head + (tail[newline + 1 :] if newline >= 0 else tail)
-            truncated = True
-    entry = ManifestLog(
-        size=len(body),
-        sha256=hashlib.sha256(body).hexdigest(),
-        written=written if truncated else max(written, len(body)),
-        truncated=truncated,
+        # What it held at the look (a writer may go on): its end, within the limit.
+        handle.seek(max(written - limit, 0))
+        tail = handle.read(limit)
+    return capped_log(tail, written, limit=limit)
+
+
+async def put_job_log(s3: S3Client, bucket: str, prefix: JobPrefix, log: JobLog) -> None:
+    await s3.put_object(
+        Bucket=bucket,
+        Key=job_log_key(prefix),
+        Body=log.body,
+        ContentType="text/plain; charset=utf-8",
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(log.entry.sha256)).decode("ascii"),
     )
-    return JobLog(body, entry)

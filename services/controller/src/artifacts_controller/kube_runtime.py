@@ -18,6 +18,7 @@ from typing import Any
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, JsonObject, Kube, KubeApiError
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import advance, cancelled, failed, vanished
+from artifacts_controller.pod_logs import deliver_pod_log
 from artifacts_controller.pods import (
     SCRIPT_KEY,
     SCRIPTS_CONFIGMAP,
@@ -33,6 +34,7 @@ from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError
 from artifacts_shared.phjob import KIND, PhJob, PhJobStatus
+from artifacts_shared.s3 import S3Client
 
 __all__ = ["KubeRuntime", "ScriptsConfigMap", "status_patch"]
 
@@ -106,8 +108,10 @@ class KubeRuntime:
         settings: ControllerSettings,
         script: str,
         metrics: ControllerMetrics,
+        s3: S3Client,
     ) -> None:
         self._kube = kube
+        self._s3 = s3
         self._settings = settings
         self._metrics = metrics
         self.scripts = ScriptsConfigMap(
@@ -156,7 +160,13 @@ class KubeRuntime:
             self._metrics.pods_deleted.labels("timeout").inc()
             message = f"the command ended but uploading its artifacts did not finish in {limit} s"
             return failed(status, now=now, reason="UploadTimeout", message=message), None
-        return advance(status, observe_pod(pod), now=now), pod
+        desired = advance(status, observe_pod(pod), now=now)
+        if desired.finished and not status.finished:
+            # Before the finished status: a pass that fails here is tried again.
+            await deliver_pod_log(
+                job, name, kube=self._kube, s3=self._s3, settings=self._settings, ended_at=now
+            )
+        return desired, pod
 
     async def _start(
         self, job: PhJob, status: PhJobStatus, now: datetime
