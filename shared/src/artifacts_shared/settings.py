@@ -217,7 +217,9 @@ def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
 
 
 LOCAL_JOB_LOG = "job.log"
-"""The job's stdout and stderr, then run-job.sh's and the uploader's lines, in one file."""
+"""The job's stdout and stderr, then run-job.sh's collection lines, in one file; delivered
+with the artifacts as ``.primehub/metadata/job.log`` (the uploader's own lines go to
+``uploader.log`` beside it)."""
 
 
 class LocalRuntimeSettings(BaseServiceSettings):

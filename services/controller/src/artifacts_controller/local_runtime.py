@@ -4,7 +4,9 @@ No Kubernetes: the api writes PhJobs into the local job store (``LOCAL_JOBS_DIR`
 runtime writes their status there. Each job runs as ``bash run-job.sh <command>`` in a home
 of its own (``LOCAL_RUNTIME_DIR/<job>/home``), in a process group of its own, with the same
 contract variables a pod gets (``s3`` delivery); when the script ends, the uploader sends
-the staged artifacts to the bucket, exactly as the pod's sidecar would. It is a
+the staged artifacts to the bucket, exactly as the pod's sidecar would, with the job's log
+(``job.log``: its output, which this process captured, then run-job.sh's lines; the
+uploader's own lines go to ``uploader.log``). It is a
 ``reconcile.Runtime``: the reconcile driver and the phase rules are the Kubernetes
 runtime's; only the observation differs.
 
@@ -87,6 +89,7 @@ log = logging.getLogger(__name__)
 UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeout", "0"]
 """The uploader, run once the script has ended: the done marker must exist already."""
 
+_UPLOADER_LOG = "uploader.log"
 _RUN_FILE = "run.json"
 _RESULT_FILE = "result.json"
 _POLL_CHILD_SECONDS = 0.1
@@ -478,11 +481,13 @@ class LocalRuntime:
         env = uploader_env(env, self._settings, with_keys=True)
         if run.uid is not None:  # what the job's user does not own is not the job's to hand over
             env["UPLOADER_OWNER_UID"] = str(run.uid)
-        log = self._settings.local_job_log(run.job_id)
         # The file this process opened for the job's output, in a folder the job cannot
-        # write: the log delivered with the artifacts (the uploader's lines up to then too).
+        # write, complete now that run-job.sh has exited: the log delivered with the
+        # artifacts. The uploader's own lines go beside it, so that the log served live
+        # and the one kept are the same bytes (as a pod's job container log is).
+        log = self._settings.local_job_log(run.job_id)
         env["UPLOADER_JOB_LOG"] = str(log)
-        with _open_private(log) as output:
+        with _open_private(log.with_name(_UPLOADER_LOG)) as output:
             process = subprocess.Popen(
                 [*self._uploader, "--exit-code", str(run.exit_code)],
                 env=env,
