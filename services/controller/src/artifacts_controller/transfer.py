@@ -7,8 +7,9 @@ that sha256 as its checksum (``x-amz-checksum-sha256``, signed with the request)
 server that checks checksums (AWS S3, SeaweedFS, recent MinIO) refuses bytes that differ
 from what the manifest will say. The payload is not hashed a second time for the
 signature (``UNSIGNED-PAYLOAD``: ``open_s3(sign_payloads=False)``): that second pass over
-every byte is what made large files slower than the aws CLI. Small files go through
-``DirectPut`` where it serves: the same request without the client's per-call cost.
+every byte is what made large files slower than the aws CLI. Small files and the
+parts of large ones go through ``DirectPut`` where it serves: the same requests without
+the client's per-call cost and copies.
 Multipart parts carry no
 checksum of their own (one would cost that second pass): TCP's, or TLS, covers them on
 the way, and the manifest's sha256 lets a client check the whole file after download.
@@ -131,7 +132,7 @@ async def upload_files(
     budget: Budget | None = None,
     direct: DirectPut | None = None,
 ) -> list[UploadedFile]:
-    """Upload ``files``, the small ones through ``direct`` when given; the result is in
+    """Upload ``files``, their PUTs through ``direct`` when given; the result is in
     the same order. The first failure propagates once the requests in flight have ended
     (none is cancelled: one cancelled half-way may still land, after a caller that deletes
     what went up has looked)."""
@@ -234,14 +235,20 @@ class _Sender:
 
         async def send(number: int, chunk: bytes) -> None:
             try:
-                response = await self.s3.upload_part(
-                    Bucket=self.bucket,
-                    Key=item.key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                )
-                parts.append({"ETag": response["ETag"], "PartNumber": number})
+                if self.direct is not None:
+                    etag = await self.direct.put_part(
+                        item.key, chunk, upload_id=upload_id, number=number
+                    )
+                else:
+                    response = await self.s3.upload_part(
+                        Bucket=self.bucket,
+                        Key=item.key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
+                    etag = response["ETag"]
+                parts.append({"ETag": etag, "PartNumber": number})
             finally:
                 self.slots.release()
 
