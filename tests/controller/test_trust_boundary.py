@@ -26,6 +26,7 @@ from support.jobs import GROUP, JOB, JobHome
 from support.s3_spy import S3Spy
 
 from artifacts_controller.delivery import Policy, deliver
+from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.transfer import MIB, Tuning
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_shared.jobstore import LocalJobStore
@@ -274,6 +275,7 @@ def test_a_marker_the_job_writes_while_running_starts_no_native_sidecar(
     assert "uploader: 3 files, " in stderr  # the file written after the forged marker too
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["client", "direct-put"])
 @pytest.mark.parametrize(
     ("listed", "grown", "limit_mb", "tuning"),
     [
@@ -290,6 +292,7 @@ async def test_a_file_grown_during_the_upload_cannot_take_the_delivery_past_the_
     grown: int,
     limit_mb: int,
     tuning: Tuning,
+    direct: bool,
 ) -> None:
     (staged.artifacts).mkdir()
     (staged.artifacts / "log.bin").write_bytes(os.urandom(listed))
@@ -308,15 +311,17 @@ async def test_a_file_grown_during_the_upload_cannot_take_the_delivery_past_the_
         job=JOB, group=GROUP, enabled=True, retention_seconds=WEEK, limit_size_mb=limit_mb,
         limit_files=10,
     )  # fmt: skip
-    delivery = await deliver(
-        staged.staging,
-        policy=policy,
-        ended_at=int(time.time()),
-        exit_code=0,
-        s3=S3Spy(s3, before=grow),  # type: ignore[arg-type]
-        bucket=s3_settings.phfs_bucket,
-        tuning=tuning,
-    )
+    async with open_direct_put(s3_settings, connections=2, attempts=1) as direct_put:
+        delivery = await deliver(
+            staged.staging,
+            policy=policy,
+            ended_at=int(time.time()),
+            exit_code=0,
+            s3=S3Spy(s3, before=grow),  # type: ignore[arg-type]
+            bucket=s3_settings.phfs_bucket,
+            tuning=tuning,
+            direct=direct_put if direct else None,  # the uploader's own way, and the client's
+        )
 
     bucket = s3_settings.phfs_bucket
     stored = await _stored(s3, bucket)
