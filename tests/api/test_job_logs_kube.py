@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 from support.api import Api, serve
+from support.folders import FixedClock
 from support.joblogs import archive_log
 from support.kube import KubeEmulator, api_client_for, serve_kube
 
@@ -27,6 +28,7 @@ from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
+from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.metadata_store import read_expiry, read_manifest
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, PhJob, PhJobMetadata, PhJobSpec
@@ -307,3 +309,15 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
     assert gone.status == 404
     assert (await gone.json())["errors"][0]["extensions"]["reason"] == "expired"
     assert (await cluster.api.graphql(PAGE, {"id": JOB})).codes == ["NOT_FOUND"]
+
+    # The janitor deletes the folder, the log with it; the answer stays the same.
+    swept = await run_cleanup(
+        s3=s3,
+        bucket=settings.phfs_bucket,
+        clock=FixedClock(expiry.expired_at + 1),
+        run_id="sweep",
+        options=CleanupOptions(),
+    )
+    assert swept.folders_deleted == 1
+    assert (await s3.list_objects_v2(Bucket=settings.phfs_bucket)).get("KeyCount") == 0
+    assert (await cluster.api.get(f"/jobs/{JOB}/logs")).status == 404
