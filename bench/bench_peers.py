@@ -1,7 +1,8 @@
 """Ours against the tools users would pick instead, side by side on one S3 server.
 
-The peers are the AWS CLI (``aws s3 sync`` to collect a folder, ``aws s3 rm --recursive``
-to expire one) and MLflow's tracking server proxying artifacts from S3
+The peers are the AWS CLI (``aws s3 rm --recursive`` to expire a folder; ``aws s3 sync``
+against the uploader is ``bench_collect.py``, with this script's peers and meters) and
+MLflow's tracking server proxying artifacts from S3
 (``mlflow server --serve-artifacts --artifacts-destination s3://...``). This script
 installs them on first use into ``bench/.peers/venv`` (git-ignored) from the pins in
 ``bench/peers-constraints.txt``, so they never touch our virtualenv.
@@ -10,7 +11,6 @@ Every side runs as its own process through its real entry point, against the sam
 server, SeaweedFS (``servers.SeaweedServer``: ``weed mini``, a separate process on loopback),
 holding the same data:
 
-- collect: ``python -m artifacts_controller.uploader`` vs ``aws s3 sync`` of one staged folder;
 - list: GraphQL ``phJob { artifact { items } }`` from ``python -m artifacts_api`` vs MLflow's
   ``GET /api/2.0/mlflow/artifacts/list?run_id=`` (what its UI calls), for 10, 1,000 and
   10,000 files, one at a time and with 50 concurrent clients;
