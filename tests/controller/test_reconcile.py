@@ -22,6 +22,7 @@ from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.instance_types import InstanceTypeSettings
+from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
 from artifacts_shared.s3 import S3Client
 from artifacts_shared.settings import load_settings
@@ -554,3 +555,37 @@ async def test_a_pod_of_the_same_name_that_is_not_the_jobs_fails_it(
     status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "PodNameTaken"
     assert len(kube_emulator.list_objects(PODS_R)) == 1
+
+
+async def test_a_finished_job_gets_its_pods_log_kept_and_one_that_never_started_none(
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
+    s3: S3Client,
+) -> None:
+    reconciler = _reconciler(kube, controller_settings)
+    ran, never = await create_phjob(kube), await create_phjob(kube)
+    for job in (ran, never):
+        await _reconcile(reconciler, job)
+    kube_emulator.write_pod_log(kube.namespace, ran.metadata.name, b"done\n")
+    await set_pod_status(kube, ran.metadata.name, terminated("Succeeded", 0))
+    waiting = {"waiting": {"reason": "ErrImagePull"}}
+    await set_pod_status(
+        kube,
+        never.metadata.name,
+        {"phase": "Failed", "containerStatuses": [{"name": "job", "state": waiting}]},
+    )
+
+    finished = [await _pass(reconciler, job.metadata.name) for job in (ran, never)]
+
+    assert [status.finished for status in finished] == [True, True]  # neither held back
+    bucket = controller_settings.phfs_bucket
+    kept = await s3.get_object(
+        Bucket=bucket, Key=job_log_key(job_prefix("ML_Team", ran.metadata.name))
+    )
+    assert await kept["Body"].read() == b"done\n"
+    listed = await s3.list_objects_v2(
+        Bucket=bucket, Prefix=job_prefix("ML_Team", never.metadata.name)
+    )
+    assert listed.get("KeyCount") == 0

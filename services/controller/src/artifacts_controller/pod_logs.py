@@ -8,7 +8,9 @@ order, then run-job.sh's collection lines). So the controller reads it there whe
 the job container's end, and puts it in the bucket as ``.primehub/metadata/job.log``
 (``joblog.py``: its end within ``ARTIFACT_JOB_LOG_LIMIT_MB``), then counts it in the
 folder's ``manifest.json``. That happens before the job's finished status is written:
-a pass that fails is retried, and a finished job is never looked at again.
+a pass that fails is retried (so a bucket that cannot be reached holds the finished status
+back until it can), and a finished job is never looked at again. A job container that
+never started has no log, nor has a pod already gone: then none is kept.
 
 The order of section 3 still holds where it can: when the delivery wrote no metadata (no
 artifacts, or none collected), the log comes with a manifest and then an ``expiredAt``
@@ -24,7 +26,7 @@ from datetime import datetime
 
 from artifacts_controller.contract import effective_policy
 from artifacts_controller.joblog import capped_log, put_job_log
-from artifacts_controller.kube import Kube
+from artifacts_controller.kube import Kube, KubeApiError
 from artifacts_controller.pods import JOB_CONTAINER
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry import expiry_after
@@ -59,7 +61,15 @@ async def deliver_pod_log(
     prefix = job_prefix(job.spec.group_name, job.metadata.name)
     bucket = settings.phfs_bucket
     limit = settings.artifact_job_log_limit_mb * _MIB
-    tail, written = await kube.log_tail(pod, JOB_CONTAINER, keep=limit)
+    try:
+        tail, written = await kube.log_tail(pod, JOB_CONTAINER, keep=limit)
+    except KubeApiError as err:
+        if err.status not in (400, 404):
+            raise
+        # The container never started (400: "waiting to start") or the pod is gone: there
+        # is no log to keep, and waiting cannot bring one.
+        log.warning("%s: no log to keep: %s", job.metadata.name, err.message or err.status)
+        return
     job_log = capped_log(tail, written, limit=limit)
     await put_job_log(s3, bucket, prefix, job_log)
     try:
