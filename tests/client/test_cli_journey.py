@@ -175,7 +175,7 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     # Step 4, the job's log: the seed job prints nothing itself; the collection does.
     log = lines[6:]
     assert 0 < len(log) <= 20
-    assert any(line.startswith("uploader: ") for line in log), log
+    assert any(line.startswith("artifacts: ") for line in log), log  # run-job.sh's lines
 
 
 def test_cleanup_waits_for_the_janitors_result(devstack: DevStack) -> None:
