@@ -25,8 +25,12 @@ $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(MEM
 $(EXPLORER): services/api/explorer.txt services/api/fetch_explorer.py
 	@$(PYTHON) services/api/fetch_explorer.py
 
+# Workers: the tests mostly wait on their servers (S3, Redis, a browser, the dev stack), so
+# three keep two cores busy; each test file stays on one worker with its module fixtures.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) $(EXPLORER)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The real API server tier: kube-apiserver built from Debian's source (cached outside the
 # repo after the first build, see tests/support/apiserver_build.py) on Debian's etcd.

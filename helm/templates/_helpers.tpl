@@ -111,7 +111,7 @@ chart's S3-only one; empty when the uploaders have no credentials to use.
 {{- end }}
 {{- end }}
 
-{{/* REDIS_URL (RedisSettings): the api and the janitor. */}}
+{{/* REDIS_URL (RedisSettings): the api, the janitor, and the controller (the expiry index). */}}
 {{- define "artifacts.env.redis" -}}
 - name: REDIS_URL
 {{- if .Values.redis.urlSecret.name }}

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from support.api import Api, serve, token
 
 from artifacts_api.settings import ApiSettings
-from artifacts_shared.cleanup_queue import CLEANUP_QUEUE, current_run_id
+from artifacts_shared.cleanup_queue import CLEANUP_QUEUE, RESCAN_REQUEST_KEY, current_run_id
 from artifacts_shared.cleanup_result import CleanupResult, RunOutcome
 from artifacts_shared.redis import CLEANUP_FUNCTION
 
@@ -23,8 +23,12 @@ ADMIN = token("root", groups=[], roles=["admin"])
 RUN = "mutation { cleanupPhJobArtifact }"
 STATUS = """query ($id: ID!) { phJobArtifactCleanup(id: $id) {
   id state enqueuedAt error
-  result { outcome foldersScanned foldersDeleted objectsDeleted bytesFreed startedAt deleted }
+  result {
+    outcome foldersScanned foldersDeleted objectsDeleted bytesFreed startedAt deleted
+    indexDue indexChecked indexStale indexSize rescanned lastRescanAt rescanFound
+  }
 } }"""
+RESCAN = "mutation { cleanupPhJobArtifact(rescan: true) }"
 
 
 async def test_an_admin_starts_one_cleanup_run_and_asking_again_returns_the_same_id(
@@ -72,6 +76,13 @@ async def test_a_finished_run_reports_its_result(api: Api, redis: Redis) -> None
             objects_deleted=4,
             bytes_freed=5 * 2**30,
             deleted=["groups/team-a/jobArtifacts/job-202001010000-aaaaaa/"],
+            index_due=2,
+            index_checked=2,
+            index_stale=1,
+            index_size=40,
+            rescanned=False,
+            last_rescan_at=datetime(2025, 1, 5, 3, 0, tzinfo=UTC),
+            rescan_found=7,
         ).to_stored()
 
     run_id = (await api.graphql(RUN, bearer=ADMIN)).data["cleanupPhJobArtifact"]
@@ -102,8 +113,36 @@ async def test_a_finished_run_reports_its_result(api: Api, redis: Redis) -> None
         "bytesFreed": 5 * 2**30,
         "startedAt": None,
         "deleted": ["groups/team-a/jobArtifacts/job-202001010000-aaaaaa/"],
+        "indexDue": 2,
+        "indexChecked": 2,
+        "indexStale": 1,
+        "indexSize": 40,
+        "rescanned": False,
+        "lastRescanAt": "2025-01-05T03:00:00Z",
+        "rescanFound": 7,
     }
     assert again.data["cleanupPhJobArtifact"] != run_id  # the finished run frees the slot
+
+
+async def test_an_admin_can_ask_for_a_rescan_and_a_non_admin_cannot(api: Api, redis: Redis) -> None:
+    refused = await api.graphql(RESCAN)
+    assert refused.codes == ["FORBIDDEN"]
+    assert await redis.exists(RESCAN_REQUEST_KEY) == 0
+
+    first = await api.graphql(RESCAN, bearer=ADMIN)
+    # A run is queued already: asking again returns it, and the rescan waits for it.
+    again = await api.graphql(RUN, bearer=ADMIN)
+
+    assert first.data["cleanupPhJobArtifact"] == again.data["cleanupPhJobArtifact"]
+    assert await redis.get(RESCAN_REQUEST_KEY) == b"1"
+
+
+async def test_the_rescan_argument_must_be_a_boolean(api: Api, redis: Redis) -> None:
+    result = await api.graphql('mutation { cleanupPhJobArtifact(rescan: "yes") }', bearer=ADMIN)
+
+    assert result.data is None and result.codes
+    assert await redis.exists(RESCAN_REQUEST_KEY) == 0
+    assert await redis.zcard(CLEANUP_QUEUE) == 0
 
 
 async def test_an_unknown_run_is_not_found(api: Api) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
+from redis.asyncio import Redis
 from support.api import Api, serve
 from support.folders import FixedClock
 from support.joblogs import archive_log
@@ -22,6 +23,7 @@ from support.kube import KubeEmulator, api_client_for, serve_kube
 
 from artifacts_api.kube import JOB_CONTAINER, KubernetesJobSource
 from artifacts_api.settings import ApiSettings
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
@@ -29,6 +31,7 @@ from artifacts_controller.pods import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.metadata_store import read_expiry, read_manifest
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, PhJob, PhJobMetadata, PhJobSpec
@@ -240,7 +243,7 @@ async def test_logs_pages_a_pods_log_counting_every_line(cluster: Cluster) -> No
 
 @pytest.mark.parametrize("delivery", ["phfs", "s3"])
 async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it_expires(
-    cluster: Cluster, settings: ApiSettings, s3: S3Client, delivery: str
+    cluster: Cluster, settings: ApiSettings, s3: S3Client, redis: Redis, delivery: str
 ) -> None:
     retention = 4
     controller_settings = ControllerSettings(
@@ -258,7 +261,8 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
         metrics=metrics,
         s3=s3,
     )
-    reconciler = Reconciler(runtime, metrics=metrics)
+    feed = ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
+    reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=feed)
     await cluster.job(JOB)
     await reconciler.reconcile_name(JOB)  # the controller creates the pod
     output = b"epoch 1\nTraceback: boom\nartifacts: none: there is no ./artifacts folder\n"
@@ -293,6 +297,9 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
     )
     expiry = await read_expiry(s3, settings.phfs_bucket, prefix)
     assert expiry.expired_at is not None and abs(expiry.expired_at - (ended + retention)) <= 2
+    # The job's end put its folder into the expiry index, near the expiredAt written.
+    entry = await redis.zscore(EXPIRY_INDEX_KEY, prefix)
+    assert entry is not None and abs(entry - expiry.expired_at) <= 2
 
     await k8s.CoreV1Api(cluster.kube).delete_namespaced_pod(JOB, NAMESPACE, _preload_content=False)
     assert cluster.emulator.read_object("v1/pods", NAMESPACE, JOB) is None
@@ -314,6 +321,7 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
     swept = await run_cleanup(
         s3=s3,
         bucket=settings.phfs_bucket,
+        redis=redis,
         clock=FixedClock(expiry.expired_at + 1),
         run_id="sweep",
         options=CleanupOptions(),

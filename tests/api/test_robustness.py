@@ -119,6 +119,27 @@ async def test_primehubs_job_list_counts_its_page_size_in_the_cost(api: Api) -> 
     assert "maximum cost" in result.errors[0]["message"]
 
 
+async def test_a_document_checked_once_is_still_checked_against_each_requests_variables(
+    api: Api,
+) -> None:
+    # The spec's rules run once per query text; the cost, which reads the variables, per
+    # request: the same document is cheap with a small page and refused with a huge one.
+    query = "query ($n: Int) { phJobs(first: $n) { nodes { artifact { fileCount } } } }"
+    invalid = "{ phJobs { nodes { nope } } }"
+
+    cheap = await api.graphql(query, {"n": 1}, accept=GRAPHQL_RESPONSE)
+    costly = await api.graphql(query, {"n": 100_000}, accept=GRAPHQL_RESPONSE)
+    again = await api.graphql(query, {"n": 1}, accept=GRAPHQL_RESPONSE)
+    refused = [await api.graphql(invalid, accept=GRAPHQL_RESPONSE) for _ in range(2)]
+
+    assert (cheap.status, cheap.errors, again.status, again.errors) == (200, [], 200, [])
+    assert costly.status == 400 and "maximum cost" in costly.errors[0]["message"]
+    assert [(r.status, r.codes) for r in refused] == [(400, ["BAD_USER_INPUT"])] * 2
+    assert [r.errors[0]["message"] for r in refused] == [
+        "Cannot query field 'nope' on type 'PhJob'."
+    ] * 2
+
+
 async def test_too_many_tokens_are_refused_by_the_parser(api: Api) -> None:
     fields = " ".join("a" for _ in range(20_100))  # just over the limit, far under 256 kB
 

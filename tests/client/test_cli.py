@@ -110,7 +110,7 @@ def test_wait_returns_when_the_job_ends(
     add_job(store, JOB, phase=PhJobPhase.RUNNING)
 
     def finish() -> None:
-        time.sleep(1.0)
+        time.sleep(3.0)  # after the CLI's first answer (Running), even on a busy machine
         store.write_status(JOB, PhJobStatus(phase=PhJobPhase.FAILED))
 
     finisher = threading.Thread(target=finish)

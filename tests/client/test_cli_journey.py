@@ -159,7 +159,7 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
         check=False,
     )
 
-    assert len(commands) == 5 and all(
+    assert len(commands) == 8 and all(
         c.split()[0] in ("id=$(jobartifacts", "jobartifacts") for c in commands
     )
     assert result.returncode == 0, result.stderr
@@ -173,9 +173,14 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     assert (tmp_path / "results" / "test.txt").read_bytes() == HELLO
     assert (tmp_path / "results" / "sub" / "test.txt").read_bytes() == HELLO
     # Step 4, the job's log: the seed job prints nothing itself; the collection does.
-    log = lines[6:]
+    log = lines[6:-3]
     assert 0 < len(log) <= 20
     assert any(line.startswith("artifacts: ") for line in log), log  # run-job.sh's lines
+    # Step 5, its retention: extended a week, kept, then deleted.
+    job_id = lines[0].split()[0]
+    assert re.fullmatch(rf"{job_id} EXPIRES: extended by dev on .+: expires on .+", lines[-3])
+    assert re.fullmatch(rf"{job_id} KEPT: kept by dev on \d+ \w+", lines[-2])
+    assert lines[-1] == f"{job_id} artifacts deleted"
 
 
 def test_cleanup_waits_for_the_janitors_result(devstack: DevStack) -> None:

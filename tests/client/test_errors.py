@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from support.api import add_job, token
 from support.client import JOB, Bucket, ThreadedApi
-from support.servers import S3Server, free_port
+from support.servers import RedisServer, S3Server, free_port
 
 from artifacts_client import (
     ApiError,
@@ -21,6 +22,7 @@ from artifacts_client import (
     Unauthenticated,
     WaitTimeout,
 )
+from artifacts_shared.cleanup_queue import RESCAN_REQUEST_KEY
 from artifacts_shared.jobstore import LocalJobStore
 
 
@@ -119,6 +121,17 @@ def test_an_admin_starts_a_cleanup_run_and_waiting_for_it_can_time_out(
     assert again.id == run.id
     assert timed_out.value.last.id == run.id
     assert client.cleanup_run(run.id).result is None
+
+
+def test_an_admin_can_ask_the_cleanup_for_a_rescan(
+    api: ThreadedApi, redis_server: RedisServer
+) -> None:
+    run = Client(api.url).cleanup(rescan=True)
+
+    assert run.state is CleanupState.QUEUED
+    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=5) as sock:
+        sock.sendall(f"GET {RESCAN_REQUEST_KEY}\r\n".encode())
+        assert sock.recv(64) == b"$1\r\n1\r\n"  # the flag the next run takes
 
 
 def test_a_member_who_is_not_admin_cannot_run_the_cleanup(

@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+from redis.asyncio import Redis
 from support.apiserver_build import BuildError, kube_apiserver
 from support.cluster import ChartNamespace, Cluster, Identity
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.settings import S3Settings
 
 
@@ -81,6 +84,12 @@ async def admin_kube(
     """The admin's client in the test's namespace: plays the api, the scheduler, the kubelet."""
     async with kube_as(cluster, cluster.admin, chart.namespace, tmp_path) as kube:
         yield kube
+
+
+@pytest.fixture
+def expiry_feed(redis: Redis, controller_settings: ControllerSettings) -> ExpiryFeed:
+    """The feed of the expiry index, on the test's Redis."""
+    return ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
 
 
 @pytest.fixture

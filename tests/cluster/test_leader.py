@@ -24,13 +24,14 @@ from artifacts_controller.kube import LEASES, Kube, KubeApiError
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.settings import RedisSettings
 
 LEASE = "artifacts-controller"
 
 
 @contextmanager
 def controller_process(
-    cluster: Cluster, chart: ChartNamespace, identity: str, folder: Path
+    cluster: Cluster, chart: ChartNamespace, identity: str, folder: Path, redis_url: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """The controller as a Deployment runs it, pointed at the cluster by a kubeconfig."""
     kubeconfig = cluster.kubeconfig(chart.controller, folder / f"{identity}.kubeconfig")
@@ -53,6 +54,7 @@ def controller_process(
             "CONTROLLER_BACKOFF_MAX_SECONDS": "1",
             "CONTROLLER_PROBE_HOST": "127.0.0.1",
             "CONTROLLER_PROBE_PORT": str(port),
+            "REDIS_URL": redis_url,  # the test's own server, never a default port's
         }
     )
     log = (folder / f"{identity}.log").open("wb")
@@ -82,12 +84,17 @@ async def _holder(kube: Kube) -> str | None:
 
 
 async def test_two_controller_processes_one_leads_and_hands_over_on_sigterm(
-    cluster: Cluster, chart: ChartNamespace, admin_kube: Kube, tmp_path: Path
+    cluster: Cluster,
+    chart: ChartNamespace,
+    admin_kube: Kube,
+    tmp_path: Path,
+    redis_settings: RedisSettings,
 ) -> None:
     mark = cluster.audit_mark()
+    url = redis_settings.redis_url
     with (
-        controller_process(cluster, chart, "replica-a", tmp_path) as (a, port_a),
-        controller_process(cluster, chart, "replica-b", tmp_path) as (b, port_b),
+        controller_process(cluster, chart, "replica-a", tmp_path, url) as (a, port_a),
+        controller_process(cluster, chart, "replica-b", tmp_path, url) as (b, port_b),
     ):
 
         async def both_up_and_one_holds() -> bool:

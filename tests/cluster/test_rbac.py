@@ -34,6 +34,7 @@ from artifacts_api.jobindex import JobQuery
 from artifacts_api.kube import KubernetesJobSource
 from artifacts_api.logreaders import LogGone
 from artifacts_controller.controller import run_elected
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPT_KEY, SCRIPTS_CONFIGMAP
@@ -70,16 +71,16 @@ async def client_for(
 
 async def _controller_repertoire(
     cluster: Cluster, chart: ChartNamespace, admin: Kube, controller: Kube,
-    settings: ControllerSettings,
+    settings: ControllerSettings, expiry_feed: ExpiryFeed,
 ) -> None:  # fmt: skip
     """Everything the controller does: lease, watches, pods, status, cancel, its ConfigMap."""
     async with open_s3(settings) as s3:
-        await _controller_acts(cluster, chart, admin, controller, settings, s3)
+        await _controller_acts(cluster, chart, admin, controller, settings, s3, expiry_feed)
 
 
 async def _controller_acts(
     cluster: Cluster, chart: ChartNamespace, admin: Kube, controller: Kube,
-    settings: ControllerSettings, s3: S3Client,
+    settings: ControllerSettings, s3: S3Client, expiry_feed: ExpiryFeed,
 ) -> None:  # fmt: skip
     elected = asyncio.create_task(
         run_elected(
@@ -88,6 +89,7 @@ async def _controller_acts(
             script=STAND_IN_SCRIPT,
             metrics=ControllerMetrics(),
             s3=s3,
+            expiry_feed=expiry_feed,
         )
     )
     try:
@@ -143,11 +145,12 @@ async def test_every_request_the_services_make_is_allowed_and_every_grant_is_use
     admin_kube: Kube,
     controller_kube: Kube,
     controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
     tmp_path: Path,
 ) -> None:
     settings = controller_settings.model_copy(update={"controller_resync_seconds": 1.0})
     mark = cluster.audit_mark()
-    await _controller_repertoire(cluster, chart, admin_kube, controller_kube, settings)
+    await _controller_repertoire(cluster, chart, admin_kube, controller_kube, settings, expiry_feed)
     async with client_for(cluster, chart.api, chart.namespace, tmp_path) as api_client:
         await _api_repertoire(
             KubernetesJobSource(api_client, namespace=chart.namespace, timeout_seconds=10)

@@ -7,6 +7,7 @@ There is no kubelet: the test binds pods (the scheduler's part) and writes their
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
 from support.cluster import TIMEOUT, ChartNamespace, Cluster, bind_pod, finish_pod_deletion
 from support.phjobs import (
     STAND_IN_SCRIPT,
@@ -21,6 +22,7 @@ from support.phjobs import (
     wait_for_pod,
 )
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.pods import (
     JOB_CONTAINER,
@@ -29,6 +31,8 @@ from artifacts_controller.pods import (
     UPLOADER_CONTAINER,
 )
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
+from artifacts_shared.layout import job_prefix
 from artifacts_shared.phjob import PhJobPhase
 
 
@@ -38,9 +42,15 @@ async def test_a_job_gets_its_pod_and_script_and_its_phases_from_the_pod(
     controller_kube: Kube,
     admin_kube: Kube,
     controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     mark = cluster.audit_mark()
-    async with running_controller(controller_kube, controller_settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        controller_settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         good = await create_phjob(admin_kube)
         bad = await create_phjob(admin_kube)
         for job in (good, bad):
@@ -100,13 +110,21 @@ async def test_status_is_written_only_through_the_status_subresource(
 
 
 async def test_a_script_configmap_edited_by_hand_is_put_back(
-    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     await admin_kube.create(
         CONFIGMAPS,
         {"metadata": {"name": SCRIPTS_CONFIGMAP}, "data": {SCRIPT_KEY: "#!/bin/sh\necho edited\n"}},
     )
-    async with running_controller(controller_kube, controller_settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        controller_settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         job = await create_phjob(admin_kube)
         await wait_for_pod(admin_kube, job.metadata.name, timeout=TIMEOUT)
     script = await admin_kube.get(CONFIGMAPS, SCRIPTS_CONFIGMAP)
@@ -114,9 +132,18 @@ async def test_a_script_configmap_edited_by_hand_is_put_back(
 
 
 async def test_cancel_deletes_the_pod_gracefully_and_the_job_ends_cancelled(
-    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
+    redis: Redis,
 ) -> None:
-    async with running_controller(controller_kube, controller_settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        controller_settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         job = await create_phjob(admin_kube)
         name = job.metadata.name
         await wait_for_pod(admin_kube, name, timeout=TIMEOUT)
@@ -134,13 +161,27 @@ async def test_cancel_deletes_the_pod_gracefully_and_the_job_ends_cancelled(
         assert grace == controller_settings.job_termination_grace_seconds
         await finish_pod_deletion(admin_kube, name)
         assert await admin_kube.get(PODS, name) is None
-    assert (await read_phjob(admin_kube, name)).status.phase is PhJobPhase.CANCELLED
+    ended = await read_phjob(admin_kube, name)
+    assert ended.status.phase is PhJobPhase.CANCELLED
+    # The job's end put its folder into the expiry index, at its finish plus the retention.
+    assert ended.status.finish_time is not None
+    due = ended.status.finish_time.timestamp() + controller_settings.artifact_retention_seconds
+    entry = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix(job.spec.group_name, name))
+    assert entry is not None and abs(entry - due) <= 1
 
 
 async def test_a_job_whose_pod_vanished_fails_with_a_reason(
-    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
-    async with running_controller(controller_kube, controller_settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        controller_settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         job = await create_phjob(admin_kube)
         name = job.metadata.name
         await wait_for_pod(admin_kube, name, timeout=TIMEOUT)
@@ -154,7 +195,10 @@ async def test_a_job_whose_pod_vanished_fails_with_a_reason(
 
 
 async def test_an_s3_delivery_pod_with_an_ordinary_uploader_container_is_admitted(
-    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     settings = controller_settings.model_copy(
         update={
@@ -163,7 +207,12 @@ async def test_an_s3_delivery_pod_with_an_ordinary_uploader_container_is_admitte
             "uploader_s3_secret": "uploader-s3",
         }
     )
-    async with running_controller(controller_kube, settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         job = await create_phjob(admin_kube)
         pod = await wait_for_pod(admin_kube, job.metadata.name, timeout=TIMEOUT)
         await wait_for_phase(admin_kube, job.metadata.name, PhJobPhase.PENDING, timeout=TIMEOUT)
@@ -174,14 +223,22 @@ async def test_an_s3_delivery_pod_with_an_ordinary_uploader_container_is_admitte
 
 
 async def test_a_server_without_native_sidecars_fails_the_job_naming_the_setting(
-    admin_kube: Kube, controller_kube: Kube, controller_settings: ControllerSettings
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     """Kubernetes 1.20 drops an init container's ``restartPolicy`` silently: the native
     uploader would block the job forever, so the job fails at once and says what to set."""
     settings = controller_settings.model_copy(
         update={"artifact_delivery": "s3", "uploader_sidecar": "native"}
     )
-    async with running_controller(controller_kube, settings, sync_timeout=TIMEOUT):
+    async with running_controller(
+        controller_kube,
+        settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ):
         job = await create_phjob(admin_kube)
         await wait_for_phase(admin_kube, job.metadata.name, PhJobPhase.FAILED, timeout=TIMEOUT)
     status = (await read_phjob(admin_kube, job.metadata.name)).status

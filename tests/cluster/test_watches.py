@@ -20,6 +20,7 @@ from support.phjobs import (
 )
 
 from artifacts_controller.controller import Controller
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJobPhase
@@ -46,10 +47,16 @@ async def test_watches_the_server_ends_resume_from_their_version_without_a_list(
     admin_kube: Kube,
     controller_kube: Kube,
     controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     settings = controller_settings.model_copy(update={"controller_watch_timeout_seconds": 1})
     mark = cluster.audit_mark()
-    async with running_controller(controller_kube, settings, sync_timeout=TIMEOUT) as controller:
+    async with running_controller(
+        controller_kube,
+        settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
+    ) as controller:
         first = await create_phjob(admin_kube)
         await wait_for_pod(admin_kube, first.metadata.name, timeout=TIMEOUT)
 
@@ -75,9 +82,13 @@ async def test_after_an_api_server_restart_a_stale_version_is_gone_and_the_contr
     admin_kube: Kube,
     controller_kube: Kube,
     controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
 ) -> None:
     async with running_controller(
-        controller_kube, controller_settings, sync_timeout=TIMEOUT
+        controller_kube,
+        controller_settings,
+        expiry_feed,
+        sync_timeout=TIMEOUT,
     ) as controller:
         job = await create_phjob(admin_kube)
         name = job.metadata.name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -17,16 +18,21 @@ import urllib.parse
 import zipfile
 from pathlib import Path
 
+from redis.asyncio import Redis
 from support.api import add_job, api_settings, serve
 from support.buckets import put_objects, snapshot
-from support.folders import FixedClock, folder
+from support.folders import NOW, FixedClock, folder
 from support.jobs import GROUP, JOB, JobHome
 
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
+from artifacts_janitor.listing import list_due, plan_runs
+from artifacts_janitor.rescan import RESCAN_RECORD_KEY
+from artifacts_shared.cleanup_result import CleanupResult
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.jobstore import LocalJobStore
-from artifacts_shared.layout import job_prefix, manifest_key
+from artifacts_shared.layout import JobPrefix, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
-from artifacts_shared.s3 import S3Client, iter_objects
+from artifacts_shared.s3 import S3Client, iter_objects, iter_prefixes
 from artifacts_shared.settings import RedisSettings, S3Settings
 
 MIB = 1024 * 1024
@@ -136,22 +142,39 @@ async def test_the_api_lists_across_pages_and_its_links_and_zip_hold_odd_names(
 
 
 async def test_the_janitor_deletes_an_expired_folder_and_the_next_run_finds_nothing_to_report(
-    matrix_settings: S3Settings, matrix_s3: S3Client
+    matrix_settings: S3Settings, matrix_s3: S3Client, redis: Redis
 ) -> None:
     bucket = matrix_settings.phfs_bucket
     files = {"a.txt": b"1", "sub/deeper/b.txt": b"2", ODD_NAMES[0]: b"3"}
     files |= {f"bulk/{i:04d}": b"." for i in range(1001)}  # two DeleteObjects requests
-    _, doomed = folder("g", "job-expired", files, expired_at=b"1000")
+    expired, doomed = folder("g", "job-expired", files, expired_at=b"1000")
     _, kept = folder("g", "job-kept", {"keep.txt": b"k"}, expired_at=b"4000000000")
     await put_objects(matrix_s3, bucket, doomed | kept)
     options = CleanupOptions(concurrency=4)
 
-    first = await run_cleanup(
-        s3=matrix_s3, bucket=bucket, clock=FixedClock(), run_id="one", options=options
-    )
-    second = await run_cleanup(
-        s3=matrix_s3, bucket=bucket, clock=FixedClock(), run_id="two", options=options
-    )
+    # The first run from the index, as the uploader fed it. The daily run leaves the
+    # emptied directories to the server (SeaweedFS removes them minutes later, JuiceFS
+    # never): a later daily run handed the deleted folder again (a late estimate of the
+    # controller's) and the rescan must find nothing to report, and leave no directory.
+    index = ExpiryIndex(redis)
+    await index.add(expired, 1000)
+    await redis.set(RESCAN_RECORD_KEY, json.dumps({"finishedAt": NOW, "scanned": 0, "found": 0}))
+
+    async def run(run_id: str, *, rescan: bool = False) -> CleanupResult:
+        return await run_cleanup(
+            s3=matrix_s3,
+            bucket=bucket,
+            redis=redis,
+            clock=FixedClock(),
+            run_id=run_id,
+            options=options,
+            rescan_now=rescan,
+        )
+
+    first = await run("one")
+    await index.add(expired, 1000)
+    late = await run("late")
+    second = await run("two", rescan=True)
 
     assert (first.folders_deleted, first.objects_deleted, first.folders_failed) == (
         1,
@@ -161,3 +184,53 @@ async def test_the_janitor_deletes_an_expired_folder_and_the_next_run_finds_noth
     assert set(await snapshot(matrix_s3, bucket)) == set(kept)  # no directory left behind
     assert (second.folders_scanned, second.folders_skipped, second.skipped) == (1, 0, [])
     assert second.folders_unexpired == 1
+    assert (first.index_checked, first.index_stale, second.rescan_found) == (1, 0, 1)
+    assert (late.index_checked, late.index_stale, late.folders_deleted) == (1, 1, 0)
+    assert (late.skipped, late.errors, await index.size()) == ([], [], 1)
+    folders = [name async for name in iter_prefixes(matrix_s3, bucket, "groups/g/jobArtifacts/")]
+    assert folders == [job_prefix("g", "job-kept")]
+
+
+async def test_due_folders_listed_together_each_come_once_with_exactly_their_objects(
+    matrix_settings: S3Settings, matrix_s3: S3Client
+) -> None:
+    # SeaweedFS lists in the order it walks its directories, MinIO's layer in byte order:
+    # names that extend one another ("-1") or sort between ('.', '-') come out differently.
+    bucket = matrix_settings.phfs_bucket
+    root = "groups/g/jobArtifacts/"
+    files = {
+        "job-202501011200-aaaaaa": ["a.txt", "sub/b.txt", ".primehub/metadata/expiredAt"],
+        "job-202501011200-aaaaaa-1": ["c.txt"],
+        "job-202501011200-aaaaab": ["not-due.txt", "x/y"],
+        "job-202501011202-dddddd": [f"part-{i:04d}" for i in range(1001)],
+        "job-202501011203-eeeeee": ["e.txt"],
+        "job-202501011205-wwwwww": [f"w-{i:04d}" for i in range(2100)],
+        "job-202501011206-zzzzzz": ["z.txt"],
+    }
+    objects = {f"{root}{job}/{name}": b"1" for job, names in files.items() for name in names}
+    objects[f"{root}job-2025010112-loose"] = b"a loose file, in no folder"
+    objects[f"{root}job-202501011200-aaaaaa.txt"] = b"another"
+    await put_objects(matrix_s3, bucket, objects)
+    due = [
+        JobPrefix(f"{root}{job}/")
+        for job in (
+            "job-202501011200-aaaaaa",
+            "job-202501011200-aaaaaa-1",
+            "job-202501011201-cccccc",  # gone: holds nothing
+            "job-202501011202-dddddd",  # larger than a page
+            "job-202501011203-eeeeee",
+            "job-202501011206-zzzzzz",  # behind 2,100 objects of a folder not due
+        )
+    ]
+    (run,) = plan_runs(due)
+
+    listed = [(prefix, page) async for prefix, page in list_due(matrix_s3, bucket, run)]
+
+    assert sorted(prefix for prefix, _ in listed) == sorted(due)
+    for prefix, page in listed:
+        keys = {item.key for item in page.objects}
+        expected = {key for key in objects if key.startswith(prefix)}
+        if page.complete:
+            assert keys == expected, prefix
+        else:
+            assert prefix.endswith("dddddd/") and keys < expected and len(keys) >= 1000

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client as k8s_client
+from redis.asyncio import Redis
 from support.jobs import JobHome
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.settings import S3Settings
 
 
@@ -27,6 +30,12 @@ def controller_settings(kube_namespace: str, s3_settings: S3Settings) -> Control
         controller_lease_renew_seconds=0.2,
         controller_workers=8,
     )
+
+
+@pytest.fixture
+def expiry_feed(redis: Redis, controller_settings: ControllerSettings) -> ExpiryFeed:
+    """The feed of the expiry index, on the test's Redis."""
+    return ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
 
 
 @pytest.fixture

@@ -4,46 +4,25 @@ and survive disconnects, expired versions and API errors without losing an event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from support.kube import KubeEmulator
 from support.phjobs import (
-    STAND_IN_SCRIPT,
     create_phjob,
     eventually,
     read_phjob,
     running,
+    running_controller,
     set_pod_status,
     terminated,
 )
 
-from artifacts_controller.controller import Controller
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, Kube
-from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJobPhase
-from artifacts_shared.s3 import open_s3
 
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 PODS_R = "v1/pods"
-
-
-@asynccontextmanager
-async def running_controller(kube: Kube, settings: ControllerSettings) -> AsyncIterator[Controller]:
-    async with open_s3(settings) as s3:
-        controller = Controller(
-            kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics(), s3=s3
-        )
-        task = asyncio.create_task(controller.run())
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()), 5
-            )
-            yield controller
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _phase(kube: Kube, name: str, phase: PhJobPhase, *, timeout: float = 5.0) -> None:
@@ -61,9 +40,12 @@ async def _pod_exists(kube: Kube, name: str) -> None:
 
 
 async def test_pod_phases_carry_phjobs_to_succeeded_and_failed(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    async with running_controller(kube, controller_settings):
+    async with running_controller(kube, controller_settings, expiry_feed):
         good = (await create_phjob(kube)).metadata.name
         bad = (await create_phjob(kube)).metadata.name
         for name in (good, bad):
@@ -80,9 +62,12 @@ async def test_pod_phases_carry_phjobs_to_succeeded_and_failed(
 
 
 async def test_cancel_stops_a_running_job(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    async with running_controller(kube, controller_settings):
+    async with running_controller(kube, controller_settings, expiry_feed):
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await set_pod_status(kube, name, running())
@@ -93,9 +78,9 @@ async def test_cancel_stops_a_running_job(
 
 
 async def test_a_vanished_pod_is_reported_not_waited_for(
-    kube: Kube, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
 ) -> None:
-    async with running_controller(kube, controller_settings):
+    async with running_controller(kube, controller_settings, expiry_feed):
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await set_pod_status(kube, name, running())
@@ -106,10 +91,13 @@ async def test_a_vanished_pod_is_reported_not_waited_for(
 
 
 async def test_a_dropped_watch_resumes_without_losing_an_event(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     # The resync is a minute away: only the watches can deliver these changes in time.
-    async with running_controller(kube, controller_settings) as controller:
+    async with running_controller(kube, controller_settings, expiry_feed) as controller:
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await _phase(kube, name, PhJobPhase.PENDING)
@@ -131,9 +119,12 @@ async def test_a_dropped_watch_resumes_without_losing_an_event(
 
 
 async def test_an_expired_version_is_relisted_without_losing_an_event(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    async with running_controller(kube, controller_settings) as controller:
+    async with running_controller(kube, controller_settings, expiry_feed) as controller:
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await set_pod_status(kube, name, running())
@@ -155,12 +146,15 @@ async def test_an_expired_version_is_relisted_without_losing_an_event(
 
 
 async def test_api_errors_are_retried_with_backoff(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     kube_emulator.fail_next("list", PHJOBS_R, times=3, status=500)
     kube_emulator.fail_next("create", PODS_R, times=2, status=500)
     name = (await create_phjob(kube)).metadata.name
-    async with running_controller(kube, controller_settings) as controller:
+    async with running_controller(kube, controller_settings, expiry_feed) as controller:
         await _pod_exists(kube, name)
         await _phase(kube, name, PhJobPhase.PENDING)
         sample = controller.metrics.registry.get_sample_value
@@ -171,10 +165,13 @@ async def test_api_errors_are_retried_with_backoff(
 
 
 async def test_the_resync_catches_what_no_event_announced(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
     settings = controller_settings.model_copy(update={"controller_resync_seconds": 0.3})
-    async with running_controller(kube, settings):
+    async with running_controller(kube, settings, expiry_feed):
         name = (await create_phjob(kube)).metadata.name
         await _pod_exists(kube, name)
         await _phase(kube, name, PhJobPhase.PENDING)
@@ -185,9 +182,12 @@ async def test_the_resync_catches_what_no_event_announced(
 
 
 async def test_the_controllers_own_writes_coming_back_cost_no_pass(
-    kube: Kube, kube_emulator: KubeEmulator, controller_settings: ControllerSettings
+    expiry_feed: ExpiryFeed,
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
 ) -> None:
-    async with running_controller(kube, controller_settings) as controller:
+    async with running_controller(kube, controller_settings, expiry_feed) as controller:
         names = [(await create_phjob(kube)).metadata.name for _ in range(10)]
         for name in names:
             await _phase(kube, name, PhJobPhase.PENDING)

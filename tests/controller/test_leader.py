@@ -9,6 +9,7 @@ from support.kube import KubeEmulator, api_client_for
 from support.phjobs import STAND_IN_SCRIPT, create_phjob, eventually
 
 from artifacts_controller.controller import run_elected
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import LEASES, PODS, Kube
 from artifacts_controller.leader import LeaderElector, LeadershipLost
 from artifacts_controller.metrics import ControllerMetrics
@@ -28,6 +29,7 @@ def _elector(kube: Kube, identity: str, settings: ControllerSettings) -> LeaderE
 
 
 async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
+    expiry_feed: ExpiryFeed,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
@@ -49,6 +51,7 @@ async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
                     script=STAND_IN_SCRIPT,
                     metrics=ControllerMetrics(),
                     s3=s3,
+                    expiry_feed=expiry_feed,
                     elector=elector,
                 )
             )

@@ -19,17 +19,20 @@ from typing import Any
 
 import psutil
 import pytest
+from redis.asyncio import Redis
 from support.phjobs import eventually, new_phjob
 
 from artifacts_controller.contract import run_job_script_path
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.isolation import isolation
 from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import S3Settings
+from artifacts_shared.settings import RedisSettings, S3Settings
 
 SEED = (
     'mkdir -p artifacts/sub; echo "hello" > artifacts/test.txt; '
@@ -38,9 +41,12 @@ SEED = (
 
 
 @pytest.fixture
-def local_settings(tmp_path: Path, s3_settings: S3Settings) -> ControllerSettings:
+def local_settings(
+    tmp_path: Path, s3_settings: S3Settings, redis_settings: RedisSettings
+) -> ControllerSettings:
     return ControllerSettings(
         **s3_settings.model_dump(),
+        redis_url=redis_settings.redis_url,
         controller_runtime="local",
         artifact_delivery="s3",
         local_jobs_dir=tmp_path / "jobs",
@@ -58,9 +64,13 @@ def store(local_settings: ControllerSettings) -> LocalJobStore:
 
 
 @asynccontextmanager
-async def running(store: LocalJobStore, settings: ControllerSettings) -> AsyncIterator[None]:
+async def running(
+    store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
+) -> AsyncIterator[None]:
     """The local controller as ``make run`` starts it, until the block ends."""
-    task = asyncio.create_task(run_local(settings, ControllerMetrics(), run_job_script_path()))
+    task = asyncio.create_task(
+        run_local(settings, ControllerMetrics(), run_job_script_path(), feed)
+    )
     try:
         yield
     finally:
@@ -91,10 +101,10 @@ async def _artifacts(
 
 
 async def test_the_seed_journey_succeeds_with_its_two_artifacts_in_s3(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(new_phjob(command=SEED))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED, status
     assert status.start_time is not None and status.finish_time is not None
@@ -109,13 +119,35 @@ async def test_the_seed_journey_succeeds_with_its_two_artifacts_in_s3(
     assert (home / "artifacts" / "sub" / "test.txt").read_text() == "hello\n"  # its own home
 
 
+async def test_a_collected_job_is_in_the_expiry_index_at_the_expiry_it_wrote(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+    redis: Redis,
+) -> None:
+    job = store.create(new_phjob(command=SEED))
+    async with running(store, local_settings, expiry_feed):
+        await _finished(store, job)
+
+    prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
+    response = await s3.get_object(
+        Bucket=local_settings.phfs_bucket, Key=f"{prefix}.primehub/metadata/expiredAt"
+    )
+    written = int(await response["Body"].read())
+    # The uploader indexed what it wrote; the controller's later estimate did not move it.
+    assert await redis.zrange(EXPIRY_INDEX_KEY, 0, -1, withscores=True) == [
+        (prefix.encode(), written)
+    ]
+
+
 async def test_a_failing_command_fails_with_its_artifacts_still_collected(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo partial > artifacts/out.txt; exit 3")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 3"
@@ -140,12 +172,12 @@ def _session(sid: int) -> list[str]:
 
 
 async def test_cancel_stops_a_long_command_within_seconds(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo started > artifacts/log.txt; sleep 600")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -175,7 +207,7 @@ async def test_cancel_stops_a_long_command_within_seconds(
 
 
 async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(
@@ -183,7 +215,7 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
             active_deadline_seconds=2,
         )
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job, timeout=20)
         sid = _pid(local_settings, job)
 
@@ -197,19 +229,19 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
 
 
 async def test_a_job_that_ends_before_its_deadline_is_not_touched(
-    store: LocalJobStore, local_settings: ControllerSettings
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="exit 0", active_deadline_seconds=60))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED and status.reason is None
 
 
 async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
-    store: LocalJobStore, local_settings: ControllerSettings
+    store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="touch ran", instance_type="gpu-99"))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert status.message is not None and "'gpu-99'" in status.message
@@ -217,12 +249,12 @@ async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
 
 
 async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
-    store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
+    expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo early > artifacts/early.txt; sleep 600")
     )
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -230,7 +262,7 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
         await eventually(started, timeout=10, what="the job to run")
         await asyncio.sleep(0.3)
     # The first controller stopped, and its job with it (collecting as it went).
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 143"  # 128 + SIGTERM
@@ -238,7 +270,10 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
 
 
 async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
-    store: LocalJobStore, local_settings: ControllerSettings, tmp_path: Path
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    tmp_path: Path,
 ) -> None:
     job = store.create(new_phjob(command="sleep 600"))
     # What a controller killed with SIGKILL leaves: a running status and a dead process.
@@ -248,7 +283,7 @@ async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(f'{{"pid": {gone.pid}, "processStart": "1"}}')
     store.write_status(job.id, PhJobStatus(phase=PhJobPhase.RUNNING, pod_name=f"local-{gone.pid}"))
-    async with running(store, local_settings):
+    async with running(store, local_settings, expiry_feed):
         status = await _finished(store, job, timeout=10)
     assert status.phase is PhJobPhase.FAILED and status.reason == "RunLost"
     assert "while the controller was down" in (status.message or "")
@@ -300,7 +335,10 @@ mkdir -p artifacts
 
 @needs_root
 async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
-    store: LocalJobStore, isolated_settings: ControllerSettings, s3: S3Client
+    store: LocalJobStore,
+    isolated_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
+    s3: S3Client,
 ) -> None:
     settings = isolated_settings
     victim = store.create(
@@ -309,7 +347,7 @@ async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
             'until [ -e "$HOME/go" ]; do sleep 0.1; done'
         )
     )
-    async with running(store, settings):
+    async with running(store, settings, expiry_feed):
 
         async def started() -> bool:
             return (settings.local_runtime_dir / victim.id / "home" / "artifacts").exists()
@@ -352,12 +390,12 @@ async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
 
 @needs_root
 async def test_nothing_a_job_started_outlives_it_even_out_of_its_session(
-    store: LocalJobStore, isolated_settings: ControllerSettings
+    store: LocalJobStore, isolated_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(
         new_phjob(command="setsid bash -c 'sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.5")
     )
-    async with running(store, isolated_settings):
+    async with running(store, isolated_settings, expiry_feed):
         status = await _finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED, status
     uid = _record(isolated_settings, job)["uid"]

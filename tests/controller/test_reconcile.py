@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pytest
+from redis.asyncio import Redis
 from support.kube import KubeEmulator
 from support.phjobs import (
     STAND_IN_SCRIPT,
@@ -14,13 +17,16 @@ from support.phjobs import (
     set_pod_status,
     terminated,
 )
+from support.servers import free_port
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
 from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
@@ -32,21 +38,31 @@ PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 
 
 class MakeReconciler(Protocol):
-    def __call__(self, kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler: ...
+    def __call__(
+        self,
+        kube: Kube,
+        settings: ControllerSettings,
+        *,
+        feed: ExpiryFeed | None = None,
+        **changes: Any,
+    ) -> Reconciler: ...
 
 
 @pytest.fixture
-def _reconciler(s3: S3Client) -> MakeReconciler:
-    """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket."""
+def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
+    """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket and
+    feeds the expiry index on the test's Redis (or ``feed``)."""
 
-    def make(kube: Kube, settings: ControllerSettings, **changes: Any) -> Reconciler:
+    def make(
+        kube: Kube, settings: ControllerSettings, *, feed: ExpiryFeed | None = None, **changes: Any
+    ) -> Reconciler:
         if changes:
             settings = settings.model_copy(update=changes)
         metrics = ControllerMetrics()
         runtime = KubeRuntime(
             kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics, s3=s3
         )
-        return Reconciler(runtime, metrics=metrics)
+        return Reconciler(runtime, metrics=metrics, expiry_feed=feed or expiry_feed)
 
     return make
 
@@ -187,7 +203,10 @@ async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
     _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(
-        kube, controller_settings, artifact_delivery="s3", uploader_sidecar="container"
+        kube,
+        controller_settings,
+        artifact_delivery="s3",
+        uploader_sidecar="container",
     )
     await _reconcile(reconciler, await create_phjob(kube))
     (pod,) = kube_emulator.list_objects(PODS_R)
@@ -589,3 +608,85 @@ async def test_a_finished_job_gets_its_pods_log_kept_and_one_that_never_started_
         Bucket=bucket, Prefix=job_prefix("ML_Team", never.metadata.name)
     )
     assert listed.get("KeyCount") == 0
+
+
+# --- the expiry index ------------------------------------------------------------------------
+
+
+async def test_a_finished_job_is_indexed_at_its_finish_plus_its_retention(
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings)
+    kept = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=0))
+    job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
+    for each in (job, kept):
+        await _reconcile(reconciler, each)
+        await set_pod_status(kube, each.metadata.name, running())
+        await _pass(reconciler, each.metadata.name)
+        entry = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix("ML_Team", each.metadata.name))
+        assert entry is None  # nothing until the job ends
+        await set_pod_status(
+            kube, each.metadata.name, terminated("Succeeded", 0, finished="2026-01-01T00:01:00Z")
+        )
+        await _pass(reconciler, each.metadata.name)
+
+    finished = datetime(2026, 1, 1, 0, 1, tzinfo=UTC).timestamp()
+    entries = await redis.zrange(EXPIRY_INDEX_KEY, 0, -1, withscores=True)
+    # The job kept forever (retention 0) has no entry.
+    assert entries == [(job_prefix("ML_Team", job.metadata.name).encode(), finished + 3600)]
+
+
+async def test_the_controllers_estimate_never_moves_an_entry_later(
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings)
+    job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
+    prefix = job_prefix("ML_Team", job.metadata.name)
+    # What the uploader wrote from the expiredAt itself, when the command ended.
+    written = int(datetime(2026, 1, 1, 0, 0, 55, tzinfo=UTC).timestamp()) + 3600
+    await ExpiryIndex(redis).add(prefix, written)
+    await _reconcile(reconciler, job)
+    await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
+
+    await _pass(reconciler, job.metadata.name)
+
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) == written
+
+
+async def test_a_cancelled_job_is_indexed_at_once_and_early(
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
+) -> None:
+    reconciler = _reconciler(kube, controller_settings)
+    job = await create_phjob(kube)
+    await _reconcile(reconciler, job)
+    await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
+    before = time.time()
+
+    status = await _pass(reconciler, job.metadata.name)
+
+    # The pod collects for a while after this: its expiredAt is no earlier than this entry.
+    assert status.phase is PhJobPhase.CANCELLED and status.finish_time is not None
+    score = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix("ML_Team", job.metadata.name))
+    retention = controller_settings.artifact_retention_seconds
+    assert score is not None and int(before) - 1 + retention <= score <= time.time() + retention
+
+
+async def test_a_redis_that_is_down_loses_the_entry_and_nothing_else(
+    kube: Kube,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    feed = ExpiryFeed(ExpiryIndex(gone), policy=controller_settings)
+    reconciler = _reconciler(kube, controller_settings, feed=feed)
+    job = await create_phjob(kube)
+    await _reconcile(reconciler, job)
+    await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
+
+    status = await _pass(reconciler, job.metadata.name)
+
+    assert status.phase is PhJobPhase.SUCCEEDED
+    assert (await read_phjob(kube, job.metadata.name)).status == status
+    assert "the janitor's rescan will find it" in caplog.text
+    await gone.aclose()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from support.api import add_job, api_settings, serve, token
 from support.folders import FixedClock
 from support.jobs import GROUP, JOB, JobHome
@@ -112,6 +113,7 @@ async def test_a_forged_done_marker_changes_nothing_the_api_or_the_janitor_sees(
     s3: S3Client,
     s3_settings: S3Settings,
     redis_settings: RedisSettings,
+    redis: Redis,
     tmp_path: Path,
 ) -> None:
     # The job writes the marker it is told about with the retention, limits and file list
@@ -154,11 +156,21 @@ async def test_a_forged_done_marker_changes_nothing_the_api_or_the_janitor_sees(
     # The janitor applies that same expiry: kept a second before it, deleted a second after.
     options = CleanupOptions()
     before = await run_cleanup(
-        s3=s3, bucket=bucket, clock=FixedClock(expired_at - 1), run_id="a", options=options
+        s3=s3,
+        bucket=bucket,
+        redis=redis,
+        clock=FixedClock(expired_at - 1),
+        run_id="a",
+        options=options,
     )
     assert (before.folders_deleted, before.folders_unexpired) == (0, 1)
     after = await run_cleanup(
-        s3=s3, bucket=bucket, clock=FixedClock(expired_at + 1), run_id="b", options=options
+        s3=s3,
+        bucket=bucket,
+        redis=redis,
+        clock=FixedClock(expired_at + 1),
+        run_id="b",
+        options=options,
     )
     assert after.folders_deleted == 1
     assert await _stored(s3, bucket) == {}
@@ -169,6 +181,7 @@ async def test_metadata_planted_in_the_staging_folder_is_never_written(
     s3: S3Client,
     s3_settings: S3Settings,
     redis_settings: RedisSettings,
+    redis: Redis,
     tmp_path: Path,
 ) -> None:
     staged.run(SEED)
@@ -196,6 +209,7 @@ async def test_metadata_planted_in_the_staging_folder_is_never_written(
     outcome = await run_cleanup(
         s3=s3,
         bucket=s3_settings.phfs_bucket,
+        redis=redis,
         clock=FixedClock(time.time()),
         run_id="c",
         options=CleanupOptions(),

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import boto3
 import pytest
+from redis import Redis as SyncRedis
 from support.jobs import GROUP, JOB, JobHome, tree
 from support.s3_spy import S3Spy
 from support.servers import free_port
@@ -31,10 +32,11 @@ from artifacts_controller.staging import walk
 from artifacts_controller.transfer import MIB, Tuning
 from artifacts_controller.uploader import main
 from artifacts_shared.expiry import parse_expired_at
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.layout import expired_at_key, job_log_key, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import S3Settings
+from artifacts_shared.settings import RedisSettings, S3Settings
 
 PREFIX = job_prefix(GROUP, JOB)
 MANIFEST = manifest_key(PREFIX)
@@ -268,6 +270,32 @@ def test_nothing_collected_uploads_nothing_and_exits_0(
     assert f"artifacts: {script_says}" in run.decisions
     assert f"uploader: nothing to upload ({uploader_says}" in result.stderr
     assert (staged.staging / "done").read_text() == "0\n"  # the script's signal, every time
+
+
+def test_with_a_redis_url_the_expiry_written_is_put_into_the_expiry_index(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, redis_settings: RedisSettings
+) -> None:
+    staged.run(SEED_COMMAND)
+    result = upload(_env(s3_settings, staged, REDIS_URL=redis_settings.redis_url))
+
+    assert result.returncode == 0, result.stderr
+    written = parse_expired_at(_objects(s3_settings)[EXPIRED_AT])
+    with SyncRedis.from_url(redis_settings.redis_url) as redis:
+        assert redis.zrange(EXPIRY_INDEX_KEY, 0, -1, withscores=True) == [
+            (PREFIX.encode(), written)
+        ]
+
+
+def test_an_unreachable_redis_costs_the_index_entry_and_not_the_delivery(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings
+) -> None:
+    staged.run(SEED_COMMAND)
+    gone = f"redis://127.0.0.1:{free_port()}/0"
+    result = upload(_env(s3_settings, staged, REDIS_URL=gone))
+
+    assert result.returncode == 0, result.stderr
+    assert EXPIRED_AT in _keys(s3_settings)
+    assert f"uploader: could not put {PREFIX} into the expiry index" in result.stderr
 
 
 def test_retention_zero_in_s3_mode_writes_no_expiry(

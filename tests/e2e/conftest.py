@@ -48,7 +48,9 @@ def page(browser: Any, devstack: DevStack) -> Iterator[Any]:
         timezone_id="UTC",
         accept_downloads=True,
     )
-    context.set_default_timeout(10_000)
+    # Waits, not budgets: a page that works answers at once; make test runs three workers
+    # on two cores, and the browser shares them with the whole dev stack.
+    context.set_default_timeout(30_000)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))

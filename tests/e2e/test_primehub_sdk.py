@@ -145,6 +145,25 @@ def test_cancel_stops_a_running_job_and_rerun_starts_a_new_one_like_it(
     assert rerun_cancelled["cancel"] is True
 
 
+def test_logs_follow_a_running_job_to_its_end_and_tail_its_last_lines(
+    primehub: PrimeHubCli,
+) -> None:
+    command = 'for i in 1 2 3 4 5; do echo "line $i"; sleep 0.4; done'
+    job_id = _submit(primehub, command)["id"]
+
+    # ``jobs logs --follow`` starts while the job prints and returns once it has ended.
+    followed = primehub.run("jobs", "logs", job_id, "--follow", timeout=120)
+    phase = primehub.json("jobs", "get", job_id)["phase"]
+    last = primehub.run("jobs", "logs", job_id, "--tail", "1")
+    whole = primehub.run("jobs", "logs", job_id, "--tail", "1000")
+
+    assert phase == "Succeeded"
+    lines = [line for line in followed.splitlines() if line.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(1, 6)], followed
+    assert len(last.splitlines()) == 1 and last.splitlines() == whole.splitlines()[-1:]
+    assert [line for line in whole.splitlines() if line.startswith("line ")] == lines
+
+
 def test_the_sdk_says_not_found_for_an_unknown_job_and_shows_other_errors(
     primehub: PrimeHubCli,
 ) -> None:

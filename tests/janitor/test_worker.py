@@ -29,6 +29,7 @@ from artifacts_janitor.worker import DAILY_CRON as CRON
 from artifacts_janitor.worker import arq_redis_settings, make_worker
 from artifacts_shared.cleanup_queue import (
     CLEANUP_QUEUE,
+    RESCAN_REQUEST_KEY,
     CleanupState,
     CleanupStatus,
     cleanup_status,
@@ -197,7 +198,7 @@ async def test_the_daily_cron_and_a_request_at_the_same_moment_make_one_run(
 ) -> None:
     await seed_expired(s3, janitor_settings.phfs_bucket)
     # Far enough ahead that both workers have started (and planned the cron) before it.
-    daily_at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    daily_at = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
     for _ in range(2):
         await start_worker(settings=through(janitor_settings, gate), daily_at=daily_at)
     await asyncio.sleep((daily_at - datetime.now(UTC)).total_seconds() - 0.2)
@@ -268,3 +269,27 @@ async def test_the_worker_serves_the_runs_figures_as_prometheus_counters(
     assert "janitor_folders_deleted_total 2.0" in lines
     assert "janitor_objects_deleted_total 6.0" in lines
     assert 'janitor_folders_skipped_total{reason="missing_expired_at"} 1.0' in lines
+    assert "janitor_rescans_total 1.0" in lines  # the first run on a new Redis rescans
+    assert "janitor_index_entries 0.0" in lines
+
+
+async def test_a_run_asked_to_rescan_finds_what_the_index_missed_and_others_do_not_rescan(
+    s3: S3Client, janitor_settings: JanitorSettings, pool: ArqRedis, start_worker: StartWorker
+) -> None:
+    bucket = janitor_settings.phfs_bucket
+    await start_worker()
+    first = await wait_until(pool, await request_cleanup(pool), CleanupState.COMPLETE)
+    assert first.result is not None and first.result.rescanned  # a new Redis: no rescan yet
+    # Collected while the index was not fed: only a rescan finds it.
+    _, missed = folder("g", "job-missed", expired_at=PAST)
+    await put_objects(s3, bucket, missed)
+
+    daily = await wait_until(pool, await request_cleanup(pool), CleanupState.COMPLETE)
+    asked = await wait_until(pool, await request_cleanup(pool, rescan=True), CleanupState.COMPLETE)
+
+    assert daily.result is not None and not daily.result.rescanned
+    assert daily.result.folders_deleted == 0
+    assert asked.result is not None and asked.result.rescanned
+    assert (asked.result.rescan_found, asked.result.folders_deleted) == (1, 1)
+    assert await snapshot(s3, bucket) == {}
+    assert await pool.exists(RESCAN_REQUEST_KEY) == 0

@@ -2,10 +2,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from support.s3_spy import DeleteSpy
 from support.servers import S3Server
 
-from artifacts_shared.s3 import S3Client, delete_keys, iter_objects, iter_prefixes
+from artifacts_shared.s3 import (
+    S3Client,
+    delete_keys,
+    iter_objects,
+    iter_prefixes,
+    parse_s3_timestamp,
+)
 from artifacts_shared.settings import S3Settings
 
 
@@ -82,3 +91,50 @@ async def test_delete_honours_a_smaller_batch_and_plain_lists(
     outcome = await delete_keys(s3, bucket, [f"k/{i}" for i in range(10)], batch_size=4)
     assert (outcome.deleted, outcome.requests) == (10, 3)
     assert [item async for item in iter_objects(s3, bucket, "k/")] == []
+
+
+async def test_deleting_listed_objects_counts_their_bytes_and_names_the_refused(
+    s3: S3Client, s3_settings: S3Settings
+) -> None:
+    bucket = s3_settings.phfs_bucket
+    await s3.put_object(Bucket=bucket, Key="k/small", Body=b"12")
+    await s3.put_object(Bucket=bucket, Key="k/kept", Body=b"12345")
+    listed = [item async for item in iter_objects(s3, bucket, "k/")]
+    spy = DeleteSpy(s3, refuse=lambda key: key == "k/kept")
+
+    outcome = await delete_keys(spy, bucket, listed)  # type: ignore[arg-type]
+
+    assert (outcome.deleted, outcome.bytes) == (1, 2)
+    assert [(f.key, f.code, f.size) for f in outcome.failures] == [("k/kept", "AccessDenied", 5)]
+    assert [item.key async for item in iter_objects(s3, bucket, "k/")] == ["k/kept"]
+
+
+@pytest.mark.parametrize(
+    ("written", "moment"),
+    [
+        ("2009-10-12T17:50:30.000Z", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+        ("2009-10-12T17:50:30Z", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+        ("2009-10-12T17:50:30", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+        ("2009-10-12T19:50:30+02:00", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+        ("Mon, 12 Oct 2009 17:50:30 GMT", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+        ("1255369830", datetime(2009, 10, 12, 17, 50, 30, tzinfo=UTC)),
+    ],
+)
+def test_s3_timestamps_of_every_form_read_as_the_same_instant(
+    written: str, moment: datetime
+) -> None:
+    parsed = parse_s3_timestamp(written)
+    assert parsed.tzinfo is not None and parsed == moment
+
+
+async def test_a_listing_and_a_head_agree_on_when_an_object_was_written(
+    s3: S3Client, s3_settings: S3Settings
+) -> None:
+    bucket = s3_settings.phfs_bucket
+    await s3.put_object(Bucket=bucket, Key="t/one", Body=b"1")
+    (listed,) = [item async for item in iter_objects(s3, bucket, "t/")]
+    head = await s3.head_object(Bucket=bucket, Key="t/one")  # an RFC 1123 header
+
+    assert listed.last_modified.tzinfo is not None
+    assert abs(listed.last_modified - head["LastModified"]) < timedelta(seconds=1)
+    assert abs(listed.last_modified - datetime.now(UTC)) < timedelta(minutes=5)

@@ -121,6 +121,8 @@ def test_a_bad_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("artifacts_controller", "KUBE_NAMESPACE", "Not_A_Namespace"),
         ("artifacts_janitor", "JANITOR_DAILY_AT", "25:00"),
         ("artifacts_janitor", "JANITOR_ORPHAN_RETENTION_SECONDS", "-1"),
+        ("artifacts_janitor", "JANITOR_RESCAN_EVERY", "weekly"),
+        ("artifacts_janitor", "JANITOR_RESCAN_EVERY", "30m"),
     ],
 )
 def test_a_service_stops_at_start_with_one_line(module: str, variable: str, value: str) -> None:

@@ -50,7 +50,7 @@ def token(
     *,
     groups: Iterable[str] = ("team-a",),
     roles: Iterable[str] = (),
-    expires_in: float = 600,
+    expires_in: float = 4 * 3600,  # module-level tokens are minted at collection, runs are long
     secret: str = JWT_SECRET,
     **claims: Any,
 ) -> str:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from artifacts_controller.controller import Controller
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
@@ -68,8 +69,9 @@ def terminated(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
 ) -> None:
+    # Generous: a condition that holds returns at once; three test workers share two cores.
     deadline = time.monotonic() + timeout
     while True:
         if await check():
@@ -81,12 +83,17 @@ async def eventually(
 
 @asynccontextmanager
 async def running_controller(
-    kube: Kube, settings: ControllerSettings, *, sync_timeout: float = 5.0
+    kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, *, sync_timeout: float = 5.0
 ) -> AsyncIterator[Controller]:
     """A controller running in this event loop, its first lists done."""
     async with open_s3(settings) as s3:
         controller = Controller(
-            kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=ControllerMetrics(), s3=s3
+            kube=kube,
+            settings=settings,
+            script=STAND_IN_SCRIPT,
+            metrics=ControllerMetrics(),
+            s3=s3,
+            expiry_feed=feed,
         )
         task = asyncio.create_task(controller.run())
         try:

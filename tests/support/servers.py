@@ -47,18 +47,45 @@ def free_port() -> int:
         return port
 
 
-def _wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+class PortTaken(RuntimeError):
+    """Another process listens on a port we chose (another test worker picked it too)."""
+
+
+def listens(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether ``process`` itself listens on ``port`` on loopback.
+
+    Test workers choose ports at the same moment: two may pick the same free one, and the
+    loser's ready check would then be answered by the winner's server, sharing it unseen.
+    """
+    try:
+        connections = psutil.Process(process.pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
+
+
+def _wait_for_http(
+    url: str, port: int, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
+    answered_by_another = False
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if answered_by_another:
+                raise PortTaken(f"{url}: another process listens on port {port}")
             raise RuntimeError(f"{url}: the server exited at start:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=1):
-                return
+                pass
         except urllib.error.HTTPError:
-            return  # it answers, if only to refuse an unsigned request
+            pass  # it answers, if only to refuse an unsigned request
         except OSError:
             time.sleep(0.05)
+            continue
+        if listens(process, port):
+            return
+        answered_by_another = True
+        time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer in {timeout} s:\n{_tail(log)}")
 
 
@@ -81,18 +108,39 @@ class _S3ChildServer:
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._client: Any = None
+        self._started = False
 
     def _command(self) -> tuple[list[str], dict[str, str] | None]:
         raise NotImplementedError
 
+    @property
+    def port(self) -> int:
+        """The S3 port, the one the ready check asks."""
+        raise NotImplementedError
+
+    def _choose_ports(self) -> None:
+        raise NotImplementedError
+
     def start(self, timeout: float = 30.0) -> _S3ChildServer:
-        command, env = self._command()
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data
-            )
-        _wait_for_http(f"{self.url}/", self._process, self.log, timeout)
-        return self
+        # A first start whose ports another process took picks others; a restart keeps its
+        # ports (tests stop and start a server to see clients reconnect to the same URL).
+        for attempt in range(1 if self._started else 3):
+            command, env = self._command()
+            with self.log.open("ab") as log:
+                self._process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data
+                )
+            try:
+                _wait_for_http(f"{self.url}/", self.port, self._process, self.log, timeout)
+            except PortTaken:
+                self.stop()
+                if self._started or attempt == 2:
+                    raise
+                self._choose_ports()
+            else:
+                self._started = True
+                return self
+        raise AssertionError("unreachable")
 
     @property
     def pid(self) -> int:
@@ -198,10 +246,17 @@ class S3Server(_S3ChildServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ports = SeaweedPorts.free()
-        self.url = f"http://127.0.0.1:{self.ports.s3}"
+        self._choose_ports()
         self._identities = self.data / "s3.json"
         write_identities(self._identities, TEST_CREDENTIALS)
+
+    @property
+    def port(self) -> int:
+        return self.ports.s3
+
+    def _choose_ports(self) -> None:
+        self.ports = SeaweedPorts.free()
+        self.url = f"http://127.0.0.1:{self.ports.s3}"
 
     def start(self, timeout: float = 30.0) -> S3Server:
         super().start(timeout)
@@ -218,14 +273,21 @@ class JuiceFsGateway(_S3ChildServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._choose_ports()
         self._meta = f"sqlite3://{self.data / 'meta.db'}"
         subprocess.run(
             [_juicefs(), "--no-agent", "format", "--storage", "file", "--bucket",
              f"{self.data / 'blocks'}/", self._meta, "artifacts"],
             check=True, capture_output=True, cwd=self.data,
         )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def _choose_ports(self) -> None:
+        self._port = free_port()
+        self.url = f"http://127.0.0.1:{self._port}"
 
     def start(self, timeout: float = 30.0) -> JuiceFsGateway:
         super().start(timeout)
@@ -308,7 +370,20 @@ class RedisServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        self._process = subprocess.Popen(
+        for attempt in range(3):
+            try:
+                return self._launch(timeout)
+            except PortTaken:
+                self.stop(keep_dir=True)
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"redis://127.0.0.1:{self.port}/0"
+        raise AssertionError("unreachable")
+
+    def _launch(self, timeout: float) -> RedisServer:
+        log = Path(self._dir.name) / "redis.log"
+        process = self._process = subprocess.Popen(
             [
                 redis_binary(),
                 "--port",
@@ -322,23 +397,30 @@ class RedisServer:
                 "--dir",
                 self._dir.name,
                 "--logfile",
-                str(Path(self._dir.name) / "redis.log"),
+                str(log),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout
+        answered_by_another = False
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"redis-server exited at start: {stderr.strip()}")
+            if process.poll() is not None:
+                if answered_by_another:
+                    raise PortTaken(f"another process listens on port {self.port}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"redis-server exited at start: {stderr.strip()}{_tail(log)}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return self
+                    answered = sock.recv(16).startswith(b"+PONG")
             except OSError:
                 time.sleep(0.05)
+                continue
+            if answered and listens(process, self.port):
+                return self
+            answered_by_another = answered_by_another or answered
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout} s")
 
@@ -348,7 +430,7 @@ class RedisServer:
             if not sock.recv(16).startswith(b"+OK"):
                 raise RuntimeError("FLUSHALL failed")
 
-    def stop(self) -> None:
+    def stop(self, *, keep_dir: bool = False) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -358,4 +440,5 @@ class RedisServer:
                 self._process.wait()
         if self._process is not None and self._process.stderr:
             self._process.stderr.close()
-        self._dir.cleanup()
+        if not keep_dir:
+            self._dir.cleanup()

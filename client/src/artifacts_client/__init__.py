@@ -31,6 +31,7 @@ from artifacts_client.models import (
     Job,
     JobPhase,
     LogPage,
+    Retention,
 )
 from artifacts_client.progress import NoProgress, Progress, ProgressBar
 
@@ -59,6 +60,7 @@ __all__ = [
     "Progress",
     "ProgressBar",
     "ProtocolError",
+    "Retention",
     "Unauthenticated",
     "Unavailable",
     "UnsafeNameError",

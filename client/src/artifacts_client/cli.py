@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TextIO
 from artifacts_client import config
 from artifacts_client.client import Client
 from artifacts_client.errors import ClientError, WaitTimeout
-from artifacts_client.models import CleanupState, Job, JobPhase
+from artifacts_client.models import CleanupState, Job, JobPhase, Retention
 from artifacts_client.progress import NoProgress, Progress, ProgressBar, human_size
 
 __all__ = ["EXIT_ERROR", "EXIT_NOT_SUCCEEDED", "EXIT_TIMEOUT", "EXIT_USAGE", "main", "run"]
@@ -52,6 +52,7 @@ examples:
     jobartifacts download job-202009250153-34s0ti -o results/
   jobartifacts artifacts job-202009250153-34s0ti --json
   jobartifacts logs job-202009250153-34s0ti --follow --tail 100
+  jobartifacts extend job-202009250153-34s0ti --days 30
 
 exit codes: 0 success, 1 error, 2 bad usage, 3 the waited job did not succeed
 (wait --exit-status), 124 --timeout expired, 130 interrupted.
@@ -250,16 +251,46 @@ def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _print_retention(retention: Retention, out: Output) -> None:
+    if out.json:
+        _print_json(retention.to_json(), out.stdout)
+    else:
+        print(f"{retention.job_id} {retention.state}: {retention.reason}", file=out.stdout)
+
+
+def cmd_keep(client: Client, args: argparse.Namespace, out: Output) -> int:
+    _print_retention(client.keep_artifacts(args.id), out)
+    return 0
+
+
+def cmd_extend(client: Client, args: argparse.Namespace, out: Output) -> int:
+    _print_retention(client.extend_artifacts(args.id, days=args.days), out)
+    return 0
+
+
+def cmd_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    deleted = client.delete_artifacts(args.id)
+    if out.json:
+        _print_json({"job_id": args.id, "deleted": deleted}, out.stdout)
+    else:
+        said = "artifacts deleted" if deleted else "had no artifacts stored"
+        print(f"{args.id} {said}", file=out.stdout)
+    return 0
+
+
 def cmd_cleanup(client: Client, args: argparse.Namespace, out: Output) -> int:
-    run = client.cleanup(wait=args.wait, interval=args.interval, timeout=args.timeout)
+    run = client.cleanup(
+        rescan=args.rescan, wait=args.wait, interval=args.interval, timeout=args.timeout
+    )
     if out.json:
         _print_json(run.to_json(), out.stdout)
         return 0
     line = f"{run.id} {run.state.value}"
     if run.result is not None:
         result = run.result
+        scanned = f", rescanned {result.folders_scanned} folders" if result.rescanned else ""
         line += (
-            f": {result.outcome}, {result.folders_scanned} folders scanned, "
+            f": {result.outcome}, {result.index_due} due in the index{scanned}, "
             f"{result.folders_deleted} deleted ({result.objects_deleted} objects, "
             f"{human_size(result.bytes_freed)} freed), {result.folders_skipped} skipped, "
             f"{result.folders_failed} failed"
@@ -490,6 +521,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="print the bytes as they are, even on a terminal"
     )
 
+    _job_id_argument(
+        command(
+            "keep",
+            "keep a job's artifacts until they are deleted by hand (admins)",
+            cmd_keep,
+            description="Keep the job's artifacts until deleted by hand: only admins may. "
+            "Prints the retention sentence, e.g. 'kept by root on 3 Dec'.",
+        )
+    )
+    extend = command(
+        "extend",
+        "move a job's artifact expiry later",
+        cmd_extend,
+        description="Move the expiry DAYS later (from the current expiry, or from now once it "
+        "has passed). Members of the job's group may go up to the API's "
+        "ARTIFACT_MAX_RETENTION_SECONDS (90 days by default) after now; admins beyond.",
+    )
+    _job_id_argument(extend)
+    extend.add_argument(
+        "--days", type=_positive_float, default=7.0, metavar="DAYS", help="default 7"
+    )
+    _job_id_argument(
+        command(
+            "delete",
+            "delete a job's artifacts now",
+            cmd_delete,
+            description="Delete every artifact of the job now (its group's members and admins). "
+            "This cannot be undone.",
+        )
+    )
+
     cleanup = command(
         "cleanup",
         "delete expired artifacts now (admins)",
@@ -498,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
         "state (the run already queued or running, if there is one). Admins only.",
     )
     cleanup.add_argument("--wait", action="store_true", help="wait for the run's result")
+    cleanup.add_argument(
+        "--rescan",
+        action="store_true",
+        help="also scan every job folder into the expiry index (done by the next run to start)",
+    )
     _add_wait_options(cleanup, 1.0, "as long as it takes")
     return parser
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from artifacts_client.models import (
     Job,
     JobPhase,
     LogPage,
+    Retention,
 )
 from artifacts_client.progress import NoProgress, Progress, ProgressBar
 from artifacts_client.transport import GraphQLTransport, download_opener
@@ -261,6 +263,45 @@ class Client:
             raise NotFound(f"there is no job {job_id}", code="NOT_FOUND")
         return ArtifactFolder.from_graphql(job_id, data["phJob"]["artifact"])
 
+    def retention(self, job: JobRef) -> Retention:
+        """Why the job's artifacts are kept or when they go, and who last changed that."""
+        job_id = _job_id(job)
+        data = self._execute(queries.RETENTION, {"id": job_id})
+        if data.get("phJob") is None:
+            raise NotFound(f"there is no job {job_id}", code="NOT_FOUND")
+        return Retention.from_graphql(job_id, data["phJob"]["artifact"]["retention"])
+
+    def set_artifact_expiry(self, job: JobRef, expired_at: datetime | None) -> Retention:
+        """A new expiry for the job's artifacts; None keeps them until deleted (admins only).
+
+        Members of the job's group may move it anywhere from now to the API's
+        ARTIFACT_MAX_RETENTION_SECONDS (90 days by default) after now.
+        """
+        job_id = _job_id(job)
+        if expired_at is not None and expired_at.tzinfo is None:
+            raise ValueError("expired_at needs a time zone, e.g. datetime.now(UTC)")
+        at = expired_at.isoformat() if expired_at is not None else None
+        data = self._execute(queries.SET_EXPIRY, {"id": job_id, "expiredAt": at})
+        return Retention.from_graphql(job_id, data["setPhJobArtifactExpiry"]["retention"])
+
+    def keep_artifacts(self, job: JobRef) -> Retention:
+        """Keep the job's artifacts until they are deleted by hand (admins only)."""
+        return self.set_artifact_expiry(job, None)
+
+    def extend_artifacts(self, job: JobRef, *, days: float = 7) -> Retention:
+        """Move the expiry ``days`` later: from the current expiry when it lies ahead, else now."""
+        if days <= 0:
+            raise ValueError(f"days must be above 0, got {days}")
+        current = self.retention(job).expired_at
+        now = datetime.now(UTC)
+        base = current if current is not None and current > now else now
+        return self.set_artifact_expiry(job, base + timedelta(days=days))
+
+    def delete_artifacts(self, job: JobRef) -> bool:
+        """Delete the job's artifacts now; False when nothing was stored."""
+        data = self._execute(queries.DELETE_ARTIFACTS, {"id": _job_id(job)})
+        return bool(data["deletePhJobArtifact"])
+
     def artifacts(self, job: JobRef) -> list[Artifact]:
         """The job's artifact files in path order; empty when nothing was collected (yet)."""
         return self.artifact_folder(job).items
@@ -378,14 +419,22 @@ class Client:
         return CleanupRun.from_graphql(data["phJobArtifactCleanup"])
 
     def cleanup(
-        self, *, wait: bool = False, interval: float = 1.0, timeout: float | None = None
+        self,
+        *,
+        rescan: bool = False,
+        wait: bool = False,
+        interval: float = 1.0,
+        timeout: float | None = None,
     ) -> CleanupRun:
         """Run the janitor's expiry cleanup now (admins; others get ``Forbidden``).
 
         Returns the queued run (or the one already queued or running); with ``wait``,
         polls until it is COMPLETE or FAILED, ``WaitTimeout`` after ``timeout`` seconds.
+        ``rescan`` also asks for a scan of every job folder into the expiry index, which
+        the next run to start makes (the result's ``rescanned`` says whether this one did).
         """
-        run_id = self._execute(queries.CLEANUP).get("cleanupPhJobArtifact")
+        data = self._execute(queries.CLEANUP, {"rescan": rescan})
+        run_id = data.get("cleanupPhJobArtifact")
         if not isinstance(run_id, str):
             raise ProtocolError("cleanupPhJobArtifact returned no run id")
         run = self.cleanup_run(run_id)

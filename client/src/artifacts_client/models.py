@@ -26,6 +26,7 @@ __all__ = [
     "Job",
     "JobPhase",
     "LogPage",
+    "Retention",
 ]
 
 
@@ -172,6 +173,33 @@ class ArtifactFolder(_Jsonable):
 
 
 @dataclass(frozen=True, slots=True)
+class Retention(_Jsonable):
+    """Why a job's artifacts are kept or when they go: ``reason`` is one sentence.
+
+    ``state`` is EXPIRES, KEPT, EXPIRED (the next cleanup deletes them) or UNKNOWN;
+    ``changed_by`` is set only when the API itself recorded who last changed the expiry.
+    """
+
+    job_id: str
+    state: str
+    reason: str
+    expired_at: datetime | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+    @classmethod
+    def from_graphql(cls, job_id: str, data: Mapping[str, Any]) -> Retention:
+        return cls(
+            job_id=job_id,
+            state=str(data["state"]),
+            reason=str(data["reason"]),
+            expired_at=_time(data.get("expiredAt")),
+            changed_by=data.get("changedBy"),
+            changed_at=_time(data.get("changedAt")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LogPage(_Jsonable):
     """Lines of a job's log (JuliaHub.jl's ``job_logs``): ``lines[0]`` is line ``offset``
     (0-based) of ``total_lines``; ``live`` while the job runs and the log may grow."""
@@ -233,6 +261,12 @@ class CleanupResult(_Jsonable):
     deleted: list[str]
     skipped: list[dict[str, str]]
     errors: list[dict[str, str]]
+    index_due: int = 0
+    index_checked: int = 0
+    index_stale: int = 0
+    rescanned: bool = False
+    last_rescan_at: datetime | None = None
+    rescan_found: int = 0
 
     @classmethod
     def from_graphql(cls, data: Mapping[str, Any]) -> CleanupResult:
@@ -253,6 +287,12 @@ class CleanupResult(_Jsonable):
             deleted=[str(prefix) for prefix in data.get("deleted") or []],
             skipped=[dict(entry) for entry in data.get("skipped") or []],
             errors=[dict(entry) for entry in data.get("errors") or []],
+            index_due=int(data.get("indexDue") or 0),
+            index_checked=int(data.get("indexChecked") or 0),
+            index_stale=int(data.get("indexStale") or 0),
+            rescanned=bool(data.get("rescanned")),
+            last_rescan_at=_time(data.get("lastRescanAt")),
+            rescan_found=int(data.get("rescanFound") or 0),
         )
 
 

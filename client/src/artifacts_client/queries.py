@@ -14,9 +14,12 @@ __all__ = [
     "CLEANUP",
     "CLEANUP_RUN",
     "CREATE_JOB",
+    "DELETE_ARTIFACTS",
     "JOB",
     "JOBS",
     "LOGS",
+    "RETENTION",
+    "SET_EXPIRY",
 ]
 
 _JOB = """
@@ -80,7 +83,7 @@ query Logs($id: ID!, $offset: Int, $limit: Int) {
 }
 """
 
-CLEANUP = "mutation Cleanup { cleanupPhJobArtifact }"
+CLEANUP = "mutation Cleanup($rescan: Boolean) { cleanupPhJobArtifact(rescan: $rescan) }"
 
 CLEANUP_RUN = """
 query CleanupRun($id: ID!) {
@@ -90,9 +93,28 @@ query CleanupRun($id: ID!) {
       outcome note dryRun startedAt finishedAt durationSeconds
       foldersScanned foldersExpired foldersDeleted foldersSkipped foldersFailed
       objectsDeleted bytesFreed deleted
+      indexDue indexChecked indexStale rescanned lastRescanAt rescanFound
       skipped { prefix reason detail }
       errors { prefix message }
     }
   }
 }
+"""
+
+_RETENTION = "retention { expiredAt state changedBy changedAt reason }"
+
+RETENTION = f"""
+query Retention($id: ID!) {{
+  phJob(where: {{id: $id}}) {{ id artifact {{ {_RETENTION} }} }}
+}}
+"""
+
+SET_EXPIRY = f"""
+mutation SetExpiry($id: ID!, $expiredAt: String) {{
+  setPhJobArtifactExpiry(where: {{id: $id}}, expiredAt: $expiredAt) {{ {_RETENTION} }}
+}}
+"""
+
+DELETE_ARTIFACTS = """
+mutation DeleteArtifacts($id: ID!) { deletePhJobArtifact(where: {id: $id}) }
 """

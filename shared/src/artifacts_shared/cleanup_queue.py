@@ -4,52 +4,60 @@ The api and the janitor never import each other (ARCHITECTURE section 2); this m
 their whole agreement on the arq queue. The api calls two functions with an arq pool
 (``arq.connections.create_pool``) on the same Redis as the janitor:
 
-``await request_cleanup(pool) -> RunId``
+``await request_cleanup(pool, rescan=False) -> RunId``
     Enqueue a run of ``cleanup_expired_artifacts`` and return its id, or return the id of
     the run that is already queued or running (section 6: "a second request while one is
     queued or running returns that run's id"). Safe to call from any number of api
     replicas at once: they all get the same id. The janitor's daily cron asks through the
     same function, so a cron run and an admin's request never make two runs.
+    ``rescan=True`` also asks for the reconciling full scan: the next run to start does it.
 
 ``await cleanup_status(pool, run_id) -> CleanupStatus``
     ``queued``, ``running``, ``complete`` (with the ``CleanupResult``), ``failed`` (with
     the error) or ``not_found`` (unknown id, or its result has expired: results are kept
     for ``JANITOR_RESULT_TTL_SECONDS``, 7 days by default).
 
+How "one run at a time" works: run ids are numbered, ``cleanup-<epoch>-<n>``. A caller
+that finds the last requested run finished asks arq for run ``n + 1`` with
+``enqueue_job(_job_id=...)``; every caller that saw run ``n`` finish asks for the same id,
+arq enqueues it once (the others get ``None``), and all of them return that id.
+
 Redis keys (besides arq's own ``arq:job:<id>``, ``arq:in-progress:<id>``, ``arq:result:<id>``):
 
 ``artifacts:janitor:queue``
     the arq queue (sorted set) the janitor's workers read; runs are enqueued here.
 ``artifacts:cleanup:current``
-    the id of the last requested run: the "slot". It is written in the same MULTI as the
-    run's arq job, so no caller ever sees a slot without its job. The run it names is
-    *active* while arq still holds its job (queued, or started and holding the run lock);
-    once the job is finished, failed or expired, the next request replaces the slot.
+    the id of the last requested run: the "slot", moved on only after arq holds the next
+    run's job. The run it names is *active* while arq still holds its job (queued, or
+    started and holding the run lock); once the job is finished, failed or expired, the
+    next request asks for the following run. The epoch is drawn when the slot is first
+    made, so ids stay unique after a Redis that lost its data.
 ``artifacts:cleanup:lock``
-    the run lock: ``"<run id> <attempt>"`` of the run that is deleting, with a lease
-    (``JANITOR_LOCK_SECONDS``, 60 s by default) that the running janitor renews. A run
-    that finds it taken waits one lease and then gives up, so two runs never overlap,
-    whatever enqueued them; a crashed janitor's lease lapses, so it never blocks a later
-    run. A started run that does not hold the lock after a short grace is taken for
-    crashed, and the next request starts a fresh run.
+    the run lock (redis-py's ``Lock``): ``"<run id> <attempt>"`` of the run that is
+    deleting, with a lease (``JANITOR_LOCK_SECONDS``, 60 s by default) that the running
+    janitor renews. A run that finds it taken waits one lease and then gives up, so two
+    runs never overlap, whatever enqueued them; a crashed janitor's lease lapses, so it
+    never blocks a later run. A started run that does not hold the lock after a short
+    grace is taken for crashed, and the next request starts a fresh run.
+``artifacts:cleanup:rescan``
+    set by ``request_cleanup(rescan=True)``; the next run to start takes it and rescans.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import NewType
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix
-from arq.jobs import Job, JobStatus, serialize_job
+from arq.jobs import Job, JobStatus
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from artifacts_shared.cleanup_result import CleanupResult
@@ -58,6 +66,7 @@ from artifacts_shared.redis import CLEANUP_FUNCTION
 __all__ = [
     "CLEANUP_QUEUE",
     "CURRENT_RUN_KEY",
+    "RESCAN_REQUEST_KEY",
     "RUN_LOCK_KEY",
     "CleanupState",
     "CleanupStatus",
@@ -70,11 +79,12 @@ __all__ = [
 ]
 
 RunId = NewType("RunId", str)
-"""An arq job id of a cleanup run, ``cleanup-20250925T030000Z-3f2a9c1b``."""
+"""An arq job id of a cleanup run, ``cleanup-3f2a9c1b-42``."""
 
 CLEANUP_QUEUE = "artifacts:janitor:queue"
 CURRENT_RUN_KEY = "artifacts:cleanup:current"
 RUN_LOCK_KEY = "artifacts:cleanup:lock"
+RESCAN_REQUEST_KEY = "artifacts:cleanup:rescan"
 
 # The slot only outlives its run for garbage collection: arq drops a job nobody started
 # within a day, and a run is bounded by the janitor's timeout (at most 23 hours).
@@ -82,10 +92,17 @@ _SLOT_TTL_MS = 2 * 86_400_000
 _STARTUP_GRACE_SECONDS = 2.0
 _MAX_ATTEMPTS = 50
 _RUN_ID = re.compile(r"[A-Za-z0-9:._-]{1,200}")
+_NUMBERED = re.compile(r"cleanup-([0-9a-f]{8})-([0-9]{1,18})")
 
 
-def _new_run_id() -> RunId:
-    return RunId(f"cleanup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+def _following(run_id: str) -> RunId:
+    """The id of the run after ``run_id``: the same for every caller that saw ``run_id``."""
+    numbered = _NUMBERED.fullmatch(run_id)
+    if numbered is not None:
+        return RunId(f"cleanup-{numbered[1]}-{int(numbered[2]) + 1}")
+    # An id of another form (an older release's): a new epoch, derived, not drawn.
+    epoch = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return RunId(f"cleanup-{epoch}-1")
 
 
 def lock_token(run_id: str, attempt: int) -> str:
@@ -108,54 +125,59 @@ async def current_run_id(pool: ArqRedis) -> RunId | None:
 
 
 async def request_cleanup(
-    pool: ArqRedis, *, startup_grace: float = _STARTUP_GRACE_SECONDS
+    pool: ArqRedis, *, rescan: bool = False, startup_grace: float = _STARTUP_GRACE_SECONDS
 ) -> RunId:
-    """Enqueue a cleanup run, or return the id of the one queued or running.
-
-    Optimistic locking (WATCH/MULTI) on the slot makes this race-free across callers:
-    whoever changes the slot first wins, the others retry and find the winner's run.
-    """
+    """Enqueue a cleanup run, or return the id of the one queued or running."""
+    if rescan:
+        await pool.set(RESCAN_REQUEST_KEY, b"1")
     for _ in range(_MAX_ATTEMPTS):
-        async with pool.pipeline(transaction=True) as pipe:
-            await pipe.watch(CURRENT_RUN_KEY)
-            current = await pipe.get(CURRENT_RUN_KEY)
-            if current is not None:
-                active = RunId(current.decode())
-                if await _is_active(pipe, active, startup_grace):
-                    return active
-            run_id = _new_run_id()
-            enqueued_ms = int(time.time() * 1000)
-            job = serialize_job(
-                CLEANUP_FUNCTION, (), {}, None, enqueued_ms, serializer=pool.job_serializer
+        current = await current_run_id(pool)
+        if current is None:
+            # Run 0 of a new epoch, which has no job: the next step asks for run 1.
+            await pool.set(
+                CURRENT_RUN_KEY, f"cleanup-{uuid.uuid4().hex[:8]}-0", nx=True, px=_SLOT_TTL_MS
             )
-            # The same three writes as arq's enqueue_job, plus the slot, in one MULTI:
-            # nobody can see the slot name a run whose job is not there yet.
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(CURRENT_RUN_KEY, run_id, px=_SLOT_TTL_MS)
-            pipe.psetex(job_key_prefix + run_id, pool.expires_extra_ms, job)
-            pipe.zadd(CLEANUP_QUEUE, {run_id: enqueued_ms})
-            try:
-                await pipe.execute()
-            except WatchError:
-                continue
-            return run_id
+            continue
+        if await _is_active(pool, current, startup_grace):
+            return current
+        following = _following(current)
+        # None when another caller enqueued it first: either way arq now holds it.
+        await pool.enqueue_job(CLEANUP_FUNCTION, _job_id=following, _queue_name=CLEANUP_QUEUE)
+        await _advance_slot(pool, current, following)
     raise RuntimeError(f"could not enqueue a cleanup run in {_MAX_ATTEMPTS} attempts")
 
 
-async def _is_active(pipe: Pipeline, run_id: RunId, startup_grace: float) -> bool:
+async def _advance_slot(pool: ArqRedis, seen: RunId, following: RunId) -> None:
+    """Point the slot at ``following`` unless someone has moved it on from ``seen`` already."""
+    async with pool.pipeline(transaction=True) as pipe:
+        await pipe.watch(CURRENT_RUN_KEY)
+        if await pipe.get(CURRENT_RUN_KEY) != seen.encode():
+            return
+        pipe.multi()  # type: ignore[no-untyped-call]
+        pipe.set(CURRENT_RUN_KEY, following, px=_SLOT_TTL_MS)
+        try:
+            await pipe.execute()
+        except WatchError:
+            pass  # moved on by another caller: the next look finds where
+
+
+async def _is_active(pool: ArqRedis, run_id: RunId, startup_grace: float) -> bool:
     """Whether ``run_id`` is queued, or started and alive (holding the run lock).
 
-    arq keeps a job's key from enqueue to finish, and marks it in progress when a worker
-    takes it; a worker killed mid-run leaves that mark until arq's timeout. The run lock
-    tells the two apart: a live run holds it within moments of starting and renews it.
+    arq keeps a job from enqueue to finish, and marks it in progress when a worker takes
+    it; a worker killed mid-run leaves that mark until arq's timeout. The run lock tells
+    the two apart: a live run holds it within moments of starting and renews it.
     """
+    job = Job(run_id, pool, _queue_name=CLEANUP_QUEUE, _deserializer=pool.job_deserializer)
     deadline = time.monotonic() + startup_grace
     while True:
-        if not await pipe.exists(job_key_prefix + run_id):
+        status = await job.status()
+        if status in (JobStatus.queued, JobStatus.deferred):
+            # arq drops a job nobody started within a day; its queue entry may linger.
+            return await job.info() is not None
+        if status is not JobStatus.in_progress:
             return False
-        if not await pipe.exists(in_progress_key_prefix + run_id):
-            return True
-        if lock_holder(await pipe.get(RUN_LOCK_KEY)) == run_id:
+        if lock_holder(await pool.get(RUN_LOCK_KEY)) == run_id:
             return True
         if time.monotonic() >= deadline:
             return False

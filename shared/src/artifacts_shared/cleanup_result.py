@@ -5,6 +5,12 @@ result, so the api never unpickles a class of ours whose shape may have moved on
 reads the dict back with ``CleanupResult.from_stored()``, which ignores fields it does
 not know. Field names are camelCase on the wire, like every other wire format of ours.
 
+A run works from the expiry index (``artifacts_shared.expiry_index``): ``index_*`` say
+what it took from there. ``rescanned`` says whether this run also made the reconciling
+full scan (``folders_scanned`` counts what that scan looked at, and is 0 otherwise);
+``last_rescan_at`` and ``rescan_found`` describe the last completed rescan, this run's or
+an earlier one.
+
 Counts cover the whole run; the name lists (``deleted``, ``skipped``, ``errors``) keep
 at most ``NAMES_KEPT`` entries so a run over a million folders stays a small record.
 Every folder is also logged by name as it is decided, so nothing is lost from the log.
@@ -60,6 +66,9 @@ class SkippedFolder(_Model):
     prefix: str
     reason: SkipReason
     detail: str = ""
+    retention: str = Field(
+        "", description="the folder's retention sentence (artifacts_shared.retention)"
+    )
 
 
 class FolderError(_Model):
@@ -76,7 +85,22 @@ class CleanupResult(_Model):
     finished_at: datetime
     duration_seconds: float = Field(ge=0)
 
-    folders_scanned: int = Field(0, ge=0)
+    index_due: int = Field(0, ge=0, description="entries due in the index when the run began")
+    index_checked: int = Field(0, ge=0, description="due entries whose expiredAt was re-read")
+    index_stale: int = Field(
+        0,
+        ge=0,
+        description="due entries S3 did not confirm: re-indexed later, or removed because "
+        "the folder has no readable expiredAt, is gone, or is no job folder",
+    )
+    index_size: int = Field(0, ge=0, description="entries in the index when the run ended")
+    rescanned: bool = Field(False, description="this run made the reconciling full scan")
+    last_rescan_at: datetime | None = Field(None, description="when the last rescan finished")
+    rescan_found: int = Field(
+        0, ge=0, description="folders the last rescan added to the index or corrected in it"
+    )
+
+    folders_scanned: int = Field(0, ge=0, description="job folders the rescan looked at")
     folders_unexpired: int = Field(0, ge=0)
     folders_expired: int = Field(0, ge=0, description="expiredAt in the past")
     folders_orphaned: int = Field(

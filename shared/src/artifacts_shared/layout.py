@@ -32,6 +32,7 @@ __all__ = [
     "manifest_key",
     "parse_job_prefix",
     "relative_name",
+    "retention_record_key",
 ]
 
 GroupPath = NewType("GroupPath", str)
@@ -109,6 +110,11 @@ def manifest_key(prefix: JobPrefix) -> ObjectKey:
 def job_log_key(prefix: JobPrefix) -> ObjectKey:
     """The job's output, delivered with its artifacts: metadata, so never listed as one."""
     return ObjectKey(f"{prefix}{METADATA_DIR}job.log")
+
+
+def retention_record_key(prefix: JobPrefix) -> ObjectKey:
+    """Who last changed the folder's expiry, when and why: written by the api, signed."""
+    return ObjectKey(f"{prefix}{METADATA_DIR}retention.json")
 
 
 def is_metadata(relative: str) -> bool:

@@ -21,6 +21,7 @@ from artifacts_shared.layout import (
     expired_at_key,
     legacy_expired_at_key,
     manifest_key,
+    retention_record_key,
 )
 from artifacts_shared.manifest import Manifest
 from artifacts_shared.s3 import S3Client
@@ -28,10 +29,13 @@ from artifacts_shared.s3 import S3Client
 __all__ = [
     "ExpiryReading",
     "ExpiryState",
+    "delete_expired_at",
     "read_expiry",
     "read_manifest",
+    "read_retention_record",
     "write_expired_at",
     "write_manifest",
+    "write_retention_record",
 ]
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -98,6 +102,36 @@ async def write_expired_at(s3: S3Client, bucket: str, prefix: JobPrefix, expired
         Body=body,
         ContentType="text/plain",
         ChecksumSHA256=_sha256(body),
+    )
+
+
+async def delete_expired_at(s3: S3Client, bucket: str, prefix: JobPrefix) -> None:
+    """Remove both ``expiredAt`` objects (ours and PrimeHub's): the folder is kept."""
+    await s3.delete_objects(
+        Bucket=bucket,
+        Delete={
+            "Objects": [{"Key": expired_at_key(prefix)}, {"Key": legacy_expired_at_key(prefix)}],
+            "Quiet": True,
+        },
+    )
+
+
+async def read_retention_record(
+    s3: S3Client, bucket: str, prefix: JobPrefix, *, limit: int
+) -> bytes | None:
+    """The raw ``retention.json`` (at most ``limit + 1`` bytes), None when there is none.
+
+    Raw on purpose: whoever reads it checks its signature (``retention.RecordSigner``).
+    """
+    return await _read_small(s3, bucket, retention_record_key(prefix), limit)
+
+
+async def write_retention_record(s3: S3Client, bucket: str, prefix: JobPrefix, body: bytes) -> None:
+    await s3.put_object(
+        Bucket=bucket,
+        Key=retention_record_key(prefix),
+        Body=body,
+        ContentType="application/json",
     )
 
 

@@ -13,22 +13,25 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.utils import parse_timestamp
 
 from artifacts_shared.settings import S3Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef, ObjectTypeDef
 else:
     S3Client = object
 
 __all__ = [
     "DELETE_BATCH_LIMIT",
+    "Deletable",
     "DeleteFailure",
     "DeleteOutcome",
     "S3Client",
@@ -38,6 +41,7 @@ __all__ = [
     "iter_objects",
     "iter_prefixes",
     "open_s3",
+    "parse_s3_timestamp",
     "s3_credentials",
 ]
 
@@ -84,7 +88,13 @@ async def open_s3(
         **(botocore_options or {}),
     )
     secret = settings.s3_secret_access_key
-    async with get_session().create_client(
+    session = get_session()
+    # botocore reads every timestamp (a listing's LastModified, one per object) with
+    # dateutil: most of a listing's parsing time. Its parser factory takes another.
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_s3_timestamp
+    )
+    async with session.create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=settings.s3_region,
@@ -94,6 +104,24 @@ async def open_s3(
     ) as client:
         client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
         yield client
+
+
+def parse_s3_timestamp(value: str) -> datetime:
+    """An S3 timestamp as an aware datetime, UTC when it names no zone.
+
+    S3 writes ISO 8601 in bodies (``2009-10-12T17:50:30.000Z``) and RFC 1123 in headers
+    (``Mon, 12 Oct 2009 17:50:30 GMT``), which the standard library reads quickly;
+    anything else goes to botocore's own parser.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            parsed: datetime = parse_timestamp(value)
+            return parsed
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def s3_credentials(settings: S3Settings) -> Any:
@@ -133,6 +161,16 @@ class StoredObject:
     last_modified: datetime
     etag: str
 
+    @classmethod
+    def listed(cls, item: ObjectTypeDef) -> StoredObject:
+        """One entry of a ``ListObjectsV2`` page's ``Contents``."""
+        return cls(
+            key=item["Key"],
+            size=item["Size"],
+            last_modified=item["LastModified"],
+            etag=item.get("ETag", "").strip('"'),
+        )
+
 
 async def iter_objects(
     s3: S3Client, bucket: str, prefix: str, *, page_size: int = 1000
@@ -144,12 +182,7 @@ async def iter_objects(
     )
     async for page in pages:
         for item in page.get("Contents", ()):
-            yield StoredObject(
-                key=item["Key"],
-                size=item["Size"],
-                last_modified=item["LastModified"],
-                etag=item.get("ETag", "").strip('"'),
-            )
+            yield StoredObject.listed(item)
 
 
 async def iter_prefixes(
@@ -173,11 +206,15 @@ class DeleteFailure:
     key: str
     code: str
     message: str
+    size: int = 0
+    """The object's size when the caller handed a ``StoredObject``, else 0."""
 
 
 @dataclass(slots=True)
 class DeleteOutcome:
     deleted: int = 0
+    bytes: int = 0
+    """Bytes of the ``StoredObject`` s deleted (keys handed as plain strings count 0)."""
     requests: int = 0
     failures: list[DeleteFailure] = field(default_factory=list)
 
@@ -186,44 +223,59 @@ class DeleteOutcome:
         return not self.failures
 
 
+Deletable = str | StoredObject
+
+
 async def delete_keys(
     s3: S3Client,
     bucket: str,
-    keys: Iterable[str] | AsyncIterable[str],
+    keys: Iterable[Deletable] | AsyncIterable[Deletable],
     *,
     batch_size: int = DELETE_BATCH_LIMIT,
 ) -> DeleteOutcome:
-    """Delete ``keys`` with ``DeleteObjects``, at most ``batch_size`` keys a request.
+    """Delete ``keys`` with ``DeleteObjects``, at most ``batch_size`` keys a request, in order.
 
-    Keys are consumed lazily, so a caller can stream a listing straight into this.
-    Keys S3 refuses to delete are reported in ``failures``; transport errors propagate.
+    Keys are consumed lazily, so a caller can stream a listing straight into this; given
+    ``StoredObject`` s (a listing's items) the outcome also counts their bytes. Keys S3
+    refuses to delete are reported in ``failures``; transport errors propagate.
     """
     if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
         raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
     outcome = DeleteOutcome()
-    batch: list[ObjectIdentifierTypeDef] = []
+    batch: list[Deletable] = []
 
     async def flush() -> None:
-        response = await s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        outcome.requests += 1
-        errors = response.get("Errors", [])
-        outcome.deleted += len(batch) - len(errors)
-        outcome.failures.extend(
-            DeleteFailure(e.get("Key", "?"), e.get("Code", "?"), e.get("Message", ""))
-            for e in errors
+        objects: list[ObjectIdentifierTypeDef] = [{"Key": _key(item)} for item in batch]
+        response = await s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
         )
+        outcome.requests += 1
+        refused = {e.get("Key", "?"): e for e in response.get("Errors", [])}
+        for item in batch:
+            error = refused.get(_key(item))
+            size = item.size if isinstance(item, StoredObject) else 0
+            if error is None:
+                outcome.deleted += 1
+                outcome.bytes += size
+            else:
+                code, message = error.get("Code", "?"), error.get("Message", "")
+                outcome.failures.append(DeleteFailure(_key(item), code, message, size))
         batch.clear()
 
     if isinstance(keys, AsyncIterable):
         async for key in keys:
-            batch.append({"Key": key})
+            batch.append(key)
             if len(batch) == batch_size:
                 await flush()
     else:
         for key in keys:
-            batch.append({"Key": key})
+            batch.append(key)
             if len(batch) == batch_size:
                 await flush()
     if batch:
         await flush()
     return outcome
+
+
+def _key(item: Deletable) -> str:
+    return item if isinstance(item, str) else item.key

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,9 +31,11 @@ __all__ = [
     "LOCAL_JOB_LOG",
     "ArtifactPolicySettings",
     "BaseServiceSettings",
+    "CleanupScheduleSettings",
     "HttpUrl",
     "LocalRuntimeSettings",
     "RedisSettings",
+    "RedisUrl",
     "S3Settings",
     "SettingsError",
     "load_settings",
@@ -168,6 +171,24 @@ class ArtifactPolicySettings(BaseServiceSettings):
         description="a whole number of megabytes from 1 to 10000: the most of a job's log "
         "delivered with its artifacts (its end is kept, after a truncation line)",
     )
+
+
+class CleanupScheduleSettings(BaseServiceSettings):
+    """When the janitor's daily run starts: the janitor runs it, the api tells users when."""
+
+    janitor_daily_at: time = Field(
+        time(3, 0), description="a UTC time of day as HH:MM (24-hour clock)"
+    )
+
+    @field_validator("janitor_daily_at", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", value.strip())
+            if match is None:
+                raise ValueError("expected HH:MM")
+            return time(int(match[1]), int(match[2]))
+        return value
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)

@@ -49,7 +49,9 @@ from artifacts_api.probes import healthz, metrics, readyz
 from artifacts_api.services import METRICS, SERVICES, SETTINGS, Services
 from artifacts_api.settings import ApiSettings
 from artifacts_api.storefiles import file_redirect
+from artifacts_api.viewing import view_artifact
 from artifacts_shared.jobstore import LocalJobStore
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import open_s3, s3_credentials
 
 __all__ = ["UI_DIR", "make_app"]
@@ -169,11 +171,18 @@ def _services_ctx(
                 ),
                 metrics=app[METRICS],
                 manifests=ManifestCache(s3, settings.phfs_bucket),
+                records=_record_signer(settings),
                 listing_slots=asyncio.Semaphore(settings.api_listing_concurrency),
             )
             yield
 
     return services_ctx
+
+
+def _record_signer(settings: ApiSettings) -> RecordSigner | None:
+    """Retention records are signed with a key the janitor derives too, from the S3 secret."""
+    secret = settings.s3_secret_access_key
+    return RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None
 
 
 @web.middleware
@@ -244,6 +253,7 @@ def make_app(settings: ApiSettings, *, job_source: JobSource | None = None) -> w
     app.router.add_get("/jobs/{id}/artifacts.zip", artifacts_zip)
     # No HEAD: it would read (or follow) the whole log to send nothing.
     app.router.add_get("/jobs/{id}/logs", job_log, allow_head=False)
+    app.router.add_get("/jobs/{id}/view", view_artifact, allow_head=False)
     app.router.add_get("/", _index)
     app.router.add_get("/jobs", _index)
     app.router.add_get("/jobs/{id}", _index)

@@ -14,10 +14,17 @@ import hmac
 import time
 import urllib.parse
 
-__all__ = ["LOG", "ZIP", "LinkSigner"]
+__all__ = ["LOG", "VIEW", "ZIP", "LinkSigner", "view_route"]
 
 ZIP = "artifacts.zip"
 LOG = "job.log"
+VIEW = "view"
+"""A view link signs ``view/<the file's name, percent-encoded>``: one file, not the job."""
+
+
+def view_route(name: str) -> str:
+    """The route a view link signs: the file's name is part of it."""
+    return f"{VIEW}/{urllib.parse.quote(name, safe='')}"
 
 
 class LinkSigner:
@@ -41,6 +48,11 @@ class LinkSigner:
     def log_url(self, job_id: str, *, now: float | None = None) -> str:
         """The whole log as a file to save (``download=true``)."""
         return f"/jobs/{job_id}/logs?download=true&{self._query(LOG, job_id, now)}"
+
+    def view_url(self, job_id: str, name: str, *, now: float | None = None) -> str:
+        """One file shown in the page (``viewing.view_artifact``)."""
+        query = self._query(view_route(name), job_id, now)
+        return f"/jobs/{job_id}/view?name={urllib.parse.quote(name, safe='')}&{query}"
 
     def valid(
         self,

@@ -32,8 +32,10 @@ _KEY_SAFE = "/~"
 """What botocore leaves unquoted in an S3 key path (its ``percent_encode(key, safe='/~')``)."""
 
 
-def content_disposition(name: str) -> str:
-    """``attachment`` with the artifact's base name, safe for every browser (RFC 6266).
+def content_disposition(name: str, *, disposition: str = "attachment") -> str:
+    """``attachment`` (or ``inline``) with the artifact's base name, safe for every browser.
+
+    RFC 6266.
 
     ``filename`` is an ASCII quoted-string (non-ASCII and control characters become ``_``;
     ``"`` and ``\\`` are escaped) for old clients; ``filename*`` carries the exact name in
@@ -43,7 +45,7 @@ def content_disposition(name: str) -> str:
     fallback = "".join(char if " " <= char <= "~" else "_" for char in basename)
     quoted = fallback.replace("\\", "\\\\").replace('"', '\\"')
     exact = urllib.parse.quote(basename, safe=_ATTR_CHAR_EXTRA)
-    return f"attachment; filename=\"{quoted}\"; filename*=UTF-8''{exact}"
+    return f"{disposition}; filename=\"{quoted}\"; filename*=UTF-8''{exact}"
 
 
 class Presigner:

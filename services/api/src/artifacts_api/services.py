@@ -19,6 +19,7 @@ from artifacts_api.manifests import ManifestCache
 from artifacts_api.metrics import Metrics
 from artifacts_api.presign import Presigner
 from artifacts_api.settings import ApiSettings
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import S3Client
 
 __all__ = ["METRICS", "SERVICES", "SETTINGS", "Services"]
@@ -36,6 +37,8 @@ class Services:
     links: LinkSigner
     metrics: Metrics
     manifests: ManifestCache
+    records: RecordSigner | None
+    """Signs and checks ``retention.json``; None without a static S3 secret (none is written)."""
     listing_slots: asyncio.Semaphore
     """Places for big listings (``API_LISTING_CONCURRENCY``): see ``gql.context.Turn``."""
 

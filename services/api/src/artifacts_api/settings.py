@@ -17,6 +17,7 @@ from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.layout import UnsafeNameError, group_path
 from artifacts_shared.settings import (
     ArtifactPolicySettings,
+    CleanupScheduleSettings,
     HttpUrl,
     LocalRuntimeSettings,
     RedisSettings,
@@ -31,7 +32,12 @@ _HS256_MIN_SECRET = 32
 
 
 class ApiSettings(
-    S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
+    S3Settings,
+    RedisSettings,
+    ArtifactPolicySettings,
+    LocalRuntimeSettings,
+    InstanceTypeSettings,
+    CleanupScheduleSettings,
 ):
     api_host: str = Field("127.0.0.1", min_length=1, description="an address to listen on")
     api_port: int = Field(8080, ge=1, le=65535, description="an integer from 1 to 65535")
@@ -117,6 +123,13 @@ class ApiSettings(
         ge=1,
         le=100 * 365 * 86_400,
         description="whole seconds from 1 to 100 years: the longest retention a job may ask",
+    )
+    artifact_max_retention_seconds: int = Field(
+        90 * 86_400,
+        ge=1,
+        le=100 * 365 * 86_400,
+        description="whole seconds from 1 to 100 years: how far after now a group member "
+        "may set a job's artifact expiry (admins may go beyond, or keep them)",
     )
     api_s3_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="seconds above 0, at most 600"

@@ -15,12 +15,15 @@ from typing import NoReturn
 
 from artifacts_controller.contract import read_run_job_script, run_job_script_path
 from artifacts_controller.controller import run_elected
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
 
@@ -33,6 +36,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
         open_s3(settings) as s3,  # the job logs it delivers (pod_logs.py)
+        open_redis(settings) as redis,  # the expiry index it feeds (expiry_feed.py)
         asyncio.TaskGroup() as group,
     ):
         elector = LeaderElector(
@@ -56,6 +60,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
                 script=script,
                 metrics=metrics,
                 s3=s3,
+                expiry_feed=ExpiryFeed(ExpiryIndex(redis), policy=settings),
                 elector=elector,
             )
         )
@@ -64,14 +69,15 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
 
 async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -> NoReturn:
     """The dev stack: no lease (one controller), the same probes."""
-    async with asyncio.TaskGroup() as group:
+    async with open_redis(settings) as redis, asyncio.TaskGroup() as group:
         app = make_probe_app(metrics=metrics, leading=lambda: True)
         group.create_task(
             serve_probes(
                 app, host=settings.controller_probe_host, port=settings.controller_probe_port
             )
         )
-        group.create_task(run_local(settings, metrics, run_job_script_path()))
+        feed = ExpiryFeed(ExpiryIndex(redis), policy=settings)
+        group.create_task(run_local(settings, metrics, run_job_script_path(), feed))
     raise AssertionError("unreachable")
 
 

@@ -128,4 +128,8 @@ def uploader_env(
         env["S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
     if with_keys and settings.s3_secret_access_key:
         env["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    if with_keys:
+        # The local uploader indexes the expiredAt it writes (issue 19); a pod's sidecar
+        # gets no Redis: there the controller's estimate feeds the index (expiry_feed).
+        env["REDIS_URL"] = settings.redis_url
     return env

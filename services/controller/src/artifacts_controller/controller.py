@@ -14,6 +14,7 @@ import logging
 import time
 from typing import NoReturn
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.leader import LeaderElector
@@ -54,12 +55,13 @@ class Controller:
         script: str,
         metrics: ControllerMetrics,
         s3: S3Client,
+        expiry_feed: ExpiryFeed,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
         runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
-        self.reconciler = Reconciler(runtime, metrics=metrics)
+        self.reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
         self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
         # The versions each PhJob and its pod had after our last pass: an event that carries
@@ -194,6 +196,7 @@ async def run_elected(
     script: str,
     metrics: ControllerMetrics,
     s3: S3Client,
+    expiry_feed: ExpiryFeed,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
     """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
@@ -208,6 +211,13 @@ async def run_elected(
     async with asyncio.TaskGroup() as group:
         group.create_task(elector.run(), name="lease")
         await elector.leading.wait()
-        controller = Controller(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
+        controller = Controller(
+            kube=kube,
+            settings=settings,
+            script=script,
+            metrics=metrics,
+            s3=s3,
+            expiry_feed=expiry_feed,
+        )
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

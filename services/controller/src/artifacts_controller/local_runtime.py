@@ -56,6 +56,7 @@ from artifacts_controller.contract import (
     effective_policy,
     uploader_env,
 )
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.isolation import (
     JobUsers,
     end_processes,
@@ -539,7 +540,7 @@ class LocalRuntime:
 
 
 async def run_local(
-    settings: ControllerSettings, metrics: ControllerMetrics, script: Path
+    settings: ControllerSettings, metrics: ControllerMetrics, script: Path, expiry_feed: ExpiryFeed
 ) -> NoReturn:
     """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished,
     until cancelled; the jobs still running stop with it."""
@@ -557,7 +558,7 @@ async def run_local(
             store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
         ) as runtime,
     ):
-        reconciler = Reconciler(runtime, metrics=metrics)
+        reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
         while True:
             for job_id in store.ids():
                 if job_id not in finished:

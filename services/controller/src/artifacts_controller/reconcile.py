@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import utcnow
 from artifacts_controller.queueing import KeyedQueue
@@ -70,10 +71,12 @@ class Reconciler:
         runtime: Runtime,
         *,
         metrics: ControllerMetrics,
+        expiry_feed: ExpiryFeed,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.runtime = runtime
         self._metrics = metrics
+        self._expiry_feed = expiry_feed
         self._clock = clock
 
     async def reconcile_name(self, name: str) -> Pass | None:
@@ -100,6 +103,9 @@ class Reconciler:
                 step.status.phase,
                 step.status.message or "",
             )
+            if step.status.finished:
+                # A finished job's folder goes into the expiry index (issue 19).
+                await self._expiry_feed.job_finished(job, step.status)
         return Pass(step.status, job_version, step.run_version)
 
 

@@ -14,7 +14,13 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from artifacts_shared.instance_types import InstanceTypeSettings
-from artifacts_shared.settings import ArtifactPolicySettings, LocalRuntimeSettings, S3Settings
+from artifacts_shared.settings import (
+    ArtifactPolicySettings,
+    LocalRuntimeSettings,
+    RedisSettings,
+    RedisUrl,
+    S3Settings,
+)
 
 __all__ = ["ControllerSettings", "UploaderSettings", "default_identity"]
 
@@ -27,7 +33,7 @@ def default_identity() -> str:
 
 
 class ControllerSettings(
-    S3Settings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
+    S3Settings, RedisSettings, ArtifactPolicySettings, LocalRuntimeSettings, InstanceTypeSettings
 ):
     kube_namespace: str = Field(
         "default", pattern=_K8S_NAME, description="a Kubernetes namespace name"
@@ -178,6 +184,11 @@ class UploaderSettings(S3Settings):
     the job container gets -- and never from anything in the staging folder.
     """
 
+    redis_url: RedisUrl | None = Field(
+        None,
+        description="a redis://, rediss:// or unix:// URL of the expiry index, or unset "
+        "(then the controller indexes the job when it sees it end)",
+    )
     phjob_name: str = Field(min_length=1, description="the job's name (PHJOB_NAME)")
     group_name: str = Field(min_length=1, description="the job's group name (GROUP_NAME)")
     phjob_artifact_staging: Path = Field(

@@ -5,7 +5,8 @@ boundary: run-job.sh copies the job's files into the staging folder and writes `
 last (``staging.py``); this process learns that the job has ended, then delivers
 (``delivery.py``: our own walk, our own limits, our own clock, then ``manifest.json``,
 then ``expiredAt``; the job's log with them when ``UPLOADER_JOB_LOG`` names the file our
-side captured it in, see ``joblog.py``). How it learns the job has ended depends on where it runs:
+side captured it in, see ``joblog.py``), and puts the folder into the expiry index when it
+has a ``REDIS_URL``. How it learns the job has ended depends on where it runs:
 
 - a native sidecar (``--when-stopped``, Kubernetes 1.29+): the kubelet sends it SIGTERM
   only once the job container has ended, also when the pod is deleted. It waits for that
@@ -39,13 +40,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from artifacts_controller.delivery import Delivery, DeliveryFailed, Policy, deliver
 from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import Done, StagingError, read_done
 from artifacts_controller.transfer import MIB, Tuning
+from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
-from artifacts_shared.settings import SettingsError, load_settings
+from artifacts_shared.settings import RedisSettings, SettingsError, load_settings
 
 __all__ = ["console", "main"]
 
@@ -192,7 +197,23 @@ async def _run(settings: UploaderSettings, *, when_stopped: bool) -> int:
     finally:
         stop.uploading = False
     _report(delivery, settings.phfs_bucket)
+    await _index(settings, delivery)
     return EXIT_OK
+
+
+async def _index(settings: UploaderSettings, delivery: Delivery) -> None:
+    """Put the folder into the expiry index when there is a ``REDIS_URL`` (the local
+    runtime's uploader has one; a pod's sidecar has none, and the controller indexes the job
+    when it sees it end)."""
+    if settings.redis_url is None or delivery.prefix is None or delivery.expired_at is None:
+        return
+    try:
+        async with open_redis(RedisSettings(redis_url=settings.redis_url)) as redis:
+            await ExpiryIndex(redis).add(delivery.prefix, delivery.expired_at)
+    except (RedisError, OSError) as err:
+        # Delivered all the same: the index only says when to look, and the janitor's
+        # rescan finds a folder it misses.
+        say(f"could not put {delivery.prefix} into the expiry index: {err}")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

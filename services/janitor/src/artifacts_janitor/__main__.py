@@ -3,8 +3,9 @@
 - no arguments: the arq worker (daily cron plus the on-demand queue) until SIGTERM;
 - ``--check``: arq's health check, for the liveness probe: exit 0 when a worker on this
   Redis recorded its health within the last ``HEALTH_CHECK_SECONDS``, else 1;
-- ``--once [--dry-run]``: one run now, in this process, under the same run lock as the
-  workers; prints the result as JSON. ``--dry-run`` reports what would be deleted.
+- ``--once [--rescan] [--dry-run]``: one run now, in this process, under the same run
+  lock as the workers; prints the result as JSON. ``--rescan`` makes it scan the whole
+  bucket into the expiry index first; ``--dry-run`` reports what would be deleted.
 
 Settings are read before anything else, so a bad one stops it with one line.
 """
@@ -42,11 +43,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", action="store_true", help="liveness probe: exit 0 or 1")
     parser.add_argument("--once", action="store_true", help="run one cleanup now and exit")
     parser.add_argument(
+        "--rescan", action="store_true", help="with --once: scan every job folder first"
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="with --once: report, delete nothing"
     )
     args = parser.parse_args(argv)
     if args.dry_run and not args.once:
         parser.error("--dry-run goes with --once (set JANITOR_DRY_RUN=true for the worker)")
+    if args.rescan and not args.once:
+        parser.error("--rescan goes with --once (the worker rescans every JANITOR_RESCAN_EVERY)")
     try:
         settings = load_settings(JanitorSettings)
     except SettingsError as err:
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.once:
             if args.dry_run:
                 settings = settings.model_copy(update={"janitor_dry_run": True})
-            result = asyncio.run(_once(settings))
+            result = asyncio.run(_once(settings, rescan=args.rescan))
             print(json.dumps(result.to_stored(), indent=2))
             return
         make_worker(settings).run()
@@ -82,7 +88,7 @@ async def _check(settings: JanitorSettings) -> int:
     return code
 
 
-async def _once(settings: JanitorSettings) -> CleanupResult:
+async def _once(settings: JanitorSettings, *, rescan: bool) -> CleanupResult:
     run_id = f"once-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     redis = await create_pool(arq_redis_settings(settings))
     try:
@@ -94,7 +100,7 @@ async def _once(settings: JanitorSettings) -> CleanupResult:
                 clock=SystemClock(),
                 metrics=JanitorMetrics(),
             )
-            return await janitor.run(run_id)
+            return await janitor.run(run_id, rescan=rescan)
     finally:
         await redis.aclose()
 

@@ -1,57 +1,69 @@
-"""One cleanup run: decide every job folder, delete the expired ones, count everything.
+"""One cleanup run: the rescan when it is due, then every folder the expiry index says is due.
 
 The rule (ARCHITECTURE section 6): a folder whose ``expiredAt`` (ours, else the legacy
 one) lies at or before "now" is deleted completely, artifacts first and that
-``expiredAt`` last, so a run cut short leaves a folder the next run still recognises and
-finishes. A folder without a readable ``expiredAt`` — keep-forever, legacy, an upload in
-progress, or garbage in the file — is never deleted by default: it is reported by name
-and counted. With ``orphan_retention_seconds`` set, such a folder is deleted once its
-newest object is that old.
+``expiredAt`` last. A folder without a readable ``expiredAt`` is never deleted by default
+(``decision``). The expiry index (``artifacts_shared.expiry_index``) only says which
+folders to look at: each due entry's folder is listed and its ``expiredAt`` confirmed
+from S3 before anything goes, so a stale, lost or forged entry deletes nothing early.
+What S3 does not confirm is re-indexed at the time S3 gives, or removed from the index.
+
+Confirming needs no extra request in the usual case: the folder is listed anyway (its
+keys are what gets deleted), and the listing's ETag of a plainly written object is the
+MD5 of its bytes, so an ``expiredAt`` whose ETag is the MD5 of the entry's time holds
+exactly that time. Any other ETag (a multipart or encrypted object, a trailing newline,
+another time) is read with a GET.
 
 "Now" is read once, from the injected clock, when the run starts: every folder is judged
 against the same instant, and a folder expiring during the run waits for the next one.
-
-Folders are worked on ``concurrency`` at a time, pulled from a streamed listing; one
-folder's failure is recorded and the run goes on. Nothing here holds more than a page of
-a listing per folder in flight, so memory does not grow with the number of objects.
+The run works through its own copy of the due entries (``snapshot_due``), a page at a
+time: their folders are listed in runs of neighbours (``listing``), ``concurrency`` runs
+at a time, and judged; folders judged due queue for one deleting task, which takes as
+many as are waiting (up to a request's worth of keys) as one group, so listing the next
+folders overlaps deleting the last ones. One folder's failure is recorded and
+the run goes on; a failed folder keeps its entry and is finished by the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import time as time_of_day
+from datetime import timedelta
+
+from redis.asyncio import Redis
 
 from artifacts_janitor.clock import Clock
-from artifacts_janitor.deletion import BatchDeleter, Doomed, Failure, FolderDeletion
-from artifacts_janitor.folders import directory_markers, iter_job_folders, leftover_markers
-from artifacts_shared.cleanup_result import (
-    NAMES_KEPT,
-    CleanupResult,
-    FolderError,
-    RunOutcome,
-    SkippedFolder,
-    SkipReason,
-)
-from artifacts_shared.expiry import is_expired
-from artifacts_shared.layout import METADATA_DIRS, JobPrefix, ObjectKey, is_metadata
-from artifacts_shared.metadata_store import ExpiryState, read_expiry
-from artifacts_shared.s3 import DELETE_BATCH_LIMIT, S3Client, iter_objects
+from artifacts_janitor.decision import Action, decide
+from artifacts_janitor.deletion import Doomed, delete_folders
+from artifacts_janitor.folders import FolderPage, leftover_markers, newest_object_time
+from artifacts_janitor.keeps import Keeps
+from artifacts_janitor.listing import Run, list_due, plan_runs
+from artifacts_janitor.pulling import first_error, for_each
+from artifacts_janitor.rescan import last_rescan, rescan
+from artifacts_janitor.tally import Tally
+from artifacts_shared.cleanup_result import CleanupResult, RunOutcome, SkipReason
+from artifacts_shared.expiry import format_expired_at
+from artifacts_shared.expiry_index import ExpiryIndex, IndexEntry
+from artifacts_shared.layout import JobPrefix, ObjectKey, expired_at_key, legacy_expired_at_key
+from artifacts_shared.metadata_store import ExpiryReading, ExpiryState, read_expiry
+from artifacts_shared.retention import RecordSigner
+from artifacts_shared.s3 import DELETE_BATCH_LIMIT, S3Client
 
 __all__ = ["CleanupOptions", "run_cleanup"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
-_METADATA_KEPT = 100
-"""Metadata objects of one folder remembered from its listing; past this, list again."""
-_FINISHING = 256
-"""Folders at most waiting for their deletes to be confirmed, outside the worker slots."""
+_PAGE = 1000
+"""Due entries taken from the run's snapshot at a time: the more, the longer the runs of
+neighbouring folders listed together (``listing``)."""
+_QUEUED = 128
+"""Checked folders at most waiting to be deleted: back-pressure on checking more."""
+_SNAPSHOT_TTL_SECONDS = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,44 +73,53 @@ class CleanupOptions:
     """0 keeps folders without a readable expiredAt forever."""
     concurrency: int = 16
     batch_size: int = DELETE_BATCH_LIMIT
+    rescan_every: timedelta = timedelta(days=7)
+    daily_at: time_of_day = time_of_day(3, 0)
+    """JANITOR_DAILY_AT, named in the retention sentences of skipped folders."""
+    records: RecordSigner | None = None
+    """Checks ``retention.json``: a folder an admin kept says so, and is never an orphan."""
 
 
 async def run_cleanup(
     *,
     s3: S3Client,
     bucket: str,
+    redis: Redis,
     clock: Clock,
     run_id: str,
     options: CleanupOptions,
+    rescan_now: bool = False,
     stop: asyncio.Event | None = None,
 ) -> CleanupResult:
-    """Sweep every job folder of ``bucket`` once; stop early when ``stop`` is set."""
+    """One run over ``bucket``; ``rescan_now`` forces the full scan; stop early on ``stop``."""
     started_at = clock.now()
     began = time.perf_counter()
-    tally = _Tally()
-    deleter = None if options.dry_run else BatchDeleter(s3, bucket, batch_size=options.batch_size)
-    try:
-        async with asyncio.TaskGroup() as finishing:
-            sweeper = _Sweeper(
-                s3,
-                bucket,
-                now=started_at,
-                options=options,
-                deleter=deleter,
-                tally=tally,
-                finishing=finishing,
-            )
-            folders = iter_job_folders(s3, bucket, refused=sweeper.refused)
-            await _for_each(folders, options.concurrency, sweeper.sweep, stop=stop)
-            if deleter is not None:
-                deleter.drain()
-    except ExceptionGroup as failed:
-        # Only the listing of folders can fail a run (each folder catches its own
-        # errors), and every worker then meets the same failure: report that one.
-        raise _first(failed) from None
-    finally:
-        if deleter is not None:
-            await deleter.aclose()
+    tally = Tally()
+    index = ExpiryIndex(redis)
+    keeps = Keeps(s3, bucket, signer=options.records, daily_at=options.daily_at, now=started_at)
+    record = await last_rescan(redis)
+    due = record is None or record.finished_at + options.rescan_every.total_seconds() <= started_at
+    if rescan_now or due:
+        await rescan(
+            s3=s3,
+            bucket=bucket,
+            redis=redis,
+            index=index,
+            now=started_at,
+            tally=tally,
+            orphan_retention_seconds=options.orphan_retention_seconds,
+            keeps=keeps,
+            concurrency=options.concurrency,
+            dry_run=options.dry_run,
+            stop=stop,
+        )
+    elif record is not None:
+        tally.last_rescan_at, tally.rescan_found = record.finished_at, record.found
+    if stop is None or not stop.is_set():
+        await _DuePass(
+            s3, bucket, index, now=started_at, options=options, keeps=keeps, tally=tally, stop=stop
+        ).run(f"{index.key}:due:{run_id}")
+    tally.index_size = await index.size()
     interrupted = stop is not None and stop.is_set()
     return tally.result(
         run_id=run_id,
@@ -110,298 +131,227 @@ async def run_cleanup(
     )
 
 
-async def _for_each(
-    source: AsyncIterator[T],
-    workers: int,
-    handle: Callable[[T], Awaitable[None]],
-    *,
-    stop: asyncio.Event | None,
-) -> None:
-    """``handle`` every item of ``source``, ``workers`` at a time, in arrival order."""
-    # One shared iterator, read under a lock: an async generator cannot be advanced by
-    # two tasks at once, and pulling (rather than fanning out) keeps memory bounded.
-    turn = asyncio.Lock()
-
-    async def work() -> None:
-        while stop is None or not stop.is_set():
-            async with turn:
-                try:
-                    item = await anext(source)
-                except StopAsyncIteration:
-                    return
-            await handle(item)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(workers):
-            group.create_task(work())
-
-
-@dataclass(slots=True)
-class _Tally:
-    """The run's figures as folders are decided; names are capped, counts are not."""
-
-    scanned: int = 0
-    unexpired: int = 0
-    expired: int = 0
-    orphaned: int = 0
-    deleted_count: int = 0
-    failed: int = 0
-    objects: int = 0
-    bytes: int = 0
-    skipped_by_reason: Counter[SkipReason] = field(default_factory=Counter)
-    deleted: list[str] = field(default_factory=list)
-    skipped: list[SkippedFolder] = field(default_factory=list)
-    errors: list[FolderError] = field(default_factory=list)
-
-    def skip(self, prefix: str, reason: SkipReason, detail: str) -> None:
-        self.skipped_by_reason[reason] += 1
-        if len(self.skipped) < NAMES_KEPT:
-            self.skipped.append(SkippedFolder(prefix=prefix, reason=reason, detail=detail))
-
-    def fail(self, prefix: str, message: str) -> None:
-        self.failed += 1
-        if len(self.errors) < NAMES_KEPT:
-            self.errors.append(FolderError(prefix=prefix, message=message))
-
-    def gone(self, prefix: str) -> None:
-        self.deleted_count += 1
-        if len(self.deleted) < NAMES_KEPT:
-            self.deleted.append(prefix)
-
-    def result(
-        self,
-        *,
-        run_id: str,
-        outcome: RunOutcome,
-        note: str,
-        dry_run: bool,
-        started_at: float,
-        duration: float,
-    ) -> CleanupResult:
-        started = datetime.fromtimestamp(started_at, tz=UTC)
-        return CleanupResult(
-            run_id=run_id,
-            outcome=outcome,
-            note=note,
-            dry_run=dry_run,
-            started_at=started,
-            finished_at=started + timedelta(seconds=duration),
-            duration_seconds=round(duration, 3),
-            folders_scanned=self.scanned,
-            folders_unexpired=self.unexpired,
-            folders_expired=self.expired,
-            folders_orphaned=self.orphaned,
-            folders_deleted=self.deleted_count,
-            folders_skipped=sum(self.skipped_by_reason.values()),
-            folders_failed=self.failed,
-            objects_deleted=self.objects,
-            bytes_freed=self.bytes,
-            skipped_by_reason=dict(self.skipped_by_reason),
-            deleted=self.deleted,
-            skipped=self.skipped,
-            errors=self.errors,
-        )
-
-
-class _Sweeper:
-    """Decides folders in worker slots; a folder's deletion finishes in ``finishing``.
-
-    Once a folder's listing is handed over, what is left is waiting for the deleter and
-    two more small steps: that happens outside the worker slots (at most
-    ``_FINISHING`` folders at once), so slow batches never stall finding more folders,
-    and batches can wait to fill up.
-    """
+class _DuePass:
+    """Lists and judges the due entries, runs of neighbours at a time; one task deletes."""
 
     def __init__(
         self,
         s3: S3Client,
         bucket: str,
+        index: ExpiryIndex,
         *,
         now: float,
         options: CleanupOptions,
-        deleter: BatchDeleter | None,
-        tally: _Tally,
-        finishing: asyncio.TaskGroup,
+        keeps: Keeps,
+        tally: Tally,
+        stop: asyncio.Event | None,
     ) -> None:
+        self._keeps = keeps
         self._s3 = s3
         self._bucket = bucket
+        self._index = index
         self._now = now
         self._options = options
-        self._deleter = deleter
         self._tally = tally
-        self._finishing = finishing
-        self._finishing_slots = asyncio.Semaphore(_FINISHING)
+        self._stop = stop
+        self._queue: asyncio.Queue[Doomed | None] = asyncio.Queue(maxsize=_QUEUED)
 
-    def refused(self, folder: str) -> None:
-        logger.warning("skipped %s: not a job folder name the layout accepts", folder)
-        self._tally.skip(folder, SkipReason.UNSAFE_NAME, "not a job folder name")
-
-    async def sweep(self, prefix: JobPrefix) -> None:
-        """Decide one job folder and act on it; never raises for the folder's own trouble."""
-        await self._guarded(prefix, self._decide(prefix))
-
-    async def _guarded(self, prefix: JobPrefix, work: Awaitable[None]) -> None:
+    async def run(self, snapshot: str) -> None:
+        self._tally.index_due = await self._index.snapshot_due(
+            self._now, snapshot, ttl_seconds=_SNAPSHOT_TTL_SECONDS
+        )
         try:
-            await work
-        except Exception as err:  # one folder's failure never stops the run
-            logger.error("could not clean %s: %s: %s", prefix, type(err).__name__, err)
-            self._tally.fail(prefix, f"{type(err).__name__}: {err}")
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._delete_queued())
+                while (self._stop is None or not self._stop.is_set()) and (
+                    entries := await self._index.pop(snapshot, _PAGE)
+                ):
+                    await self._check(entries)
+                await self._queue.put(None)
+        except ExceptionGroup as failed:
+            raise first_error(failed) from None
+        finally:
+            await self._index.drop_snapshot(snapshot)
 
-    async def _decide(self, prefix: JobPrefix) -> None:
-        reading = await read_expiry(self._s3, self._bucket, prefix)
-        if reading.state is ExpiryState.MISSING:
-            markers = await leftover_markers(self._s3, self._bucket, prefix)
-            if markers is not None:
-                # What a deleted folder leaves on a server that keeps directories: not a
-                # job folder, so neither counted nor reported, only removed -- one by one,
-                # as JuiceFS's gateway removes a directory only through DeleteObject.
-                if self._deleter is not None:
-                    for marker in markers:
-                        await self._s3.delete_object(Bucket=self._bucket, Key=marker)
-                return
-        self._tally.scanned += 1
-        if reading.state is ExpiryState.SET:
-            assert reading.expired_at is not None
-            if not is_expired(reading.expired_at, self._now):
-                self._tally.unexpired += 1
-                return
-            self._tally.expired += 1
-            await self._delete(prefix, last=reading.key, why=f"expired at {reading.expired_at}")
+    async def _check(self, entries: list[IndexEntry]) -> None:
+        """Judge one page of due entries, their folders listed in runs of neighbours."""
+        due: dict[JobPrefix, IndexEntry] = {}
+        for entry in entries:
+            prefix = entry.prefix
+            if prefix is None:
+                # Nothing of ours writes such an entry: it is garbage or forged.
+                logger.warning("removed index entry %r: not a job folder", entry.member[:300])
+                self._tally.index_stale += 1
+                await self._index.remove(entry.member)
+            else:
+                due[prefix] = entry
+
+        async def judge_run(run: Run) -> None:
+            judged: set[JobPrefix] = set()
+            try:
+                async for prefix, page in list_due(self._s3, self._bucket, run):
+                    judged.add(prefix)
+                    await self._judged(due[prefix], page)
+            except Exception as err:  # one listing's failure never stops the run
+                message = f"{type(err).__name__}: {err}"
+                logger.error("could not list %s: %s", run.listing, message)
+                for prefix in run.members:
+                    if prefix not in judged:
+                        self._tally.fail(prefix, message)
+
+        await for_each(_each(plan_runs(due)), self._options.concurrency, judge_run, stop=self._stop)
+
+    async def _judged(self, entry: IndexEntry, page: FolderPage) -> None:
+        """Judge one folder from its listing; never raises for the folder's own trouble."""
+        try:
+            doomed = await self._judge(entry, page)
+        except Exception as err:  # one folder's failure never stops the run
+            logger.error("could not check %r: %s: %s", entry.member, type(err).__name__, err)
+            self._tally.fail(
+                entry.member[:300].decode(errors="replace"), f"{type(err).__name__}: {err}"
+            )
             return
-        reason = (
-            SkipReason.MISSING_EXPIRED_AT
-            if reading.state is ExpiryState.MISSING
-            else SkipReason.INVALID_EXPIRED_AT
+        if doomed is not None:
+            await self._queue.put(doomed)
+
+    async def _judge(self, entry: IndexEntry, page: FolderPage) -> Doomed | None:
+        prefix = entry.prefix
+        assert prefix is not None
+        self._tally.index_checked += 1
+        if page.complete and all(item.key.endswith("/") for item in page.objects):
+            await self._gone(prefix, entry)
+            return None
+        reading = _confirmed(page, prefix, entry) or await read_expiry(
+            self._s3, self._bucket, prefix
         )
         retention = self._options.orphan_retention_seconds
-        if retention > 0:
-            newest = await self._newest_object_time(prefix)
-            if newest is not None and newest + retention <= self._now:
-                self._tally.orphaned += 1
-                why = f"{reading.detail}, nothing written for {retention} s"
-                await self._delete(prefix, last=reading.key, why=why)
-                return
-        # A missing expiry is normal (retention 0 keeps a job forever); garbage is not.
-        level = logging.INFO if reason is SkipReason.MISSING_EXPIRED_AT else logging.WARNING
-        logger.log(level, "kept %s: %s (%s)", prefix, reason.value, reading.detail)
-        self._tally.skip(prefix, reason, reading.detail)
-
-    async def _newest_object_time(self, prefix: JobPrefix) -> float | None:
-        newest: float | None = None
-        async for stored in iter_objects(self._s3, self._bucket, prefix):
-            stamp = stored.last_modified.timestamp()
-            newest = stamp if newest is None else max(newest, stamp)
-        return newest
-
-    async def _delete(self, prefix: JobPrefix, *, last: ObjectKey | None, why: str) -> None:
-        """Delete the folder: artifacts, then metadata, then ``last`` (its expiry) alone."""
-        folder = FolderDeletion(self._deleter, prefix)
-        # The one listing also yields the metadata; a folder's few metadata objects are
-        # kept for the second step instead of listing them again, unless there are many.
-        metadata: list[Doomed] = []
-        relist = False
-        dirs: set[str] = set()
-        async for stored in iter_objects(self._s3, self._bucket, prefix):
-            dirs.add(stored.key[len(prefix) :].rpartition("/")[0])
-            if not is_metadata(stored.key[len(prefix) :]):
-                await folder.add(Doomed(stored.key, stored.size))
-            elif len(metadata) < _METADATA_KEPT:
-                metadata.append(Doomed(stored.key, stored.size))
-            else:
-                relist = True
-        await self._finishing_slots.acquire()  # back-pressure on finding more folders
-        markers = directory_markers(prefix, dirs)
-        self._finishing.create_task(
-            self._guarded(
-                prefix,
-                self._finish(folder, metadata, relist=relist, last=last, why=why, markers=markers),
+        record = None
+        if reading.state is not ExpiryState.SET:
+            record = await self._keeps.record(prefix)
+            if self._keeps.kept(record):
+                retention = 0  # an admin's keep is never an orphan
+        newest = None
+        if reading.state is not ExpiryState.SET and retention > 0:
+            newest = (
+                max(item.last_modified.timestamp() for item in page.objects)
+                if page.complete
+                else await newest_object_time(self._s3, self._bucket, prefix)
             )
-        )
-
-    async def _finish(
-        self,
-        folder: FolderDeletion,
-        metadata: list[Doomed],
-        *,
-        relist: bool,
-        last: ObjectKey | None,
-        why: str,
-        markers: list[ObjectKey],
-    ) -> None:
-        try:
-            await self._metadata_last(folder, metadata, relist=relist, last=last, why=why)
-        finally:
-            self._finishing_slots.release()
-        # Only once the folder is gone: its directories, where the server keeps them. Not
-        # waited for nor counted; one left behind is removed as empty by the next run.
-        if self._deleter is not None and not folder.failures:
-            for marker in markers:
-                await self._deleter.add(Doomed(marker, 0))
-
-    async def _metadata_last(
-        self,
-        folder: FolderDeletion,
-        metadata: list[Doomed],
-        *,
-        relist: bool,
-        last: ObjectKey | None,
-        why: str,
-    ) -> None:
-        prefix = JobPrefix(folder.prefix)
-        if await self._failed(prefix, folder):
-            return
-        final: Doomed | None = None
-        async for doomed in self._metadata(prefix) if relist else _aiter(metadata):
-            if doomed.key == last:
-                final = doomed
+        verdict = decide(reading, now=self._now, orphan_retention_seconds=retention, newest=newest)
+        if verdict.action is Action.DELETE:
+            if verdict.orphaned:
+                self._tally.orphaned += 1
             else:
-                await folder.add(doomed)
-        if await self._failed(prefix, folder):
-            return
-        # Until this one goes, the folder still says it is expired: an interrupted run
-        # leaves it for the next run to finish instead of turning it into an orphan.
-        if final is not None:
-            await folder.add(final)
-            if await self._failed(prefix, folder):
+                self._tally.expired += 1
+            return Doomed(prefix, entry.member, page, last=reading.key, why=verdict.detail)
+        self._tally.index_stale += 1
+        if verdict.reason is not None:
+            # No readable expiry: reported by name, even when the orphan rule will take it.
+            missing = verdict.reason is SkipReason.MISSING_EXPIRED_AT
+            level = logging.INFO if missing else logging.WARNING
+            logger.log(level, "kept %s: %s (%s)", prefix, verdict.reason.value, verdict.detail)
+            sentence = self._keeps.sentence(verdict.reason, reading, record)
+            self._tally.skip(prefix, verdict.reason, verdict.detail, sentence)
+        if verdict.action is Action.LATER:
+            assert verdict.due_at is not None
+            if not verdict.orphaned:
+                self._tally.unexpired += 1
+                logger.info("kept %s: expires at %d; re-indexed", prefix, verdict.due_at)
+            await self._index.add(prefix, verdict.due_at)
+        else:
+            await self._index.remove(entry.member)
+        return None
+
+    async def _gone(self, prefix: JobPrefix, entry: IndexEntry) -> None:
+        """An entry whose folder holds nothing: deleted by hand, or by a run cut short."""
+        self._tally.index_stale += 1
+        markers = await leftover_markers(self._s3, self._bucket, prefix) or []
+        if not self._options.dry_run:
+            # One by one: JuiceFS's gateway removes a directory only through DeleteObject.
+            for marker in markers:
+                await self._s3.delete_object(Bucket=self._bucket, Key=marker)
+            await self._index.remove(entry.member)
+
+    async def _delete_queued(self) -> None:
+        """Delete the checked folders in groups: all that wait, up to a request's keys."""
+        held: Doomed | None = None
+        ended = False
+        while not ended:
+            first = held if held is not None else await self._queue.get()
+            held = None
+            if first is None:
                 return
-        self._tally.objects += folder.objects
-        self._tally.bytes += folder.bytes
-        verb = "would delete" if self._deleter is None else "deleted"
-        logger.info(
-            "%s %s: %s (%d objects, %d bytes)", verb, prefix, why, folder.objects, folder.bytes
+            group, keys = [first], len(first.page.objects)
+            while first.page.complete and not self._queue.empty():
+                following = self._queue.get_nowait()
+                if following is None:
+                    ended = True
+                    break
+                if not following.page.complete or keys + len(following.page.objects) > (
+                    self._options.batch_size
+                ):
+                    held = following
+                    break
+                group.append(following)
+                keys += len(following.page.objects)
+            if self._stop is not None and self._stop.is_set():
+                continue  # lost the lock: leave them, with their entries, to the next run
+            await self._delete(group)
+
+    async def _delete(self, group: list[Doomed]) -> None:
+        deletions = await delete_folders(
+            self._s3,
+            self._bucket,
+            group,
+            dry_run=self._options.dry_run,
+            batch_size=self._options.batch_size,
         )
-        self._tally.gone(prefix)
-
-    async def _metadata(self, prefix: JobPrefix) -> AsyncIterator[Doomed]:
-        for metadata_dir in sorted(METADATA_DIRS):
-            async for stored in iter_objects(self._s3, self._bucket, f"{prefix}{metadata_dir}/"):
-                yield Doomed(stored.key, stored.size)
-
-    async def _failed(self, prefix: JobPrefix, folder: FolderDeletion) -> bool:
-        """Whether this folder's deletion must stop here; counts what is gone either way."""
-        failures = await folder.settle()
-        if not failures:
-            return False
-        self._tally.objects += folder.objects
-        self._tally.bytes += folder.bytes
-        self._tally.fail(prefix, _describe(failures))
-        logger.error("could not delete all of %s: %s", prefix, _describe(failures))
-        return True
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-async def _aiter(items: list[T]) -> AsyncIterator[T]:
-    for item in items:
-        yield item
+        gone: list[bytes] = []
+        verb = "would delete" if self._options.dry_run else "deleted"
+        for deletion in deletions:
+            prefix = deletion.folder.prefix
+            self._tally.objects += deletion.objects
+            self._tally.bytes += deletion.bytes
+            if deletion.failure is not None:
+                logger.error("could not delete all of %s: %s", prefix, deletion.failure)
+                self._tally.fail(prefix, deletion.failure)
+                continue
+            logger.info(
+                "%s %s: %s (%d objects, %d bytes)",
+                verb,
+                prefix,
+                deletion.folder.why,
+                deletion.objects,
+                deletion.bytes,
+            )
+            self._tally.gone(prefix)
+            gone.append(deletion.folder.member)
+        if not self._options.dry_run:
+            await self._index.remove(*gone)
 
 
-def _describe(failures: list[Failure]) -> str:
-    first = failures[0]
-    return (
-        f"{len(failures)} objects not deleted, the next run retries; "
-        f"first: {first.key}: {first.code} {first.message}".rstrip()
-    )
+async def _each(runs: list[Run]) -> AsyncIterator[Run]:
+    for run in runs:
+        yield run
+
+
+def _confirmed(page: FolderPage, prefix: JobPrefix, entry: IndexEntry) -> ExpiryReading | None:
+    """The folder's expiry as its listing proves it, None when only a GET can tell."""
+    ours = legacy = None
+    for item in page.objects:
+        if item.key == expired_at_key(prefix):
+            ours = item
+        elif item.key == legacy_expired_at_key(prefix):
+            legacy = item
+    if ours is None and not page.complete:
+        return None  # ours may be on a later page, and it decides over the legacy one
+    decisive = ours or legacy
+    if decisive is None:
+        return ExpiryReading(ExpiryState.MISSING, detail="no expiredAt")
+    expected = entry.expired_at
+    if expected is None:
+        return None
+    written = hashlib.md5(format_expired_at(expected).encode(), usedforsecurity=False)
+    if decisive.etag != written.hexdigest():
+        return None
+    return ExpiryReading(ExpiryState.SET, expected, key=ObjectKey(decisive.key))

@@ -1,231 +1,263 @@
-"""Deleting many folders' objects through shared ``DeleteObjects`` batches.
+"""Deleting job folders in order: artifacts, then metadata, then the ``expiredAt`` that decided.
 
-A job folder usually holds a handful of files; one request per folder would spend most
-of a run on round trips. Every folder being deleted hands its keys to one
-``BatchDeleter``, which packs them into requests of up to 1000 keys (S3's limit) and
-tells each folder when *its* keys are gone. That answer is what lets a folder keep its
-order across shared batches: artifacts, then metadata, then ``expiredAt`` strictly
-last, each step only after the previous one is confirmed.
+Until that ``expiredAt`` goes the folder still says it is expired, so a run cut short
+leaves a folder the next run recognises and finishes, instead of an orphan.
 
-When to send a batch that is not full: while folders are still being found, after
-``linger`` seconds, so keys from many folders (and from the three steps of each) share
-a request; once every folder has been found (``drain``), by group commit, as databases
-do with their log: as soon as a folder waits and no request is in flight, else when
-that request comes back, taking along everything that gathered meanwhile. Full batches
-go at once, up to ``max_in_flight`` at a time; adding to a full batch waits for a free
-slot, so a folder of a million objects streams through with a few batches in memory.
+A job folder usually holds a handful of objects, and one ``DeleteObjects`` request per
+folder and step would spend most of a run on round trips (measured on SeaweedFS: 2,000
+folders of 10 objects each alone, 16 at a time, 3.3x the floor, against 1.4x grouped;
+bench/results/expiry.md); so the folders of a *group*
+take each step together, through the shared batched deleter (``delete_keys``): the
+artifacts of all of them, then the metadata of those whose artifacts are gone, then their
+``expiredAt``. A folder whose step failed stops there, keeping its metadata. A folder
+whose listing did not fit in one page goes in a group of its own, its listing streamed
+into the deletes, so its size never has to fit in memory.
+
+Directories are not deleted here. Servers that sit on a file system keep a folder's
+directories after its last object goes: SeaweedFS removes them itself a couple of minutes
+later (its filer's ``EmptyFolderCleaner``), where deleting them here would cost as much
+again as half the objects (bench/results/expiry.md); the JuiceFS gateway removes one
+only through ``DeleteObject``, which the rescan does for any folder left holding nothing
+(``folders.leftover_markers``). S3 itself has none.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
-from artifacts_shared.s3 import DELETE_BATCH_LIMIT, S3Client
+from artifacts_janitor.folders import FolderPage
+from artifacts_shared.layout import METADATA_DIRS, JobPrefix, ObjectKey, is_metadata
+from artifacts_shared.s3 import (
+    DELETE_BATCH_LIMIT,
+    DeleteFailure,
+    S3Client,
+    StoredObject,
+    delete_keys,
+    iter_objects,
+)
 
-__all__ = ["BatchDeleter", "Doomed", "Failure", "FolderDeletion"]
+__all__ = ["Deletion", "Doomed", "delete_folders"]
+
+_METADATA_KEPT = 1000
+"""Metadata objects of a large folder held from its listing; past this, listed again."""
 
 
 @dataclass(frozen=True, slots=True)
 class Doomed:
-    """An object to delete, with its size so the run can report the bytes freed."""
+    """A folder judged due: what its listing showed, and which ``expiredAt`` decided."""
 
-    key: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    key: str
-    size: int
-    code: str
-    message: str
-
-
-Outcome = Mapping[str, Failure]
-"""The keys of a batch that S3 did not delete."""
+    prefix: JobPrefix
+    member: bytes
+    """Its entry in the expiry index, removed once the folder is gone."""
+    page: FolderPage
+    last: ObjectKey | None
+    why: str
 
 
 @dataclass(slots=True)
-class _Batch:
-    # Made inside the running loop (the deleter lives within one run).
-    objects: list[Doomed] = field(default_factory=list)
-    done: asyncio.Future[Outcome] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    awaited: bool = False
+class Deletion:
+    """What became of one folder: objects and bytes known gone, or why it stopped."""
 
-
-class BatchDeleter:
-    """Packs keys from any number of folders into ``DeleteObjects`` requests."""
-
-    def __init__(
-        self,
-        s3: S3Client,
-        bucket: str,
-        *,
-        batch_size: int = DELETE_BATCH_LIMIT,
-        max_in_flight: int = 4,
-        linger: float = 1.0,
-    ) -> None:
-        if not 1 <= batch_size <= DELETE_BATCH_LIMIT:
-            raise ValueError(f"batch_size must be 1..{DELETE_BATCH_LIMIT}, got {batch_size}")
-        self._s3 = s3
-        self._bucket = bucket
-        self._batch_size = batch_size
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._linger = linger
-        self._timer: asyncio.TimerHandle | None = None
-        self._draining = False
-        self._current = _Batch()
-        self._sending = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.requests = 0
-
-    async def __aenter__(self) -> BatchDeleter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def add(self, doomed: Doomed) -> asyncio.Future[Outcome]:
-        """Queue ``doomed``; the future resolves, with the batch's failures, once it is sent."""
-        batch = self._current
-        batch.objects.append(doomed)
-        if len(batch.objects) >= self._batch_size:
-            self._take_current()
-            # Waiting here, in the caller, is the back-pressure that bounds memory.
-            await self._slots.acquire()
-            self._launch(batch, slot_held=True)
-        elif self._timer is None and not self._draining:
-            self._timer = asyncio.get_running_loop().call_later(self._linger, self._send_partial)
-        return batch.done
-
-    def awaiting(self, done: asyncio.Future[Outcome]) -> None:
-        """Someone waits for ``done``; once draining, its batch goes as soon as it can."""
-        if done is self._current.done:
-            self._current.awaited = True
-            self._send_awaited()
-
-    def drain(self) -> None:
-        """No new folders will come: stop lingering, send what folders wait for."""
-        self._draining = True
-        self._cancel_timer()
-        self._send_awaited()
-
-    async def aclose(self) -> None:
-        """Send what is queued and wait for every request to finish."""
-        self._draining = True
-        self._send_partial()
-        while self._tasks:
-            await asyncio.gather(*self._tasks)
-
-    def _take_current(self) -> _Batch:
-        batch, self._current = self._current, _Batch()
-        self._cancel_timer()
-        return batch
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _send_partial(self) -> None:
-        self._timer = None
-        if self._current.objects:
-            self._launch(self._take_current(), slot_held=False)
-
-    def _send_awaited(self) -> None:
-        batch = self._current
-        if self._draining and batch.awaited and batch.objects and self._sending == 0:
-            self._launch(self._take_current(), slot_held=False)
-
-    def _launch(self, batch: _Batch, *, slot_held: bool) -> None:
-        self._sending += 1
-        task = asyncio.ensure_future(self._send(batch, slot_held=slot_held))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: _Batch, *, slot_held: bool) -> None:
-        if not slot_held:
-            await self._slots.acquire()
-        try:
-            self.requests += 1
-            response = await self._s3.delete_objects(
-                Bucket=self._bucket,
-                Delete={"Objects": [{"Key": d.key} for d in batch.objects], "Quiet": True},
-            )
-            sizes = {d.key: d.size for d in batch.objects}
-            failures = {
-                error.get("Key", "?"): Failure(
-                    error.get("Key", "?"),
-                    sizes.get(error.get("Key", "?"), 0),
-                    error.get("Code", "?"),
-                    error.get("Message", ""),
-                )
-                for error in response.get("Errors", [])
-            }
-        except Exception as err:  # whatever went wrong, these keys are not known to be gone
-            failures = {
-                d.key: Failure(d.key, d.size, type(err).__name__, str(err)) for d in batch.objects
-            }
-        finally:
-            self._slots.release()
-            self._sending -= 1
-        batch.done.set_result(failures)
-        self._send_awaited()
-
-
-@dataclass(slots=True)
-class FolderDeletion:
-    """One folder's share of the deleter: what it handed over and what is known gone.
-
-    ``deleter=None`` is a dry run: objects are counted, nothing is sent.
-    """
-
-    deleter: BatchDeleter | None
-    prefix: str
+    folder: Doomed
     objects: int = 0
     bytes: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    _pending: list[asyncio.Future[Outcome]] = field(default_factory=list)
+    failure: str | None = None
 
-    async def add(self, doomed: Doomed) -> None:
-        self.objects += 1
-        self.bytes += doomed.size
-        if self.deleter is None:
-            return
-        done = await self.deleter.add(doomed)
-        if not self._pending or self._pending[-1] is not done:
-            self._pending.append(done)
-            if len(self._pending) > 64:
-                self._collect(only_done=True)
 
-    async def settle(self) -> list[Failure]:
-        """Wait until everything added so far is sent; the failures among this folder's keys."""
-        if self._pending and self.deleter is not None:
-            for done in self._pending:
-                self.deleter.awaiting(done)
-            await asyncio.wait(self._pending)
-        self._collect(only_done=False)
-        return self.failures
+@dataclass(slots=True)
+class _Steps:
+    artifacts: list[StoredObject] = field(default_factory=list)
+    metadata: list[StoredObject] = field(default_factory=list)
+    last: list[StoredObject] = field(default_factory=list)
+    overflowed: bool = False
+    """More metadata than ``_METADATA_KEPT``: none is kept, it is listed again instead."""
 
-    def _collect(self, *, only_done: bool) -> None:
-        waiting = []
-        for done in self._pending:
-            if only_done and not done.done():
-                waiting.append(done)
-                continue
-            for failure in done.result().values():
-                if failure.key.startswith(self.prefix):
-                    self.failures.append(failure)
-                    self.objects -= 1
-                    self.bytes -= failure.size
-        self._pending = waiting
+    def sort(self, prefix: str, stored: StoredObject, last: str | None) -> StoredObject | None:
+        """File ``stored`` under its step; an artifact is returned instead, for streaming."""
+        relative = stored.key[len(prefix) :]
+        if relative.endswith("/"):
+            return None  # a directory as some gateways list it: see the module's docstring
+        if stored.key == last:
+            self.last.append(stored)
+        elif is_metadata(relative):
+            if not self.overflowed:
+                self.metadata.append(stored)
+                if len(self.metadata) > _METADATA_KEPT:
+                    self.metadata.clear()
+                    self.overflowed = True
+        else:
+            return stored
+        return None
+
+
+async def delete_folders(
+    s3: S3Client,
+    bucket: str,
+    folders: Sequence[Doomed],
+    *,
+    dry_run: bool = False,
+    batch_size: int = DELETE_BATCH_LIMIT,
+) -> list[Deletion]:
+    """Delete ``folders`` together, each in order; a dry run only counts.
+
+    A folder whose listing is incomplete must come alone.
+    """
+    if any(not folder.page.complete for folder in folders):
+        if len(folders) != 1:
+            raise ValueError("a folder larger than one listing page is deleted alone")
+        return [await _delete_large(s3, bucket, folders[0], dry_run=dry_run, batch_size=batch_size)]
+    deleter = _Deleter(s3, bucket, dry_run=dry_run, batch_size=batch_size)
+    going: list[tuple[_Steps, Deletion]] = []
+    for folder in folders:
+        steps = _Steps()
+        for stored in folder.page.objects:
+            artifact = steps.sort(folder.prefix, stored, folder.last)
+            if artifact is not None:
+                steps.artifacts.append(artifact)
+        going.append((steps, Deletion(folder)))
+    for step in (_artifacts, _metadata, _last):
+        going = await deleter.step(going, step)
+    return [deletion for _, deletion in going] + deleter.stopped
+
+
+def _artifacts(steps: _Steps) -> list[StoredObject]:
+    return steps.artifacts
+
+
+def _metadata(steps: _Steps) -> list[StoredObject]:
+    return steps.metadata
+
+
+def _last(steps: _Steps) -> list[StoredObject]:
+    return steps.last
+
+
+class _Deleter:
+    """One step at a time over the folders still going; the ones that stop are kept aside."""
+
+    def __init__(self, s3: S3Client, bucket: str, *, dry_run: bool, batch_size: int) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._dry_run = dry_run
+        self._batch_size = batch_size
+        self.stopped: list[Deletion] = []
+
+    async def step(
+        self,
+        going: list[tuple[_Steps, Deletion]],
+        objects_of: Callable[[_Steps], list[StoredObject]],
+    ) -> list[tuple[_Steps, Deletion]]:
+        objects = [stored for steps, _ in going for stored in objects_of(steps)]
+        refused: dict[str, list[DeleteFailure]] = defaultdict(list)
+        if objects and not self._dry_run:
+            try:
+                outcome = await delete_keys(
+                    self._s3, self._bucket, objects, batch_size=self._batch_size
+                )
+            except Exception as err:  # whatever went wrong, these keys are not known to be gone
+                for _, deletion in going:
+                    deletion.failure = f"{type(err).__name__}: {err}"
+                self.stopped += [deletion for _, deletion in going]
+                return []
+            for failure in outcome.failures:
+                refused[_folder_of(failure.key)].append(failure)
+        still: list[tuple[_Steps, Deletion]] = []
+        for steps, deletion in going:
+            mine = refused.get(deletion.folder.prefix, [])
+            listed = objects_of(steps)
+            deletion.objects += len(listed) - len(mine)
+            deletion.bytes += sum(s.size for s in listed) - sum(f.size for f in mine)
+            if mine:
+                deletion.failure = _describe(mine)
+                self.stopped.append(deletion)
+            else:
+                still.append((steps, deletion))
+        return still
+
+
+async def _delete_large(
+    s3: S3Client, bucket: str, folder: Doomed, *, dry_run: bool, batch_size: int
+) -> Deletion:
+    """One folder, its listing streamed: artifacts as they are listed, then the rest."""
+    deletion = Deletion(folder)
+    steps = _Steps()
+    for objects in (
+        _listed_artifacts(s3, bucket, folder, steps),
+        _held_or_listed_metadata(s3, bucket, folder, steps),
+        _each(steps.last),
+    ):
+        if not await _stream_step(s3, bucket, deletion, objects, dry_run, batch_size):
+            return deletion
+    return deletion
+
+
+async def _listed_artifacts(
+    s3: S3Client, bucket: str, folder: Doomed, steps: _Steps
+) -> AsyncIterator[StoredObject]:
+    """The folder's artifacts as listed; everything else is sorted into ``steps``."""
+    async for stored in iter_objects(s3, bucket, folder.prefix):
+        artifact = steps.sort(folder.prefix, stored, folder.last)
+        if artifact is not None:
+            yield artifact
+
+
+async def _held_or_listed_metadata(
+    s3: S3Client, bucket: str, folder: Doomed, steps: _Steps
+) -> AsyncIterator[StoredObject]:
+    """The metadata held from the listing, or listed again when there was too much."""
+    if not steps.overflowed:
+        for stored in steps.metadata:
+            yield stored
+        return
+    for name in sorted(METADATA_DIRS):
+        async for stored in iter_objects(s3, bucket, f"{folder.prefix}{name}/"):
+            if stored.key != folder.last and not stored.key.endswith("/"):
+                yield stored
+
+
+async def _each(items: list[StoredObject]) -> AsyncIterator[StoredObject]:
+    """The items of a list that is filled in by the time the stream is read."""
+    for item in items:
+        yield item
+
+
+async def _stream_step(
+    s3: S3Client,
+    bucket: str,
+    deletion: Deletion,
+    objects: AsyncIterator[StoredObject],
+    dry_run: bool,
+    batch_size: int,
+) -> bool:
+    """Delete (or, dry, count) a stream of one folder's objects; whether all went."""
+    if dry_run:
+        async for stored in objects:
+            deletion.objects += 1
+            deletion.bytes += stored.size
+        return True
+    try:
+        outcome = await delete_keys(s3, bucket, objects, batch_size=batch_size)
+    except Exception as err:  # whatever went wrong, these keys are not known to be gone
+        deletion.failure = f"{type(err).__name__}: {err}"
+        return False
+    deletion.objects += outcome.deleted
+    deletion.bytes += outcome.bytes
+    if outcome.failures:
+        deletion.failure = _describe(outcome.failures)
+        return False
+    return True
+
+
+def _folder_of(key: str) -> str:
+    """The job prefix of a key: ``groups/<g>/jobArtifacts/<job>/``, four segments."""
+    return "/".join(key.split("/", 4)[:4]) + "/"
+
+
+def _describe(failures: list[DeleteFailure]) -> str:
+    first = failures[0]
+    return (
+        f"{len(failures)} objects not deleted, the next run retries; "
+        f"first: {first.key}: {first.code} {first.message}".rstrip()
+    )

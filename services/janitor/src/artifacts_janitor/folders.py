@@ -6,16 +6,18 @@ Anything that is not exactly a job folder — ``jobArtifactsOld/``, files lying 
 in ``jobArtifacts/``, names that ``layout`` refuses — is never yielded, so the deleting
 code downstream cannot be pointed anywhere else.
 
-Some servers (SeaweedFS, whose S3 sits on a file system) keep a folder as a directory after
-its last object is deleted, and a delimiter listing still shows it. Such a folder holds
-nothing and is not a job folder; ``directory_markers`` and ``leftover_markers`` name the
-directory keys that remove it. Deleting a directory key is harmless elsewhere: on AWS S3 no
-such object exists, and SeaweedFS and JuiceFS leave a directory that still holds objects.
+Some servers (SeaweedFS and the JuiceFS gateway, whose S3 sits on a file system) keep a
+folder as a directory after its last object is deleted, and a delimiter listing still shows
+it (SeaweedFS removes it itself a couple of minutes later, JuiceFS never). Such a folder
+holds nothing and is not a job folder; ``leftover_markers`` names the directory keys that
+remove it. Deleting a directory key is harmless elsewhere: on AWS S3 no such object exists,
+and SeaweedFS and JuiceFS leave a directory that still holds objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 
 from artifacts_shared.layout import (
     GROUPS_ROOT,
@@ -26,9 +28,39 @@ from artifacts_shared.layout import (
     job_artifacts_root,
     parse_job_prefix,
 )
-from artifacts_shared.s3 import S3Client, iter_objects, iter_prefixes
+from artifacts_shared.s3 import S3Client, StoredObject, iter_objects, iter_prefixes
 
-__all__ = ["directory_markers", "iter_job_folders", "leftover_markers"]
+__all__ = [
+    "FolderPage",
+    "first_page",
+    "iter_job_folders",
+    "leftover_markers",
+    "newest_object_time",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    """The first page of a folder's listing; ``complete`` when it holds every object."""
+
+    objects: list[StoredObject]
+    complete: bool
+
+
+async def first_page(s3: S3Client, bucket: str, prefix: JobPrefix) -> FolderPage:
+    """One ``ListObjectsV2`` of the folder: a whole small folder, or the start of a large one."""
+    response = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    objects = [StoredObject.listed(item) for item in response.get("Contents", ())]
+    return FolderPage(objects, complete=not response.get("IsTruncated", False))
+
+
+async def newest_object_time(s3: S3Client, bucket: str, prefix: JobPrefix) -> float | None:
+    """When the folder's newest object was written, None when it holds none."""
+    newest: float | None = None
+    async for stored in iter_objects(s3, bucket, prefix):
+        stamp = stored.last_modified.timestamp()
+        newest = stamp if newest is None else max(newest, stamp)
+    return newest
 
 
 async def iter_job_folders(
@@ -49,8 +81,8 @@ async def iter_job_folders(
             yield JobPrefix(folder)
 
 
-def directory_markers(prefix: JobPrefix, relative_dirs: Iterable[str]) -> list[ObjectKey]:
-    """The directory keys of a deleted folder, deepest first, the folder itself last.
+def _directory_markers(prefix: JobPrefix, relative_dirs: Iterable[str]) -> list[ObjectKey]:
+    """The directory keys of an emptied folder, deepest first, the folder itself last.
 
     ``relative_dirs`` are the folders its objects lay in (``sub/deeper/``), relative to
     ``prefix``; a directory is removed only once empty, so children go first.
@@ -81,4 +113,4 @@ async def leftover_markers(s3: S3Client, bucket: str, prefix: JobPrefix) -> list
         async for child in iter_prefixes(s3, bucket, folder):
             found.append(child[len(prefix) :])
             pending.append(child)
-    return directory_markers(prefix, found)
+    return _directory_markers(prefix, found)

@@ -26,7 +26,7 @@ class JanitorMetrics:
             "janitor_runs", "Cleanup runs by outcome", ["outcome", "dry_run"], registry=r
         )
         self.folders_scanned = Counter(
-            "janitor_folders_scanned", "Job folders looked at", registry=r
+            "janitor_folders_scanned", "Job folders a rescan looked at", registry=r
         )
         self.folders_expired = Counter(
             "janitor_folders_expired", "Job folders found past their expiredAt", registry=r
@@ -60,6 +60,32 @@ class JanitorMetrics:
             "How long the last run that was not skipped took",
             registry=r,
         )
+        self.index_checked = Counter(
+            "janitor_index_checked",
+            "Due expiry-index entries whose folder's expiredAt was read again",
+            registry=r,
+        )
+        self.index_stale = Counter(
+            "janitor_index_stale",
+            "Due expiry-index entries S3 did not confirm (re-indexed or removed)",
+            registry=r,
+        )
+        self.index_entries = Gauge(
+            "janitor_index_entries", "Entries in the expiry index after the last run", registry=r
+        )
+        self.rescans = Counter(
+            "janitor_rescans", "Reconciling full scans of the bucket completed", registry=r
+        )
+        self.rescan_found = Counter(
+            "janitor_rescan_found",
+            "Folders a rescan added to the expiry index or corrected in it",
+            registry=r,
+        )
+        self.last_rescan_finished = Gauge(
+            "janitor_last_rescan_finished_timestamp_seconds",
+            "When the last completed rescan finished",
+            registry=r,
+        )
         for reason in SkipReason:  # present from the start, so rate() sees the first one
             self.folders_skipped.labels(reason=reason.value)
 
@@ -73,8 +99,16 @@ class JanitorMetrics:
             return
         self.last_run_finished.set(result.finished_at.timestamp())
         self.last_run_duration.set(result.duration_seconds)
+        self.index_entries.set(result.index_size)
+        if result.last_rescan_at is not None:
+            self.last_rescan_finished.set(result.last_rescan_at.timestamp())
         if result.dry_run:
             return
+        self.index_checked.inc(result.index_checked)
+        self.index_stale.inc(result.index_stale)
+        if result.rescanned and result.outcome is RunOutcome.COMPLETED:
+            self.rescans.inc()
+            self.rescan_found.inc(result.rescan_found)
         self.folders_scanned.inc(result.folders_scanned)
         self.folders_expired.inc(result.folders_expired)
         self.folders_orphaned.inc(result.folders_orphaned)

@@ -2,12 +2,14 @@
 
 arq's unique job ids stop a *job* from being enqueued twice, but not two different jobs
 (a cron run and an admin's request, a run enqueued by hand, an arq retry) from deleting
-at once. This Redis lock does: ``SET NX`` with a lease, renewed while the run lives and
-released by compare-and-delete. A janitor killed mid-run stops renewing, the lease
-lapses, and the next run proceeds, so a crash never blocks the next day.
+at once. redis-py's ``Lock`` does: a key with a lease, taken only if free, its lease
+renewed (``reacquire``) while the run lives, released only by its holder. A janitor
+killed mid-run stops renewing, the lease lapses, and the next run proceeds, so a crash
+never blocks the next day.
 
-The key and the value format are shared (``artifacts_shared.cleanup_queue``): the api
-reads the holder to tell a live run from a crashed one.
+The key and the value (``lock_token``: run id and attempt) are shared
+(``artifacts_shared.cleanup_queue``): the api reads the holder to tell a live run from a
+crashed one.
 """
 
 from __future__ import annotations
@@ -19,26 +21,14 @@ import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 from artifacts_shared.cleanup_queue import RUN_LOCK_KEY, RunId, lock_holder
 
 __all__ = ["RunLock"]
 
 logger = logging.getLogger(__name__)
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 class RunLock:
@@ -47,29 +37,20 @@ class RunLock:
     def __init__(self, redis: Redis, token: str, *, lease: float, key: str = RUN_LOCK_KEY) -> None:
         self._redis = redis
         self._token = token
-        self._lease_ms = max(1, int(lease * 1000))
-        self._key = key
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self.lease = lease
+        self._lock = Lock(redis, key, timeout=lease, thread_local=False)
         self.holder: RunId | None = None
         """Who held the lock when ``acquire`` gave up."""
         self.lost = asyncio.Event()
         """Set when the lease could not be renewed: another run may now start."""
 
-    @property
-    def lease(self) -> float:
-        return self._lease_ms / 1000
-
     async def acquire(self, *, wait: float, poll: float = 0.25) -> bool:
         """Take the lock, waiting up to ``wait`` seconds for its holder to go."""
-        deadline = time.monotonic() + wait
-        while True:
-            if await self._redis.set(self._key, self._token, nx=True, px=self._lease_ms):
-                return True
-            self.holder = lock_holder(await self._redis.get(self._key))
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(poll)
+        self._lock.sleep = poll
+        if await self._lock.acquire(blocking_timeout=wait, token=self._token):
+            return True
+        self.holder = lock_holder(await self._redis.get(self._lock.name))
+        return False
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[asyncio.Event]:
@@ -86,7 +67,9 @@ class RunLock:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             try:
-                await self._release(keys=[self._key], args=[self._token])
+                await self._lock.release()
+            except LockError:
+                pass  # no longer ours: never remove another run's lock
             except RedisError as err:
                 # The lease lapses by itself; the next run waits at most that long.
                 logger.warning("could not release the run lock: %s", err)
@@ -97,7 +80,10 @@ class RunLock:
         while True:
             await asyncio.sleep(interval)
             try:
-                renewed = await self._renew(keys=[self._key], args=[self._token, self._lease_ms])
+                await self._lock.reacquire()
+            except LockError:  # LockNotOwnedError: the lease lapsed and someone took it
+                self.lost.set()
+                return
             except RedisError as err:
                 # A blip is fine while the lease still runs; past it, assume the worst.
                 logger.warning("could not renew the run lock: %s", err)
@@ -105,7 +91,4 @@ class RunLock:
                     self.lost.set()
                     return
                 continue
-            if not renewed:
-                self.lost.set()
-                return
             renewed_at = time.monotonic()

@@ -1,29 +1,31 @@
 """The janitor's settings: the shared pieces plus when it runs and what it may delete.
 
-``JANITOR_DAILY_AT`` and ``JANITOR_ORPHAN_RETENTION_SECONDS`` are contract names
-(ARCHITECTURE section 7); the others are the janitor's own operating knobs.
+``JANITOR_DAILY_AT``, ``JANITOR_ORPHAN_RETENTION_SECONDS`` and ``JANITOR_RESCAN_EVERY`` are
+contract names (ARCHITECTURE section 7); the others are the janitor's own operating knobs.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import timedelta
 
 from pydantic import Field, field_validator
 
-from artifacts_shared.settings import RedisSettings, S3Settings
+from artifacts_shared.settings import CleanupScheduleSettings, RedisSettings, S3Settings
 
 __all__ = ["JanitorSettings"]
 
 
-class JanitorSettings(S3Settings, RedisSettings):
-    janitor_daily_at: time = Field(
-        time(3, 0), description="a UTC time of day as HH:MM (24-hour clock)"
-    )
+class JanitorSettings(S3Settings, RedisSettings, CleanupScheduleSettings):
     janitor_orphan_retention_seconds: int = Field(
         0,
         ge=0,
         description="whole seconds >= 0; 0 never deletes folders without a readable expiredAt",
+    )
+    janitor_rescan_every: timedelta = Field(
+        timedelta(days=7),
+        description="a duration from 1h to 365d: whole seconds, or a whole number with s, m, "
+        "h or d (7d)",
     )
     janitor_dry_run: bool = Field(
         False, description="true or false; true reports what would be deleted and deletes nothing"
@@ -55,12 +57,15 @@ class JanitorSettings(S3Settings, RedisSettings):
         description="whole seconds from 60 to 31536000 to keep each run's result",
     )
 
-    @field_validator("janitor_daily_at", mode="before")
+    @field_validator("janitor_rescan_every", mode="before")
     @classmethod
-    def _hh_mm(cls, value: object) -> object:
-        if isinstance(value, str):
-            match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", value.strip())
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, int | str):
+            match = re.fullmatch(r"([0-9]{1,9})([smhd]?)", str(value).strip())
             if match is None:
-                raise ValueError("expected HH:MM")
-            return time(int(match[1]), int(match[2]))
+                raise ValueError("expected a duration such as 7d")
+            unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}[match[2]]
+            value = timedelta(seconds=int(match[1]) * unit)
+        if isinstance(value, timedelta) and not timedelta(hours=1) <= value <= timedelta(days=365):
+            raise ValueError("out of range")
         return value

@@ -32,6 +32,7 @@ from artifacts_janitor.run_lock import RunLock
 from artifacts_janitor.settings import JanitorSettings
 from artifacts_shared.cleanup_queue import (
     CLEANUP_QUEUE,
+    RESCAN_REQUEST_KEY,
     RunId,
     current_run_id,
     lock_token,
@@ -39,6 +40,7 @@ from artifacts_shared.cleanup_queue import (
 )
 from artifacts_shared.cleanup_result import CleanupResult, RunOutcome
 from artifacts_shared.redis import CLEANUP_FUNCTION
+from artifacts_shared.retention import RecordSigner
 from artifacts_shared.s3 import S3Client, open_s3
 
 __all__ = [
@@ -70,14 +72,23 @@ class Janitor:
 
     @property
     def options(self) -> CleanupOptions:
+        secret = self.settings.s3_secret_access_key
         return CleanupOptions(
             dry_run=self.settings.janitor_dry_run,
             orphan_retention_seconds=self.settings.janitor_orphan_retention_seconds,
             concurrency=self.settings.janitor_concurrency,
+            rescan_every=self.settings.janitor_rescan_every,
+            daily_at=self.settings.janitor_daily_at,
+            records=RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None,
         )
 
-    async def run(self, run_id: str, *, attempt: int = 1) -> CleanupResult:
-        """One run under the run lock, reported; a skip when another run has the lock."""
+    async def run(self, run_id: str, *, attempt: int = 1, rescan: bool = False) -> CleanupResult:
+        """One run under the run lock, reported; a skip when another run has the lock.
+
+        The run rescans when ``rescan`` says so, when someone asked for it through the
+        queue (``request_cleanup(rescan=True)``), or when ``JANITOR_RESCAN_EVERY`` has
+        passed since the last rescan.
+        """
         if attempt > 1 and await current_run_id(self.redis) != run_id:
             # arq retries a run whose worker died; if a newer run has been requested since,
             # that one does the work.
@@ -90,12 +101,16 @@ class Janitor:
             return self._report(self._skipped(run_id, f"run {lock.holder} holds the run lock"))
         async with lock.kept() as lost:
             try:
+                # Taken only by a run that holds the lock, so a skipped run leaves it.
+                asked = await self.redis.getdel(RESCAN_REQUEST_KEY) is not None
                 result = await run_cleanup(
                     s3=self.s3,
                     bucket=self.settings.phfs_bucket,
+                    redis=self.redis,
                     clock=self.clock,
                     run_id=run_id,
                     options=self.options,
+                    rescan_now=rescan or asked,
                     stop=lost,
                 )
             except Exception:

@@ -36,7 +36,15 @@ from artifacts_api.gql.context import Info
 from artifacts_api.gql.selection import selected_names
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.times import iso_utc
-from artifacts_shared.layout import JobPrefix, UnsafeNameError, artifact_key, relative_name
+from artifacts_api.viewing import may_view
+from artifacts_shared.layout import (
+    JobPrefix,
+    UnsafeNameError,
+    artifact_key,
+    parse_job_prefix,
+    relative_name,
+)
+from artifacts_shared.phjob import PhJob
 from artifacts_shared.s3 import StoredObject
 
 __all__ = ["ArtifactFolder", "bindables"]
@@ -55,10 +63,14 @@ _MAX_CURSOR = 4096
 class ArtifactFolder:
     """What ``PhJobArtifact`` resolves from; field names are its snake_case."""
 
-    job_id: str
+    job: PhJob
     prefix: JobPrefix
     manifest: ManifestIndex | None
     expired_at: str | None
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
 
     @property
     def skipped(self) -> bool:
@@ -327,6 +339,14 @@ def resolve_last_modified(file: ArtifactFile, info: Info) -> str:
 def resolve_download_url(file: ArtifactFile, info: Info) -> str:
     # The field that returned this file charged the link and refreshed the signer.
     return info.context.services.presigner.download_url(file.key, file.name)
+
+
+@item.field("viewUrl")
+def resolve_view_url(file: ArtifactFile, info: Info) -> str | None:
+    parsed = parse_job_prefix(file.key.removesuffix(file.name))
+    if parsed is None or not may_view(file.name):
+        return None
+    return info.context.services.links.view_url(parsed[1], file.name)
 
 
 @entry.type_resolver

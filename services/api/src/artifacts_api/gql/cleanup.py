@@ -50,6 +50,11 @@ def resolve_finished_at(outcome: CleanupResult, info: Info) -> str | None:
     return iso_utc(outcome.finished_at)
 
 
+@result.field("lastRescanAt")
+def resolve_last_rescan_at(outcome: CleanupResult, info: Info) -> str | None:
+    return iso_utc(outcome.last_rescan_at)
+
+
 @skipped.field("reason")
 def resolve_reason(folder: SkippedFolder, info: Info) -> str:
     return folder.reason.value

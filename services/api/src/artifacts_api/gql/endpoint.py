@@ -1,9 +1,11 @@
 """``/graphql``: the aiohttp side of GraphQL, per the GraphQL over HTTP spec.
 
 The handler authenticates, reads the request in whichever form it came (``transport.py``:
-JSON or form POST, GET), parses the query (cached: clients repeat the same few documents),
-builds the typed ``RequestContext`` and runs ``ariadne.graphql`` with the depth and cost
-limits. Every answer is a GraphQL response with an ``extensions.code`` on each error:
+JSON or form POST, GET), parses the query and checks it against the spec's validation
+rules (both cached by query text: clients repeat the same few documents, and the spec's
+rules cost more than a small query's whole execution), builds the typed
+``RequestContext`` and runs ``ariadne.graphql`` with the depth and cost limits. Every
+answer is a GraphQL response with an ``extensions.code`` on each error:
 
 - a request that is not a GraphQL request (bad JSON, no query, an unsupported media type):
   400 (413 too large, 415 media type, 406 Accept), ``UNAUTHENTICATED`` 401;
@@ -21,18 +23,24 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from ariadne import graphql
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     GraphQLError,
+    GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
     get_operation_ast,
     parse,
+    specified_rules,
+    validate,
 )
 
 from artifacts_api.budget import WorkBudget
@@ -117,12 +125,42 @@ class _DebugLogger(logging.LoggerAdapter[logging.Logger]):
         self.debug(msg, *args, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A parsed document and what the spec's rules (which read no variables) found in it."""
+
+    document: DocumentNode
+    spec_errors: tuple[GraphQLError, ...]
+
+    def validator(self) -> Any:
+        """Ariadne's ``query_validator``: the cached spec errors, then the request's own rules.
+
+        Ariadne hands over the spec's rules followed by ours (depth, and the cost, which
+        reads this request's variables); only ours run again.
+        """
+
+        def validate_query(
+            schema: GraphQLSchema,
+            document_ast: DocumentNode,
+            rules: Collection[type[ASTValidationRule]] = specified_rules,
+            max_errors: int | None = None,
+            **_: Any,
+        ) -> list[GraphQLError]:
+            ours = [rule for rule in rules if rule not in _SPEC_RULES]
+            return [*self.spec_errors, *validate(schema, document_ast, ours, max_errors=max_errors)]
+
+        return validate_query
+
+
+_SPEC_RULES = frozenset(specified_rules)
+
+
 class GraphQLEndpoint:
     def __init__(self, settings: ApiSettings, metrics: Metrics) -> None:
         self.schema = make_schema()
         self._settings = settings
         self._metrics = metrics
-        self._parse = functools.lru_cache(maxsize=_PARSE_CACHE)(self._parse_uncached)
+        self._check = functools.lru_cache(maxsize=_PARSE_CACHE)(self._check_uncached)
         self._logger = _DebugLogger(logging.getLogger("artifacts_api.gql.ariadne"), {})
         mutation = self.schema.mutation_type
         self._root_fields = {
@@ -131,18 +169,18 @@ class GraphQLEndpoint:
             "mutation": frozenset(mutation.fields if mutation else ()) | {"__typename"},
         }
 
-    @staticmethod
-    def _parse_uncached(query: str) -> DocumentNode:
-        return parse(query, max_tokens=MAX_TOKENS)
+    def _check_uncached(self, query: str) -> _Checked:
+        document = parse(query, max_tokens=MAX_TOKENS)
+        return _Checked(document, tuple(validate(self.schema, document, specified_rules)))
 
-    def _document(self, query: str) -> DocumentNode:
+    def _checked(self, query: str) -> _Checked:
         try:
-            document: DocumentNode = self._parse(query)
+            checked: _Checked = self._check(query)
         except GraphQLError as err:
             raise BadUserInput(f"the query cannot be parsed: {err.message}") from None
         except RecursionError:
             raise BadUserInput("the query is nested too deeply to be parsed") from None
-        return document
+        return checked
 
     def _operation(self, chosen: OperationDefinitionNode | None) -> str:
         """A bounded label: the operation type and the schema's root fields it selects."""
@@ -194,10 +232,10 @@ class GraphQLEndpoint:
     ) -> tuple[web.Response, str, str]:
         """Parse, check and execute: the response, the outcome and the operation label."""
         try:
-            document = self._document(asked.query)
+            checked = self._checked(asked.query)
         except BadUserInput as err:
             return self._unrunnable(err, media), "rejected", "invalid"
-        chosen = get_operation_ast(document, asked.operation_name)
+        chosen = get_operation_ast(checked.document, asked.operation_name)
         operation = self._operation(chosen)
         if request.method == "GET" and chosen and chosen.operation is not OperationType.QUERY:
             refused = BadUserInput(
@@ -226,7 +264,8 @@ class GraphQLEndpoint:
                     loaders=Loaders(services),
                     turn=turn,
                 ),
-                query_document=document,
+                query_document=checked.document,
+                query_validator=checked.validator(),
                 validation_rules=validation_rules(
                     max_depth=self._settings.api_max_query_depth,
                     max_cost=self._settings.api_max_query_cost,

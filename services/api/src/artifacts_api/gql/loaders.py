@@ -18,10 +18,9 @@ from aiodataloader import DataLoader
 from artifacts_api.artifacts import FilePage, FolderPage, list_files, list_folder, stored_object
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.services import Services
-from artifacts_api.times import iso_utc
-from artifacts_shared.expiry import to_datetime
 from artifacts_shared.layout import JobPrefix
-from artifacts_shared.metadata_store import ExpiryState, read_expiry
+from artifacts_shared.metadata_store import ExpiryReading, read_expiry, read_retention_record
+from artifacts_shared.retention import RECORD_MAX_BYTES
 from artifacts_shared.s3 import StoredObject
 
 __all__ = ["FilePageKey", "FolderPageKey", "Loaders"]
@@ -58,9 +57,13 @@ class Loaders:
         self.manifest: DataLoader[JobPrefix, ManifestIndex | None] = DataLoader(
             _batched(services.manifests.get, limit)
         )
-        self.expired_at: DataLoader[JobPrefix, str | None] = DataLoader(
-            _batched(self._expired_at, limit)
+        self.expiry: DataLoader[JobPrefix, ExpiryReading] = DataLoader(
+            _batched(self._expiry, limit)
         )
+        self.retention_record: DataLoader[JobPrefix, bytes | None] = DataLoader(
+            _batched(self._retention_record, limit)
+        )
+        """The raw ``retention.json``; its signature is checked by whoever shows it."""
         self.stored: DataLoader[str, StoredObject | None] = DataLoader(
             _batched(self._stored, limit)
         )
@@ -86,11 +89,14 @@ class Loaders:
         found = [item for item in response.get("Contents", ()) if item["Key"] == key]
         return stored_object(found[0]) if found else None
 
-    async def _expired_at(self, prefix: JobPrefix) -> str | None:
-        reading = await read_expiry(self._services.s3, self._services.bucket, prefix)
-        if reading.state is not ExpiryState.SET or reading.expired_at is None:
-            return None
-        return iso_utc(to_datetime(reading.expired_at))
+    async def _expiry(self, prefix: JobPrefix) -> ExpiryReading:
+        return await read_expiry(self._services.s3, self._services.bucket, prefix)
+
+    async def _retention_record(self, prefix: JobPrefix) -> bytes | None:
+        services = self._services
+        return await read_retention_record(
+            services.s3, services.bucket, prefix, limit=RECORD_MAX_BYTES
+        )
 
     async def _file_page(self, key: FilePageKey) -> FilePage:
         prefix, start_after, size = key

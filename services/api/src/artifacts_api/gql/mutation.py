@@ -47,10 +47,10 @@ async def resolve_cancel_ph_job(_: None, info: Info, *, where: dict[str, Any]) -
 
 
 @mutation.field("cleanupPhJobArtifact")
-async def resolve_cleanup_ph_job_artifact(_: None, info: Info) -> str:
+async def resolve_cleanup_ph_job_artifact(_: None, info: Info, *, rescan: bool = False) -> str:
     context = info.context
     context.identity.require_admin("run the artifact cleanup")
-    return await request_cleanup(context.services.queue)
+    return await request_cleanup(context.services.queue, rescan=rescan)
 
 
 bindables = [mutation]

@@ -13,11 +13,12 @@ from artifacts_api.gql.selection import selected_names
 from artifacts_api.gql.user import missing_instance_type
 from artifacts_api.jobs import artifacts_expire_at, retention_seconds
 from artifacts_api.times import iso_utc
+from artifacts_shared.expiry import to_datetime
 from artifacts_shared.instance_types import InstanceType, UnknownInstanceTypeError
-from artifacts_shared.layout import UnsafeNameError, job_prefix
+from artifacts_shared.layout import JobPrefix, UnsafeNameError, job_prefix
 from artifacts_shared.phjob import PhJob
 
-__all__ = ["bindables"]
+__all__ = ["bindables", "load_folder"]
 
 phjob = ObjectType("PhJob")
 
@@ -129,11 +130,16 @@ async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
     unguarded): its ``items`` are then empty. Only a name no collector could have written a
     folder for gives null.
     """
-    loaders = info.context.loaders
     try:
         prefix = job_prefix(job.spec.group_name, job.id)
     except UnsafeNameError:
         return None
+    return await load_folder(job, prefix, info)
+
+
+async def load_folder(job: PhJob, prefix: JobPrefix, info: Info) -> ArtifactFolder:
+    """``PhJobArtifact`` for ``job``, with the reads its selected fields need."""
+    loaders = info.context.loaders
     wanted = selected_names(info)
     manifest = (
         asyncio.ensure_future(loaders.manifest.load(prefix))
@@ -141,14 +147,17 @@ async def resolve_artifact(job: PhJob, info: Info) -> ArtifactFolder | None:
         else None
     )
     expired_at = (
-        asyncio.ensure_future(loaders.expired_at.load(prefix)) if "expiredAt" in wanted else None
+        asyncio.ensure_future(loaders.expiry.load(prefix)) if "expiredAt" in wanted else None
     )
     try:
+        reading = await expired_at if expired_at else None
         return ArtifactFolder(
-            job_id=job.id,
+            job=job,
             prefix=prefix,
             manifest=await manifest if manifest else None,
-            expired_at=await expired_at if expired_at else None,
+            expired_at=iso_utc(to_datetime(reading.expired_at))
+            if reading is not None and reading.expired_at is not None
+            else None,
         )
     finally:
         _settle(manifest, expired_at)

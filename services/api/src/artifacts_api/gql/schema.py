@@ -11,7 +11,17 @@ from pathlib import Path
 from ariadne import load_schema_from_path, make_executable_schema
 from graphql import GraphQLSchema
 
-from artifacts_api.gql import artifact, cleanup, logs, mutation, phjob, query, storefile, user
+from artifacts_api.gql import (
+    artifact,
+    cleanup,
+    logs,
+    mutation,
+    phjob,
+    query,
+    retention,
+    storefile,
+    user,
+)
 
 __all__ = ["SCHEMA_DIR", "make_schema"]
 
@@ -29,5 +39,6 @@ def make_schema() -> GraphQLSchema:
         *user.bindables,
         *storefile.bindables,
         *logs.bindables,
+        *retention.bindables,
         convert_names_case=True,
     )

@@ -20,6 +20,8 @@ import { ApiError, gql, linkExpiry } from "./api.js";
 import { errorState, loadingState, timeEl } from "./components.js";
 import { announce, h, replaceChildren, safeHref } from "./dom.js";
 import { crumbs, nameIn, parentOf } from "./folders.js";
+import { retentionLine } from "./retention.js";
+import { viewFile } from "./viewer.js";
 import {
   exactBytes,
   formatBytes,
@@ -37,6 +39,7 @@ const FILTER_DELAY_MS = 250;
 
 const ARTIFACTS_QUERY = `
 query Artifacts($id: ID!, $path: String!, $after: String, $startsWith: String!) {
+  viewer { admin }
   phJob(where: {id: $id}) {
     id
     finishTime
@@ -49,6 +52,7 @@ query Artifacts($id: ID!, $path: String!, $after: String, $startsWith: String!) 
       skipped
       skipReason
       zipUrl
+      retention { expiredAt state changedBy changedAt reason }
       entries(path: $path, first: ${PAGE_SIZE}, after: $after, startsWith: $startsWith) {
         path
         fileCount
@@ -57,7 +61,7 @@ query Artifacts($id: ID!, $path: String!, $after: String, $startsWith: String!) 
         nodes {
           __typename
           ... on PhJobArtifactFolder { name path fileCount totalSize }
-          ... on PhJobArtifactItem { name size lastModified downloadUrl }
+          ... on PhJobArtifactItem { name size lastModified downloadUrl viewUrl }
         }
       }
     }
@@ -90,6 +94,8 @@ export function artifactsPanel(panel, jobId, context) {
   let cursors = [null];
   let focusAfter = null;
   let filterTimer = null;
+  let viewer = { admin: false };
+  const viewing = h("section", { class: "viewer", "aria-label": "File", hidden: true });
 
   async function load() {
     controller?.abort();
@@ -103,6 +109,7 @@ export function artifactsPanel(panel, jobId, context) {
         { signal: controller.signal },
       );
       loaded = true;
+      viewer = data.viewer ?? { admin: false };
       render(data.phJob);
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -168,7 +175,9 @@ export function artifactsPanel(panel, jobId, context) {
       announce("Artifacts were not collected");
       return;
     }
-    renderListing(job, artifact, expiry, now);
+    // The folder's own expiry once it is stored: a user may have kept or moved it.
+    const stored = artifact.retention ? parseTime(artifact.retention.expiredAt) : expiry;
+    renderListing(job, artifact, stored, now);
   }
 
   function renderMessage(kind, title, detail) {
@@ -238,6 +247,10 @@ export function artifactsPanel(panel, jobId, context) {
         h("div", {}, totals, expiryText ? h("p", { class: "muted artifact-expiry" }, expiryText) : null),
         h("div", { class: "actions" }, zip, refreshButton()),
       ),
+      artifact.retention
+        ? retentionLine(job, viewer, { onChanged: load, onUnauthenticated: context.onUnauthenticated })
+        : null,
+      viewing,
       breadcrumbs(),
       filterBox(),
       listingTable(job, entries),
@@ -400,10 +413,22 @@ export function artifactsPanel(panel, jobId, context) {
       },
       visibleName(label),
     );
+    const show = item.viewUrl
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "button button-quiet view-file",
+            "aria-label": `View ${shown}`,
+            onclick: () => showFile(item),
+          },
+          "View",
+        )
+      : null;
     return h(
       "tr",
       { class: "file-row", dataset: { path: item.name } },
-      h("th", { scope: "row", class: "path" }, link),
+      h("th", { scope: "row", class: "path" }, link, show),
       h("td", { class: "num size", title: exactBytes(item.size) }, formatBytes(item.size)),
       h("td", { class: "when" }, timeEl(parseTime(item.lastModified))),
     );
@@ -462,6 +487,15 @@ export function artifactsPanel(panel, jobId, context) {
           : null,
       ),
     );
+  }
+
+  function showFile(item) {
+    viewFile(viewing, item.viewUrl, visibleName(item.name), {
+      onClose: () => {
+        viewing.hidden = true;
+        replaceChildren(viewing);
+      },
+    });
   }
 
   async function itemLink(name) {
