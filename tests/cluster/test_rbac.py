@@ -26,6 +26,7 @@ from support.phjobs import (
     new_phjob,
     running,
     set_pod_status,
+    terminated,
     wait_for_phase,
     wait_for_pod,
 )
@@ -92,6 +93,7 @@ async def _controller_acts(
             expiry_feed=expiry_feed,
         )
     )
+    mark = cluster.audit_mark()
     try:
         job = new_phjob()
         await admin.create(PHJOBS, job.to_k8s())
@@ -114,6 +116,17 @@ async def _controller_acts(
             return found is not None and found["data"][SCRIPT_KEY] == STAND_IN_SCRIPT
 
         await eventually(script_restored, timeout=TIMEOUT, what="the script to be put back")
+        # The second job ends: the controller reads its pod's log to keep it (pod_logs.py).
+        await bind_pod(admin, second.metadata.name)
+        await set_pod_status(admin, second.metadata.name, terminated("Succeeded", 0))
+
+        async def log_read() -> bool:
+            return any(
+                event.user == chart.controller.username and event.resource_path == "pods/log"
+                for event in cluster.audit_since(mark)
+            )
+
+        await eventually(log_read, timeout=TIMEOUT, what="the controller to read the pod's log")
     finally:
         elected.cancel()  # releases the lease: a last patch
         await asyncio.gather(elected, return_exceptions=True)
