@@ -32,7 +32,7 @@ from support.kube import api_client_for, serve_kube  # noqa: E402
 from artifacts_controller.controller import run_elected  # noqa: E402
 from artifacts_controller.kube import PHJOBS, PODS, Kube  # noqa: E402
 from artifacts_controller.metrics import ControllerMetrics  # noqa: E402
-from artifacts_controller.podspec import job_pod  # noqa: E402
+from artifacts_controller.pods import job_pod  # noqa: E402
 from artifacts_controller.settings import ControllerSettings  # noqa: E402
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec  # noqa: E402
 

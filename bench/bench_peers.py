@@ -1,7 +1,8 @@
 """Ours against the tools users would pick instead, side by side on one S3 server.
 
-The peers are the AWS CLI (``aws s3 sync`` to collect a folder, ``aws s3 rm --recursive``
-to expire one) and MLflow's tracking server proxying artifacts from S3
+The peers are the AWS CLI (``aws s3 rm --recursive`` to expire a folder; ``aws s3 sync``
+against the uploader is ``bench_collect.py``, with this script's peers and meters) and
+MLflow's tracking server proxying artifacts from S3
 (``mlflow server --serve-artifacts --artifacts-destination s3://...``). This script
 installs them on first use into ``bench/.peers/venv`` (git-ignored) from the pins in
 ``bench/peers-constraints.txt``, so they never touch our virtualenv.
@@ -10,7 +11,6 @@ Every side runs as its own process through its real entry point, against the sam
 server, SeaweedFS (``servers.SeaweedServer``: ``weed mini``, a separate process on loopback),
 holding the same data:
 
-- collect: ``python -m artifacts_controller.uploader`` vs ``aws s3 sync`` of one staged folder;
 - list: GraphQL ``phJob { artifact { items } }`` from ``python -m artifacts_api`` vs MLflow's
   ``GET /api/2.0/mlflow/artifacts/list?run_id=`` (what its UI calls), for 10, 1,000 and
   10,000 files, one at a time and with 50 concurrent clients;
@@ -54,7 +54,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
-from bench_uploader import Dataset, stage  # noqa: E402
 from common import QUICK, Figures, write_section  # noqa: E402
 from servers import LOOPBACK, SeaweedServer, free_port, wait_for_http  # noqa: E402
 from support.servers import RedisServer  # noqa: E402
@@ -78,14 +77,6 @@ REPEAT = 2 if QUICK else 3
 CLIENTS = 50
 MLFLOW_HEALTHCHECK = 60
 
-COLLECT = (
-    [Dataset("small", "200 x 4 KiB", 200, 4 * KIB), Dataset("large", "2 x 24 MiB", 2, 24 * MIB)]
-    if QUICK
-    else [
-        Dataset("small", "2,000 x 4 KiB", 2000, 4 * KIB),
-        Dataset("large", "4 x 100 MiB", 4, 100 * MIB),
-    ]
-)
 LIST_SIZES = (10, 100, 1_000) if QUICK else (10, 1_000, 10_000)
 LIST_REPEATS = {10: 20, 100: 10, 1_000: 10, 10_000: 5}
 if QUICK:
@@ -361,139 +352,6 @@ def ms(seconds: float) -> str:
 
 def spread(figures: Figures) -> str:
     return f"±{figures.spread:.0%}"
-
-
-# --- collect: the uploader vs aws s3 sync ---------------------------------------------------
-
-
-def start_up(s3: SeaweedServer, work: Path) -> tuple[Figures, Figures]:
-    """Seconds to start each side's process and import its code, doing nothing else."""
-    ours_argv = [sys.executable, "-c", "import artifacts_controller.uploader"]
-    peer_argv = [str(PEER_BIN / "aws"), "--version"]
-    samples: dict[str, list[float]] = {"ours": [], "peer": []}
-    for round_ in range(WARMUP + REPEAT):
-        for side, argv, env in (
-            ("ours", ours_argv, our_env(s3)),
-            ("peer", peer_argv, aws_env(s3, work)),
-        ):
-            used, _ = run_measured(argv, env)
-            if round_ >= WARMUP:
-                samples[side].append(used.seconds)
-    return Figures(samples["ours"]), Figures(samples["peer"])
-
-
-def collect_why(
-    small: bool,
-    start: tuple[Figures, Figures],
-    usage: dict[str, list[Usage]],
-    stored: dict[str, list[float]],
-) -> str:
-    ours, peer = usage["ours"], usage["peer"]
-    cpu = Figures([u.cpu for u in ours]).median, Figures([u.cpu for u in peer]).median
-    server = Figures(stored["ours"]).median, Figures(stored["peer"]).median
-    started = (
-        f"starting the process and importing takes ours {start[0].median:.2f} s and the "
-        f"CLI {start[1].median:.2f} s"
-    )
-    spent = (
-        f"(CPU: ours {cpu[0]:.1f} s, the CLI {cpu[1]:.1f} s; SeaweedFS {server[0]:.1f} s "
-        f"storing ours, {server[1]:.1f} s the CLI's)"
-    )
-    if small:
-        return (
-            f"{started}; then both send one PUT per file to the same SeaweedFS, and ours "
-            "also hashes every file (sha256) and writes `manifest.json` and `expiredAt` "
-            f"after the files {spent}"
-        )
-    return (
-        f"ours spends more CPU {spent} on 2 cores that SeaweedFS and other work share: it "
-        "hashes every byte twice with sha256, once for `manifest.json` and once for the "
-        "payload hash SigV4 signs on plain http, where the CLI's second pass is a CRC32 "
-        "(about a quarter of the cost); it holds 8 parts of 16 MiB in flight (peak RSS "
-        f"{mib(max(u.peak_rss for u in ours))} against "
-        f"{mib(max(u.peak_rss for u in peer))}); and {started}"
-    )
-
-
-def collect(s3: SeaweedServer, work: Path, report: Report) -> None:
-    start = start_up(s3, work)
-    server = Cpu(s3.pid)
-    lines = [
-        "| files | ours: uploader | peer: `aws s3 sync` | advantage (sync time / ours) "
-        "| ours CPU s / peak RSS | sync CPU s / peak RSS | SeaweedFS CPU s, ours / sync |",
-        "|---|---|---|---:|---|---|---:|",
-    ]
-    for dataset in COLLECT:
-        staging, done = stage(dataset)
-        job = done.job
-        prefix = job_prefix(GROUP, job)
-        ours_argv = [
-            sys.executable,
-            *("-m", "artifacts_controller.uploader", "--staging", str(staging)),
-            *("--job", job, "--group", GROUP, "--wait-timeout", "0"),
-        ]
-        peer_argv = aws(
-            "s3", "sync", str(staging / "files"), f"s3://{OURS_BUCKET}/{prefix}", s3_url=s3.url
-        )
-        env_ours, env_peer = our_env(s3), aws_env(s3, work)
-        print(f"bench_peers: collect {dataset.label} ...", flush=True)
-        usage: dict[str, list[Usage]] = {"ours": [], "peer": []}
-        stored: dict[str, list[float]] = {"ours": [], "peer": []}
-        for round_ in range(WARMUP + REPEAT):
-            for side, argv, env in (("ours", ours_argv, env_ours), ("peer", peer_argv, env_peer)):
-                fresh_buckets(s3, OURS_BUCKET)
-                (staging / "uploaded").unlink(missing_ok=True)  # else it would do nothing
-                before = server.read()
-                used, _ = run_measured(argv, env)
-                if round_ >= WARMUP:
-                    usage[side].append(used)
-                    stored[side].append(server.read() - before)
-        shutil.rmtree(staging, ignore_errors=True)
-        ours = Figures([u.seconds for u in usage["ours"]])
-        peer = Figures([u.seconds for u in usage["peer"]])
-        lines.append(
-            f"| {dataset.label} | {ours} ({rate(dataset, ours.median)}) "
-            f"| {peer} ({rate(dataset, peer.median)}) | **{peer.median / ours.median:.2f}x** "
-            f"| {cost(usage['ours'])} | {cost(usage['peer'])} "
-            f"| {Figures(stored['ours']).median:.1f} / {Figures(stored['peer']).median:.1f} |"
-        )
-        report.rows.append(
-            Row(
-                f"Collect {dataset.label} (wall time)",
-                f"{ours.median:.2f} s ({spread(ours)})",
-                f"{peer.median:.2f} s ({spread(peer)})",
-                peer.median / ours.median,
-                why=collect_why(dataset.size < MIB, start, usage, stored),
-            )
-        )
-    report.details += [
-        "## Collect: the uploader vs `aws s3 sync`",
-        "",
-        "The same staged folder (`files/` and the `done` marker, as `run-job.sh` leaves it) "
-        "into an emptied bucket each run. Ours: `python -m artifacts_controller.uploader "
-        "--wait-timeout 0` (8 requests at once, multipart from 16 MiB, sha256 of every byte, "
-        "then `manifest.json` and `expiredAt`). Peer: `aws s3 sync files/ s3://...` with the "
-        "CLI's defaults (10 requests at once, multipart from 8 MiB). Both are timed as whole "
-        "processes, interpreter start included; CPU from the kernel (`wait4`), peak RSS from "
-        "the process's own high-water mark (`VmHWM`), and the CPU SeaweedFS spent during each.",
-        "",
-        *lines,
-        "",
-        f"Start-up alone (`python -c 'import artifacts_controller.uploader'` vs `aws "
-        f"--version`): ours {start[0]}, the CLI {start[1]}.",
-        "",
-    ]
-
-
-def rate(dataset: Dataset, seconds: float) -> str:
-    if dataset.size < MIB:
-        return f"{dataset.count / seconds:,.0f} files/s"
-    return f"{dataset.total / MIB / seconds:,.0f} MiB/s"
-
-
-def cost(runs: list[Usage]) -> str:
-    cpu = Figures([u.cpu for u in runs]).median
-    return f"{cpu:.1f} / {mib(max(u.peak_rss for u in runs))}"
 
 
 # --- the api and MLflow, serving the same files ------------------------------------------------
@@ -1227,7 +1085,6 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     try:
         with SeaweedServer() as s3:
-            collect(s3, work, report)
             fresh_buckets(s3, OURS_BUCKET, MLFLOW_BUCKET)
             store = LocalJobStore(work / "jobs")
             with api_and_mlflow(s3, work, store) as servers:

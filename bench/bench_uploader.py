@@ -2,11 +2,11 @@
 
 Both push the same staged files to the same S3 server: SeaweedFS (``weed mini``) as a
 separate process on loopback (``servers.SeaweedServer``).
-Ours is ``deliver()``, what ``python -m artifacts_controller.uploader`` runs once the done
-marker is there: bounded parallel requests, multipart from 16 MiB, sha256 of every byte,
-then the manifest and ``expiredAt``. The baseline is one boto3 client calling
-``put_object`` for each file in turn. Runs alternate (ours, baseline, ours, ...) so that
-load from elsewhere on the machine falls on both alike.
+Ours is ``deliver()``, what ``python -m artifacts_controller.uploader`` runs once the job
+has ended: its own walk of the staging folder, bounded parallel requests, multipart from
+16 MiB, sha256 of every byte as it is sent, then the manifest and ``expiredAt``. The
+baseline is one boto3 client calling ``put_object`` for each file in turn. Runs alternate
+(ours, baseline, ours, ...) so that load from elsewhere on the machine falls on both alike.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from botocore.config import Config
 from common import QUICK, Figures, write_section
 from servers import SeaweedServer
 
-from artifacts_controller.staging import DONE, FILES, DoneMarker, StagedFile
-from artifacts_controller.uploader import deliver
-from artifacts_controller.uploading import MIB, Tuning
-from artifacts_shared.manifest import ManifestLimits
+from artifacts_controller.delivery import Policy, deliver
+from artifacts_controller.staging import DONE, FILES
+from artifacts_controller.transfer import MIB, Tuning
 from artifacts_shared.s3 import S3Client, open_s3
 
 WORK = Path(__file__).resolve().parent / ".work" / "uploader"
@@ -63,15 +62,14 @@ DATASETS = (
 )
 
 
-def stage(dataset: Dataset) -> tuple[Path, DoneMarker]:
-    """A staging folder as run-job.sh leaves it: ``files/`` and the done marker."""
+def stage(dataset: Dataset) -> tuple[Path, Policy]:
+    """A staging folder as run-job.sh leaves it (``files/`` and ``done``), and the policy
+    our side would deliver it with."""
     staging = WORK / dataset.name
     shutil.rmtree(staging, ignore_errors=True)
     files = staging / FILES
-    entries = []
     for index in range(dataset.count):
-        name = f"part-{index // 500:02}/file-{index:05}.bin"
-        path = files / name
+        path = files / f"part-{index // 500:02}/file-{index:05}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             left = dataset.size
@@ -79,33 +77,35 @@ def stage(dataset: Dataset) -> tuple[Path, DoneMarker]:
                 block = os.urandom(min(left, 8 * MIB))
                 handle.write(block)
                 left -= len(block)
-        entries.append(StagedFile(name=name, size=dataset.size, mode="644"))
-    done = DoneMarker(
-        outcome="collected",
+    (staging / DONE).write_text("0\n", encoding="utf-8")
+    policy = Policy(
         job=f"bench-{dataset.name}",
         group=GROUP,
-        exit_code=0,
-        ended_at=int(time.time()),
+        enabled=True,
         retention_seconds=604_800,
-        limits=ManifestLimits(size_mb=1_000_000, files=1_000_000),
-        file_count=len(entries),
-        total_size=dataset.total,
-        files=entries,
+        limit_size_mb=1_000_000,
+        limit_files=1_000_000,
     )
-    (staging / DONE).write_text(done.model_dump_json(by_alias=True), encoding="utf-8")
-    return staging, done
+    return staging, policy
 
 
-def sequential_boto3(client: Any, staging: Path, done: DoneMarker) -> None:
+def sequential_boto3(client: Any, staging: Path, policy: Policy) -> None:
     """The baseline: what a short script would do, one ``put_object`` after another."""
-    for entry in done.files:
-        with (staging / FILES / entry.name).open("rb") as body:
-            client.put_object(Bucket=BUCKET, Key=f"baseline/{done.job}/{entry.name}", Body=body)
+    for path in sorted((staging / FILES).rglob("*.bin")):
+        name = path.relative_to(staging / FILES).as_posix()
+        with path.open("rb") as body:
+            client.put_object(Bucket=BUCKET, Key=f"baseline/{policy.job}/{name}", Body=body)
 
 
-async def ours(s3: S3Client, staging: Path, done: DoneMarker, tuning: Tuning) -> None:
+async def ours(s3: S3Client, staging: Path, policy: Policy, tuning: Tuning) -> None:
     await deliver(
-        done, staging=staging, s3=s3, bucket=BUCKET, job=done.job, group=GROUP, tuning=tuning
+        staging,
+        policy=policy,
+        ended_at=int(time.time()),
+        exit_code=0,
+        s3=s3,
+        bucket=BUCKET,
+        tuning=tuning,
     )
 
 
@@ -163,24 +163,26 @@ async def main() -> None:
         )
         tuning = Tuning()
         # Diagnostic: ours with one PUT a file, to show what multipart costs on this server.
-        single = Tuning(multipart_threshold=1 << 62)
-        async with open_s3(settings, max_connections=tuning.concurrency) as s3:
+        single = Tuning(part_size=1 << 40)
+        async with open_s3(settings, max_connections=tuning.concurrency, sign_payloads=False) as s3:
             for dataset in DATASETS:
-                staging, done = stage(dataset)
+                staging, policy = stage(dataset)
                 server.reset()
                 client.create_bucket(Bucket=BUCKET)
                 print(f"bench_uploader: {dataset.label} ...", flush=True)
 
-                async def baseline(staging: Path = staging, done: DoneMarker = done) -> None:
-                    sequential_boto3(client, staging, done)
+                async def baseline(staging: Path = staging, policy: Policy = policy) -> None:
+                    sequential_boto3(client, staging, policy)
 
                 runners: dict[str, Callable[[], Awaitable[object]]] = {
-                    "ours": lambda staging=staging, done=done: ours(s3, staging, done, tuning),
+                    "ours": lambda staging=staging, policy=policy: ours(
+                        s3, staging, policy, tuning
+                    ),
                     "baseline": baseline,
                 }
-                if dataset.size >= tuning.multipart_threshold:
-                    runners["single"] = lambda staging=staging, done=done: ours(
-                        s3, staging, done, single
+                if dataset.size >= tuning.part_size:
+                    runners["single"] = lambda staging=staging, policy=policy: ours(
+                        s3, staging, policy, single
                     )
                 rows.append((dataset, *await side_by_side(runners, psutil.Process(server.pid))))
                 shutil.rmtree(staging, ignore_errors=True)
@@ -194,7 +196,7 @@ async def main() -> None:
         f"runs alternating ours/baseline, {REPEAT} repetitions after {WARMUP} warm-up"
         f"{' (quick mode: small sizes)' if QUICK else ''}. Ours is `deliver()` as run by "
         f"`python -m artifacts_controller.uploader`: {tuning.concurrency} requests at once, "
-        f"multipart from {tuning.multipart_threshold // MIB} MiB in "
+        f"multipart from {tuning.part_size // MIB} MiB in "
         f"{tuning.part_size // MIB} MiB parts, sha256 of every byte, then `manifest.json` and "
         "`expiredAt`. The baseline is one boto3 client calling `put_object` per file in turn "
         "(no hashing, no multipart, no metadata).",

@@ -134,6 +134,8 @@ chart's S3-only one; empty when the uploaders have no credentials to use.
   value: {{ .Values.artifact.limitSizeMb | int64 | quote }}
 - name: ARTIFACT_LIMIT_FILES
   value: {{ .Values.artifact.limitFiles | int64 | quote }}
+- name: ARTIFACT_JOB_LOG_LIMIT_MB
+  value: {{ .Values.artifact.jobLogLimitMb | int64 | quote }}
 {{- end }}
 
 {{/* Instance types (InstanceTypeSettings): the api offers them, the controller applies them. */}}

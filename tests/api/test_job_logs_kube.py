@@ -15,15 +15,28 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
+from redis.asyncio import Redis
 from support.api import Api, serve
+from support.folders import FixedClock
 from support.joblogs import archive_log
 from support.kube import KubeEmulator, api_client_for, serve_kube
 
 from artifacts_api.kube import JOB_CONTAINER, KubernetesJobSource
 from artifacts_api.settings import ApiSettings
-from artifacts_controller.podspec import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
+from artifacts_controller.expiry_feed import ExpiryFeed
+from artifacts_controller.kube import Kube
+from artifacts_controller.kube_runtime import KubeRuntime
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.pods import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
+from artifacts_controller.reconcile import Reconciler
+from artifacts_controller.settings import ControllerSettings
+from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
+from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
+from artifacts_shared.layout import job_log_key, job_prefix
+from artifacts_shared.metadata_store import read_expiry, read_manifest
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, PhJob, PhJobMetadata, PhJobSpec
 from artifacts_shared.s3 import S3Client
+from artifacts_shared.settings import S3Settings
 
 NAMESPACE = "jobs"
 JOB = "job-202101020304-abcdef"
@@ -223,3 +236,96 @@ async def test_logs_pages_a_pods_log_counting_every_line(cluster: Cluster) -> No
         "live": True,
         "source": "LIVE",
     }
+
+
+# --- once the job ends: the controller delivers the pod's log with the artifacts ----------
+
+
+@pytest.mark.parametrize("delivery", ["phfs", "s3"])
+async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it_expires(
+    cluster: Cluster, settings: ApiSettings, s3: S3Client, redis: Redis, delivery: str
+) -> None:
+    retention = 4
+    controller_settings = ControllerSettings(
+        **{name: getattr(settings, name) for name in S3Settings.model_fields},
+        kube_namespace=NAMESPACE,
+        artifact_delivery=delivery,
+        artifact_retention_seconds=retention,
+        artifact_job_log_limit_mb=1,
+    )
+    metrics = ControllerMetrics()
+    runtime = KubeRuntime(
+        kube=Kube(cluster.kube, namespace=NAMESPACE),
+        settings=controller_settings,
+        script="#!/bin/bash\n",
+        metrics=metrics,
+        s3=s3,
+    )
+    feed = ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
+    reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=feed)
+    await cluster.job(JOB)
+    await reconciler.reconcile_name(JOB)  # the controller creates the pod
+    output = b"epoch 1\nTraceback: boom\nartifacts: none: there is no ./artifacts folder\n"
+    status: dict[str, Any] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {"name": JOB_CONTAINER, "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}
+        ],
+    }
+    if delivery == "s3":  # the native sidecar delivered nothing (no artifacts) and ended
+        status["initContainerStatuses"] = [
+            {"name": "uploader", "state": {"terminated": {"exitCode": 0}}}
+        ]
+    await k8s.CoreV1Api(cluster.kube).patch_namespaced_pod_status(
+        JOB, NAMESPACE, {"status": status}, _preload_content=False
+    )
+    cluster.write(JOB, output)  # the kubelet's copy: nothing in the pod could change it
+
+    outcome = await reconciler.reconcile_name(JOB)
+    assert outcome is not None and outcome.status.phase.value == "Failed"
+    ended = time.time()
+
+    prefix = job_prefix("team-a", JOB)
+    stored = await s3.get_object(Bucket=settings.phfs_bucket, Key=job_log_key(prefix))
+    assert await stored["Body"].read() == output
+    manifest = await read_manifest(s3, settings.phfs_bucket, prefix)
+    assert manifest is not None and manifest.log is not None
+    assert (manifest.file_count, manifest.log.size, manifest.log.truncated) == (
+        0,
+        len(output),
+        False,
+    )
+    expiry = await read_expiry(s3, settings.phfs_bucket, prefix)
+    assert expiry.expired_at is not None and abs(expiry.expired_at - (ended + retention)) <= 2
+    # The job's end put its folder into the expiry index, near the expiredAt written.
+    entry = await redis.zscore(EXPIRY_INDEX_KEY, prefix)
+    assert entry is not None and abs(entry - expiry.expired_at) <= 2
+
+    await k8s.CoreV1Api(cluster.kube).delete_namespaced_pod(JOB, NAMESPACE, _preload_content=False)
+    assert cluster.emulator.read_object("v1/pods", NAMESPACE, JOB) is None
+    kept = await cluster.api.get(f"/jobs/{JOB}/logs")
+    assert (kept.status, await kept.read()) == (200, output)
+    assert kept.headers["X-Log-Source"] == "ARCHIVE"
+    tailed = await cluster.api.get(f"/jobs/{JOB}/logs?tailLines=1")
+    assert await tailed.read() == b"artifacts: none: there is no ./artifacts folder\n"
+    page = (await cluster.api.graphql(PAGE, {"id": JOB, "limit": 1})).data["phJob"]["logs"]
+    assert (page["source"], page["lines"]) == ("ARCHIVE", [output.decode().splitlines()[-1]])
+
+    await asyncio.sleep(max(0.0, expiry.expired_at + 1 - time.time()))
+    gone = await cluster.api.get(f"/jobs/{JOB}/logs")
+    assert gone.status == 404
+    assert (await gone.json())["errors"][0]["extensions"]["reason"] == "expired"
+    assert (await cluster.api.graphql(PAGE, {"id": JOB})).codes == ["NOT_FOUND"]
+
+    # The janitor deletes the folder, the log with it; the answer stays the same.
+    swept = await run_cleanup(
+        s3=s3,
+        bucket=settings.phfs_bucket,
+        redis=redis,
+        clock=FixedClock(expiry.expired_at + 1),
+        run_id="sweep",
+        options=CleanupOptions(),
+    )
+    assert swept.folders_deleted == 1
+    assert (await s3.list_objects_v2(Bucket=settings.phfs_bucket)).get("KeyCount") == 0
+    assert (await cluster.api.get(f"/jobs/{JOB}/logs")).status == 404

@@ -175,7 +175,7 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     # Step 4, the job's log: the seed job prints nothing itself; the collection does.
     log = lines[6:-3]
     assert 0 < len(log) <= 20
-    assert any(line.startswith("uploader: ") for line in log), log
+    assert any(line.startswith("artifacts: ") for line in log), log  # run-job.sh's lines
     # Step 5, its retention: extended a week, kept, then deleted.
     job_id = lines[0].split()[0]
     assert re.fullmatch(rf"{job_id} EXPIRES: extended by dev on .+: expires on .+", lines[-3])

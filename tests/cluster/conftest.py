@@ -24,6 +24,7 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.settings import S3Settings
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` picks tests by their marks
@@ -92,8 +93,9 @@ def expiry_feed(redis: Redis, controller_settings: ControllerSettings) -> Expiry
 
 
 @pytest.fixture
-def controller_settings(chart: ChartNamespace) -> ControllerSettings:
+def controller_settings(chart: ChartNamespace, s3_settings: S3Settings) -> ControllerSettings:
     return ControllerSettings(
+        **dict(s3_settings),  # the test's own bucket, where finished jobs' logs go
         kube_namespace=chart.namespace,
         artifact_delivery="phfs",
         controller_resync_seconds=60,

@@ -26,6 +26,7 @@ from support.phjobs import (
     new_phjob,
     running,
     set_pod_status,
+    terminated,
     wait_for_phase,
     wait_for_pod,
 )
@@ -37,9 +38,10 @@ from artifacts_controller.controller import run_elected
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, Kube
 from artifacts_controller.metrics import ControllerMetrics
-from artifacts_controller.podspec import SCRIPT_KEY, SCRIPTS_CONFIGMAP
+from artifacts_controller.pods import SCRIPT_KEY, SCRIPTS_CONFIGMAP
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, PhJobStatus, new_job_id
+from artifacts_shared.s3 import S3Client, open_s3
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 SUBRESOURCE_VERBS = ("get", "update", "patch")
@@ -73,15 +75,25 @@ async def _controller_repertoire(
     settings: ControllerSettings, expiry_feed: ExpiryFeed,
 ) -> None:  # fmt: skip
     """Everything the controller does: lease, watches, pods, status, cancel, its ConfigMap."""
+    async with open_s3(settings) as s3:
+        await _controller_acts(cluster, chart, admin, controller, settings, s3, expiry_feed)
+
+
+async def _controller_acts(
+    cluster: Cluster, chart: ChartNamespace, admin: Kube, controller: Kube,
+    settings: ControllerSettings, s3: S3Client, expiry_feed: ExpiryFeed,
+) -> None:  # fmt: skip
     elected = asyncio.create_task(
         run_elected(
             kube=controller,
             settings=settings,
             script=STAND_IN_SCRIPT,
             metrics=ControllerMetrics(),
+            s3=s3,
             expiry_feed=expiry_feed,
         )
     )
+    mark = cluster.audit_mark()
     try:
         job = new_phjob()
         await admin.create(PHJOBS, job.to_k8s())
@@ -104,6 +116,17 @@ async def _controller_repertoire(
             return found is not None and found["data"][SCRIPT_KEY] == STAND_IN_SCRIPT
 
         await eventually(script_restored, timeout=TIMEOUT, what="the script to be put back")
+        # The second job ends: the controller reads its pod's log to keep it (pod_logs.py).
+        await bind_pod(admin, second.metadata.name)
+        await set_pod_status(admin, second.metadata.name, terminated("Succeeded", 0))
+
+        async def log_read() -> bool:
+            return any(
+                event.user == chart.controller.username and event.resource_path == "pods/log"
+                for event in cluster.audit_since(mark)
+            )
+
+        await eventually(log_read, timeout=TIMEOUT, what="the controller to read the pod's log")
     finally:
         elected.cancel()  # releases the lease: a last patch
         await asyncio.gather(elected, return_exceptions=True)

@@ -24,7 +24,7 @@ from support.phjobs import (
 
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
-from artifacts_controller.podspec import (
+from artifacts_controller.pods import (
     JOB_CONTAINER,
     SCRIPT_KEY,
     SCRIPTS_CONFIGMAP,

@@ -54,21 +54,6 @@ LINK = """query ($id: ID!, $name: String!) { phJob(where: {id: $id}) {
   artifact { item(name: $name) { downloadUrl } } } }"""
 
 
-def _uploader_env(settings: S3Settings, job: JobHome) -> dict[str, str]:
-    secret = settings.s3_secret_access_key
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "S3_REGION": settings.s3_region,
-        "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
-        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
-        "PHFS_BUCKET": settings.phfs_bucket,
-        "PHJOB_NAME": JOB,
-        "GROUP_NAME": GROUP,
-        "PHJOB_ARTIFACT_STAGING": str(job.staging),
-    }
-
-
 async def test_the_uploader_delivers_odd_names_and_a_multipart_file(
     tmp_path: Path, matrix_settings: S3Settings, matrix_s3: S3Client
 ) -> None:
@@ -83,7 +68,7 @@ async def test_the_uploader_delivers_odd_names_and_a_multipart_file(
 
     uploaded = subprocess.run(
         [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeout", "0"],
-        env=_uploader_env(matrix_settings, job),
+        env=job.uploader_env(matrix_settings),
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,11 +14,13 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.settings import S3Settings
 
 
 @pytest.fixture
-def controller_settings(kube_namespace: str) -> ControllerSettings:
+def controller_settings(kube_namespace: str, s3_settings: S3Settings) -> ControllerSettings:
     return ControllerSettings(
+        **dict(s3_settings),  # the test's own bucket, where finished jobs' logs go
         kube_namespace=kube_namespace,
         artifact_delivery="phfs",
         controller_resync_seconds=60,

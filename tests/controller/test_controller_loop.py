@@ -192,7 +192,11 @@ async def test_the_controllers_own_writes_coming_back_cost_no_pass(
         for name in names:
             await _phase(kube, name, PhJobPhase.PENDING)
         await asyncio.sleep(0.3)  # the pods' ADDED and the statuses' MODIFIED events arrive
-        await asyncio.wait_for(controller.queue.wait_idle(), 5)
+
+        async def idle() -> bool:
+            return controller.metrics.registry.get_sample_value("phjob_queue_depth") == 0
+
+        await eventually(idle, what="the queue to empty")
         passes = controller.metrics.registry.get_sample_value(
             "phjob_reconciles_total", {"result": "ok"}
         )

@@ -14,6 +14,7 @@ from artifacts_controller.kube import LEASES, PODS, Kube
 from artifacts_controller.leader import LeaderElector, LeadershipLost
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.s3 import S3Client
 
 
 def _elector(kube: Kube, identity: str, settings: ControllerSettings) -> LeaderElector:
@@ -32,6 +33,7 @@ async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
+    s3: S3Client,
 ) -> None:
     url = str(kube_emulator.url).rstrip("/")
     async with api_client_for(url) as api_a, api_client_for(url) as api_b:
@@ -48,6 +50,7 @@ async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
                     settings=controller_settings,
                     script=STAND_IN_SCRIPT,
                     metrics=ControllerMetrics(),
+                    s3=s3,
                     expiry_feed=expiry_feed,
                     elector=elector,
                 )

@@ -4,19 +4,29 @@ delivers their artifacts to the real S3 server."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import shlex
+import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from redis.asyncio import Redis
 from support.phjobs import eventually, new_phjob
 
+from artifacts_controller.contract import run_job_script_path
 from artifacts_controller.expiry_feed import ExpiryFeed
-from artifacts_controller.job_script import run_job_script_path
-from artifacts_controller.local_runtime import LocalRuntime
+from artifacts_controller.isolation import isolation
+from artifacts_controller.local_runtime import run_local
+from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
@@ -56,13 +66,13 @@ def store(local_settings: ControllerSettings) -> LocalJobStore:
 @asynccontextmanager
 async def running(
     store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
-) -> AsyncIterator[LocalRuntime]:
-    runtime = LocalRuntime(
-        store=store, settings=settings, script=run_job_script_path(), expiry_feed=feed
+) -> AsyncIterator[None]:
+    """The local controller as ``make run`` starts it, until the block ends."""
+    task = asyncio.create_task(
+        run_local(settings, ControllerMetrics(), run_job_script_path(), feed)
     )
-    task = asyncio.create_task(runtime.run())
     try:
-        yield runtime
+        yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -76,8 +86,10 @@ async def _finished(store: LocalJobStore, job: PhJob, timeout: float = 30) -> Ph
     return store.get(job.id).status
 
 
-async def _artifacts(s3: S3Client, bucket: str, job: PhJob) -> dict[str, bytes]:
-    prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
+async def _artifacts(
+    s3: S3Client, bucket: str, job: PhJob, group: str = "ml-team"
+) -> dict[str, bytes]:
+    prefix = f"groups/{group}/jobArtifacts/{job.id}/"
     listing = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     found = {}
     for item in listing.get("Contents", []):
@@ -143,8 +155,6 @@ async def test_a_failing_command_fails_with_its_artifacts_still_collected(
 
 
 def _pid(settings: ControllerSettings, job: PhJob) -> int:
-    import json
-
     return int(json.loads((settings.local_runtime_dir / job.id / "run.json").read_text())["pid"])
 
 
@@ -277,3 +287,148 @@ async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
         status = await _finished(store, job, timeout=10)
     assert status.phase is PhJobPhase.FAILED and status.reason == "RunLost"
     assert "while the controller was down" in (status.message or "")
+
+
+# --- one user per job: a job cannot reach another's folders ---------------------------------
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="a uid per job needs the controller to run as root (CI does)"
+)
+
+
+@pytest.fixture
+def isolated_settings(local_settings: ControllerSettings) -> Iterator[ControllerSettings]:
+    """A runtime folder other users can pass through to (pytest's own is root's, 0700)."""
+    runtime = Path(tempfile.mkdtemp(prefix="local-runtime-", dir="/tmp"))
+    try:
+        yield local_settings.model_copy(update={"local_runtime_dir": runtime})
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _record(settings: ControllerSettings, job: PhJob) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(
+        (settings.local_runtime_dir / job.id / "run.json").read_text()
+    )
+    return record
+
+
+ATTEMPTS = """
+attempt() {{ if eval "$2" >/dev/null 2>&1; then echo "$1: allowed"; else echo "$1: denied"; fi; }}
+mkdir -p artifacts
+{{
+  attempt "read its artifact" "cat {a}/home/artifacts/secret.txt"
+  attempt "list its home" "ls {a}/home"
+  attempt "plant a file in its artifacts" "echo planted > {a}/home/artifacts/planted.txt"
+  attempt "write its done marker" "echo 0 > {a}/staging/done"
+  attempt "plant its expiry" "mkdir -p {a}/staging/files/.primehub && echo 1 > {a}/staging/x"
+  attempt "swap its staging folder" "mv {a}/staging {a}/gone"
+  attempt "read its run record" "cat {a}/run.json"
+  attempt "read its log" "cat {a}/job.log"
+  attempt "list the runtime folder" "ls {runtime}"
+  attempt "signal its processes" "kill -0 {pid}"
+  attempt "read its environment" "cat /proc/{pid}/environ"
+  attempt "read the controller's environment" "cat /proc/{controller}/environ"
+}} > artifacts/attempts.txt
+"""
+
+
+@needs_root
+async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
+    store: LocalJobStore,
+    isolated_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
+    s3: S3Client,
+) -> None:
+    settings = isolated_settings
+    victim = store.create(
+        new_phjob(
+            command="mkdir -p artifacts; echo secret-a > artifacts/secret.txt; "
+            'until [ -e "$HOME/go" ]; do sleep 0.1; done'
+        )
+    )
+    async with running(store, settings, expiry_feed):
+
+        async def started() -> bool:
+            return (settings.local_runtime_dir / victim.id / "home" / "artifacts").exists()
+
+        await eventually(started, timeout=20, what="the victim to write its artifact")
+        folder = shlex.quote(str(settings.local_runtime_dir / victim.id))
+        attacker = store.create(
+            new_phjob(
+                group_name="other_group",
+                command=ATTEMPTS.format(
+                    a=folder,
+                    runtime=shlex.quote(str(settings.local_runtime_dir)),
+                    pid=_record(settings, victim)["pid"],
+                    controller=os.getpid(),
+                ),
+            )
+        )
+        attacked = await _finished(store, attacker)
+        (settings.local_runtime_dir / victim.id / "home" / "go").touch()
+        delivered = await _finished(store, victim)
+
+    assert attacked.phase is delivered.phase is PhJobPhase.SUCCEEDED, (attacked, delivered)
+    uids = {_record(settings, job)["uid"] for job in (victim, attacker)}
+    first, last = settings.job_uid_range
+    assert len(uids) == 2 and all(first <= uid <= last for uid in uids)
+    report = (await _artifacts(s3, settings.phfs_bucket, attacker, "other-group"))["attempts.txt"]
+    lines = report.decode().splitlines()
+    assert len(lines) == 12 and all(line.endswith(": denied") for line in lines), lines
+    # The victim's delivery is its own, with our expiry, and nothing planted in it.
+    assert await _artifacts(s3, settings.phfs_bucket, victim) == {"secret.txt": b"secret-a\n"}
+    expired_at = f"groups/ml-team/jobArtifacts/{victim.id}/.primehub/metadata/expiredAt"
+    stored = await s3.get_object(Bucket=settings.phfs_bucket, Key=expired_at)
+    async with stored["Body"] as body:
+        assert int(await body.read()) >= int(time.time()) + settings.artifact_retention_seconds - 60
+    # Ended, each job folder is closed to every user but the controller's.
+    for job in (victim, attacker):
+        mode = (settings.local_runtime_dir / job.id).stat()
+        assert (mode.st_uid, mode.st_mode & 0o777) == (0, 0o700)
+
+
+@needs_root
+async def test_nothing_a_job_started_outlives_it_even_out_of_its_session(
+    store: LocalJobStore, isolated_settings: ControllerSettings, expiry_feed: ExpiryFeed
+) -> None:
+    job = store.create(
+        new_phjob(command="setsid bash -c 'sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.5")
+    )
+    async with running(store, isolated_settings, expiry_feed):
+        status = await _finished(store, job)
+    assert status.phase is PhJobPhase.SUCCEEDED, status
+    uid = _record(isolated_settings, job)["uid"]
+    left = [
+        process.info["cmdline"]
+        for process in psutil.process_iter(["uids", "cmdline", "status"])
+        if process.info["uids"].real == uid and process.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert left == []
+
+
+def test_a_controller_that_is_not_root_says_once_that_the_runtime_is_single_tenant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert isolation(tmp_path, (1900000000, 1900000009), euid=1000) is None
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "the local runtime is single-tenant: the controller does not run as root, so every "
+        "job runs as uid 1000"
+    )
+
+
+def test_a_runtime_folder_other_users_cannot_reach_makes_it_single_tenant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as parent:
+        Path(parent).chmod(0o755)
+        closed = Path(parent) / "closed"
+        closed.mkdir(mode=0o700)
+        with caplog.at_level(logging.WARNING):
+            assert isolation(closed / "runtime", (1900000000, 1900000009), euid=0) is None
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        f"the local runtime is single-tenant: other users cannot pass through {closed} to "
+    )

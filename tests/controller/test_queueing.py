@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
 from artifacts_controller.queueing import Backoff, KeyedQueue
 
 
-@contextlib.asynccontextmanager
-async def _running(queue: KeyedQueue) -> AsyncIterator[KeyedQueue]:
-    task = asyncio.create_task(queue.run())
-    await asyncio.sleep(0)
-    try:
-        yield queue
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+class Depth:
+    """The queue's depth as its metric sees it (``on_depth``), and a way to wait for 0."""
+
+    def __init__(self) -> None:
+        self.idle = asyncio.Event()
+
+    def __call__(self, depth: int) -> None:
+        if depth == 0:
+            self.idle.set()
+        else:
+            self.idle.clear()
 
 
 async def test_one_key_is_never_handled_twice_at_once_and_keys_run_in_parallel() -> None:
@@ -38,13 +38,16 @@ async def test_one_key_is_never_handled_twice_at_once_and_keys_run_in_parallel()
         await asyncio.sleep(0.05)
         active[key] -= 1
 
-    queue = KeyedQueue(handle, max_parallel=4, backoff_initial=0.01, backoff_max=0.05)
-    async with _running(queue):
+    depth = Depth()
+    queue = KeyedQueue(
+        handle, max_parallel=4, backoff_initial=0.01, backoff_max=0.05, on_depth=depth
+    )
+    async with queue:
         for _ in range(10):  # a burst of events for each of six objects
             for key in "abcdef":
                 queue.submit(key)
             await asyncio.sleep(0.001)
-        await asyncio.wait_for(queue.wait_idle(), 5)
+        await asyncio.wait_for(depth.idle.wait(), 5)
 
     assert set(most_per_key.values()) == {1}
     assert most_overall == 4  # bounded by max_parallel, and really parallel
@@ -62,12 +65,15 @@ async def test_a_failing_key_is_retried_without_blocking_the_others() -> None:
             raise RuntimeError("API hiccup")
         done.append(key)
 
-    queue = KeyedQueue(handle, max_parallel=1, backoff_initial=0.05, backoff_max=0.1)
-    async with _running(queue):
+    depth = Depth()
+    queue = KeyedQueue(
+        handle, max_parallel=1, backoff_initial=0.05, backoff_max=0.1, on_depth=depth
+    )
+    async with queue:
         queue.submit("bad")
         await asyncio.sleep(0.01)
         queue.submit("good")
-        await asyncio.wait_for(queue.wait_idle(), 5)
+        await asyncio.wait_for(depth.idle.wait(), 5)
     assert done == ["good", "bad"]  # the retry waited outside its slot
     assert attempts == Counter({"bad": 3, "good": 1})
 
@@ -85,5 +91,10 @@ async def test_submitting_to_a_stopped_queue_is_an_error() -> None:
     async def handle(key: str) -> None:
         pass
 
+    queue = KeyedQueue(handle, max_parallel=1, backoff_initial=0.1, backoff_max=1)
     with pytest.raises(RuntimeError):
-        KeyedQueue(handle, max_parallel=1, backoff_initial=0.1, backoff_max=1).submit("a")
+        queue.submit("a")
+    async with queue:
+        queue.submit("a")
+    with pytest.raises(RuntimeError):
+        queue.submit("a")  # after the block too

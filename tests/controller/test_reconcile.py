@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from redis.asyncio import Redis
@@ -21,25 +21,54 @@ from support.servers import free_port
 
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
-from artifacts_controller.podspec import SCRIPTS_CONFIGMAP
+from artifacts_controller.kube_runtime import KubeRuntime
+from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
 from artifacts_shared.instance_types import InstanceTypeSettings
-from artifacts_shared.layout import job_prefix
-from artifacts_shared.phjob import ArtifactOverrides, PhJobPhase, PhJobStatus
+from artifacts_shared.layout import job_log_key, job_prefix
+from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
+from artifacts_shared.s3 import S3Client
 from artifacts_shared.settings import load_settings
 
 PODS_R = "v1/pods"
 PHJOBS_R = "primehub.io/v1alpha1/phjobs"
 
 
-def _reconciler(
-    kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, **changes: Any
-) -> Reconciler:
-    if changes:
-        settings = settings.model_copy(update=changes)
-    return Reconciler(kube=kube, settings=settings, script=STAND_IN_SCRIPT, expiry_feed=feed)
+class MakeReconciler(Protocol):
+    def __call__(
+        self,
+        kube: Kube,
+        settings: ControllerSettings,
+        *,
+        feed: ExpiryFeed | None = None,
+        **changes: Any,
+    ) -> Reconciler: ...
+
+
+@pytest.fixture
+def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
+    """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket and
+    feeds the expiry index on the test's Redis (or ``feed``)."""
+
+    def make(
+        kube: Kube, settings: ControllerSettings, *, feed: ExpiryFeed | None = None, **changes: Any
+    ) -> Reconciler:
+        if changes:
+            settings = settings.model_copy(update=changes)
+        metrics = ControllerMetrics()
+        runtime = KubeRuntime(
+            kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics, s3=s3
+        )
+        return Reconciler(runtime, metrics=metrics, expiry_feed=feed or expiry_feed)
+
+    return make
+
+
+async def _reconcile(reconciler: Reconciler, job: PhJob) -> PhJobStatus:
+    return (await reconciler.run_pass(job)).status
 
 
 async def _pass(reconciler: Reconciler, name: str) -> PhJobStatus:
@@ -53,14 +82,14 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, command="echo hello", active_deadline_seconds=600)
-    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
 
     pods = kube_emulator.list_objects(PODS_R)
     assert len(pods) == 1
@@ -117,10 +146,10 @@ async def test_a_new_phjob_gets_exactly_one_pod_and_the_script_configmap(
 
 
 async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_sidecar(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     settings = controller_settings.model_copy(
         update={
@@ -131,10 +160,7 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
         }
     )
     job = await create_phjob(kube)
-    reconciler = Reconciler(
-        kube=kube, settings=settings, script=STAND_IN_SCRIPT, expiry_feed=expiry_feed
-    )
-    await reconciler.reconcile(job)
+    await _reconcile(_reconciler(kube, settings), job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
@@ -151,13 +177,19 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
     assert uploader["image"] == "registry/artifacts-controller:1.2"
     assert uploader["command"] == [
         *("python", "-m", "artifacts_controller.uploader"),
-        *("--stay-until-stopped", "--stop-grace", "5"),
+        *("--when-stopped", "--stop-grace", "5"),
     ]
     assert [m["mountPath"] for m in uploader["volumeMounts"]] == [staging]
     uploader_env = _env(uploader)
     assert uploader_env["PHJOB_ARTIFACT_STAGING"] == staging
     assert uploader_env["PHJOB_NAME"] == job.metadata.name
     assert uploader_env["GROUP_NAME"] == "ML_Team"
+    # Our container reads the policy from its own environment, never from the staging
+    # folder the job container writes (ARCHITECTURE section 4, the trust boundary).
+    assert {name: uploader_env[name] for name in env if name.startswith("PHJOB_ARTIFACT_")} == {
+        name: value for name, value in env.items() if name.startswith("PHJOB_ARTIFACT_")
+    }
+    assert uploader_env["PHJOB_ARTIFACT_RETENTION_SECONDS"] == "604800"
     assert uploader_env["S3_ENDPOINT_URL"] == "http://minio:9000"
     assert uploader_env["PHFS_BUCKET"] == settings.phfs_bucket
     assert "S3_SECRET_ACCESS_KEY" not in uploader_env  # by reference only:
@@ -165,19 +197,18 @@ async def test_the_s3_delivery_gives_a_staging_folder_and_a_native_uploader_side
 
 
 async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(
         kube,
         controller_settings,
-        expiry_feed,
         artifact_delivery="s3",
         uploader_sidecar="container",
     )
-    await reconciler.reconcile(await create_phjob(kube))
+    await _reconcile(reconciler, await create_phjob(kube))
     (pod,) = kube_emulator.list_objects(PODS_R)
     assert "initContainers" not in pod["spec"]
     names = [container["name"] for container in pod["spec"]["containers"]]
@@ -188,18 +219,17 @@ async def test_older_clusters_get_the_uploader_as_an_ordinary_container(
 
 
 async def test_the_job_overrides_and_image_replace_the_controller_defaults(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(
         kube,
         image="python:3.12",
         artifact=ArtifactOverrides(retention_seconds=0, limit_files=5),
     )
-    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_limit_size_mb=7)
-    await reconciler.reconcile(job)
+    await _reconcile(_reconciler(kube, controller_settings, artifact_limit_size_mb=7), job)
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
     env = _env(container)
@@ -211,10 +241,10 @@ async def test_the_job_overrides_and_image_replace_the_controller_defaults(
 
 
 async def test_the_instance_type_sets_the_job_containers_resources_and_placement(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     presets = load_settings(
         InstanceTypeSettings,
@@ -227,9 +257,9 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
         ],
     )  # fmt: skip
     job = await create_phjob(kube, instance_type="gpu-1")
-    await _reconciler(
-        kube, controller_settings, expiry_feed, instance_types=presets.instance_types
-    ).reconcile(job)
+    await _reconcile(
+        _reconciler(kube, controller_settings, instance_types=presets.instance_types), job
+    )
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -244,13 +274,13 @@ async def test_the_instance_type_sets_the_job_containers_resources_and_placement
 
 
 async def test_a_job_without_an_instance_type_gets_no_resources(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
-    await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    await _reconcile(_reconciler(kube, controller_settings), job)
 
     (pod,) = kube_emulator.list_objects(PODS_R)
     (container,) = pod["spec"]["containers"]
@@ -258,13 +288,13 @@ async def test_a_job_without_an_instance_type_gets_no_resources(
 
 
 async def test_an_unknown_instance_type_fails_the_job_without_a_pod(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, instance_type="gpu-99")
-    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
 
     assert kube_emulator.list_objects(PODS_R) == []
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
@@ -285,18 +315,18 @@ def _versions(emulator: KubeEmulator) -> dict[tuple[str, str], str]:
 
 
 async def test_reconciling_twice_changes_nothing(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
     first = await _pass(reconciler, job.metadata.name)
     writes, versions = _writes(kube_emulator), _versions(kube_emulator)
     again = await _pass(reconciler, job.metadata.name)
     # A fresh reconciler (a restarted controller) agrees too.
-    fresh = await _pass(_reconciler(kube, controller_settings, expiry_feed), job.metadata.name)
+    fresh = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
     assert first == again == fresh
     assert _writes(kube_emulator) == writes
     assert _versions(kube_emulator) == versions
@@ -311,40 +341,40 @@ async def test_reconciling_twice_changes_nothing(
 
 
 async def test_a_pod_left_by_an_interrupted_pass_is_adopted_not_doubled(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
     # A pass that created the pod and died before writing the status:
-    await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    await _reconcile(_reconciler(kube, controller_settings), job)
     await kube.patch(PHJOBS, job.metadata.name, {"status": None}, subresource="status")
-    status = await _pass(_reconciler(kube, controller_settings, expiry_feed), job.metadata.name)
+    status = await _pass(_reconciler(kube, controller_settings), job.metadata.name)
     assert status.pod_name == job.metadata.name
     assert len(kube_emulator.list_objects(PODS_R)) == 1
 
 
 async def test_a_script_configmap_that_differs_is_put_back(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     await kube.create(
         CONFIGMAPS,
         {"metadata": {"name": SCRIPTS_CONFIGMAP}, "data": {"run-job.sh": "echo outdated"}},
     )
-    await _reconciler(kube, controller_settings, expiry_feed).reconcile(await create_phjob(kube))
+    await _reconcile(_reconciler(kube, controller_settings), await create_phjob(kube))
     configmap = kube_emulator.read_object("v1/configmaps", kube_namespace, SCRIPTS_CONFIGMAP)
     assert configmap is not None and configmap["data"]["run-job.sh"] == STAND_IN_SCRIPT
 
 
 async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
     name = job.metadata.name
     status = await _pass(reconciler, name)
@@ -383,11 +413,11 @@ async def test_pod_phases_drive_the_job_from_pending_to_succeeded(
 
 
 async def test_a_failing_command_fails_the_job_with_its_exit_code(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, terminated("Failed", 3))
     status = await _pass(reconciler, job.metadata.name)
     assert status.phase is PhJobPhase.FAILED
@@ -396,11 +426,11 @@ async def test_a_failing_command_fails_the_job_with_its_exit_code(
 
 
 async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube, active_deadline_seconds=5)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Failed", 143)
     pod_status["reason"] = "DeadlineExceeded"
     pod_status["message"] = "Pod was active on the node longer than the specified deadline"
@@ -411,11 +441,11 @@ async def test_a_job_past_its_deadline_fails_with_the_kubelets_reason(
 
 
 async def test_a_failed_upload_fails_a_successful_command(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_delivery="s3")
+    reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Failed", 0)
     pod_status["containerStatuses"].append(
         {
@@ -434,11 +464,11 @@ async def test_a_failed_upload_fails_a_successful_command(
 
 
 async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed, artifact_delivery="s3")
+    reconciler = _reconciler(kube, controller_settings, artifact_delivery="s3")
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Succeeded", 0)  # the pod's phase follows the job container only
     pod_status["initContainerStatuses"] = [
         {"name": "uploader", "state": {"terminated": {"exitCode": 1}}}
@@ -449,21 +479,20 @@ async def test_a_native_sidecars_failed_upload_fails_a_pod_that_succeeded(
 
 
 async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     reconciler = _reconciler(
         kube,
         controller_settings,
-        expiry_feed,
         artifact_delivery="s3",
         uploader_sidecar="container",
         controller_upload_timeout_seconds=60,
     )
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     pod_status = terminated("Running", 0, finished="2026-01-01T00:01:00Z")  # long ago
     pod_status["containerStatuses"].append({"name": "uploader", "state": {"running": {}}})
     await set_pod_status(kube, job.metadata.name, pod_status)
@@ -474,14 +503,14 @@ async def test_an_uploader_that_never_ends_is_stopped_and_the_job_failed(
 
 
 async def test_cancel_deletes_the_pod_and_ends_cancelled(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, running())
     await _pass(reconciler, job.metadata.name)
     await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
@@ -494,23 +523,23 @@ async def test_cancel_deletes_the_pod_and_ends_cancelled(
 
 
 async def test_a_cancelled_job_that_never_started_gets_no_pod(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, cancel=True)
-    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.CANCELLED
     assert kube_emulator.list_objects(PODS_R) == []
 
 
 async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, running())
     await _pass(reconciler, job.metadata.name)
     await kube.delete(PODS, job.metadata.name)
@@ -523,41 +552,75 @@ async def test_a_deleted_pod_of_a_running_job_fails_it_with_a_message(
 
 
 async def test_a_group_without_a_safe_folder_fails_the_job_without_a_pod(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube, group_name="../etc")
-    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert kube_emulator.list_objects(PODS_R) == []
 
 
 async def test_a_pod_of_the_same_name_that_is_not_the_jobs_fails_it(
-    expiry_feed: ExpiryFeed,
     kube: Kube,
     kube_emulator: KubeEmulator,
     controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
 ) -> None:
     job = await create_phjob(kube)
     await kube.create(PODS, {"metadata": {"name": job.metadata.name}, "spec": {"containers": []}})
-    status = await _reconciler(kube, controller_settings, expiry_feed).reconcile(job)
+    status = await _reconcile(_reconciler(kube, controller_settings), job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "PodNameTaken"
     assert len(kube_emulator.list_objects(PODS_R)) == 1
+
+
+async def test_a_finished_job_gets_its_pods_log_kept_and_one_that_never_started_none(
+    kube: Kube,
+    kube_emulator: KubeEmulator,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
+    s3: S3Client,
+) -> None:
+    reconciler = _reconciler(kube, controller_settings)
+    ran, never = await create_phjob(kube), await create_phjob(kube)
+    for job in (ran, never):
+        await _reconcile(reconciler, job)
+    kube_emulator.write_pod_log(kube.namespace, ran.metadata.name, b"done\n")
+    await set_pod_status(kube, ran.metadata.name, terminated("Succeeded", 0))
+    waiting = {"waiting": {"reason": "ErrImagePull"}}
+    await set_pod_status(
+        kube,
+        never.metadata.name,
+        {"phase": "Failed", "containerStatuses": [{"name": "job", "state": waiting}]},
+    )
+
+    finished = [await _pass(reconciler, job.metadata.name) for job in (ran, never)]
+
+    assert [status.finished for status in finished] == [True, True]  # neither held back
+    bucket = controller_settings.phfs_bucket
+    kept = await s3.get_object(
+        Bucket=bucket, Key=job_log_key(job_prefix("ML_Team", ran.metadata.name))
+    )
+    assert await kept["Body"].read() == b"done\n"
+    listed = await s3.list_objects_v2(
+        Bucket=bucket, Prefix=job_prefix("ML_Team", never.metadata.name)
+    )
+    assert listed.get("KeyCount") == 0
 
 
 # --- the expiry index ------------------------------------------------------------------------
 
 
 async def test_a_finished_job_is_indexed_at_its_finish_plus_its_retention(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     kept = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=0))
     job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
     for each in (job, kept):
-        await reconciler.reconcile(each)
+        await _reconcile(reconciler, each)
         await set_pod_status(kube, each.metadata.name, running())
         await _pass(reconciler, each.metadata.name)
         entry = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix("ML_Team", each.metadata.name))
@@ -574,15 +637,15 @@ async def test_a_finished_job_is_indexed_at_its_finish_plus_its_retention(
 
 
 async def test_the_controllers_estimate_never_moves_an_entry_later(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube, artifact=ArtifactOverrides(retention_seconds=3600))
     prefix = job_prefix("ML_Team", job.metadata.name)
     # What the uploader wrote from the expiredAt itself, when the command ended.
     written = int(datetime(2026, 1, 1, 0, 0, 55, tzinfo=UTC).timestamp()) + 3600
     await ExpiryIndex(redis).add(prefix, written)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
 
     await _pass(reconciler, job.metadata.name)
@@ -591,11 +654,11 @@ async def test_the_controllers_estimate_never_moves_an_entry_later(
 
 
 async def test_a_cancelled_job_is_indexed_at_once_and_early(
-    expiry_feed: ExpiryFeed, kube: Kube, controller_settings: ControllerSettings, redis: Redis
+    kube: Kube, controller_settings: ControllerSettings, _reconciler: MakeReconciler, redis: Redis
 ) -> None:
-    reconciler = _reconciler(kube, controller_settings, expiry_feed)
+    reconciler = _reconciler(kube, controller_settings)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await kube.patch(PHJOBS, job.metadata.name, {"spec": {"cancel": True}})
     before = time.time()
 
@@ -609,13 +672,16 @@ async def test_a_cancelled_job_is_indexed_at_once_and_early(
 
 
 async def test_a_redis_that_is_down_loses_the_entry_and_nothing_else(
-    kube: Kube, controller_settings: ControllerSettings, caplog: pytest.LogCaptureFixture
+    kube: Kube,
+    controller_settings: ControllerSettings,
+    _reconciler: MakeReconciler,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     feed = ExpiryFeed(ExpiryIndex(gone), policy=controller_settings)
-    reconciler = _reconciler(kube, controller_settings, feed)
+    reconciler = _reconciler(kube, controller_settings, feed=feed)
     job = await create_phjob(kube)
-    await reconciler.reconcile(job)
+    await _reconcile(reconciler, job)
     await set_pod_status(kube, job.metadata.name, terminated("Succeeded", 0))
 
     status = await _pass(reconciler, job.metadata.name)

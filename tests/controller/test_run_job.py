@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 from pathlib import Path
@@ -516,3 +517,36 @@ def test_a_file_still_being_written_is_described_as_copied(job: JobHome) -> None
         content = copies[entry.name]
         assert (entry.size, entry.sha256) == (len(content), hashlib.sha256(content).hexdigest())
     assert job.manifest().total_size == sum(len(content) for content in copies.values())
+
+
+def test_a_file_that_grows_between_the_check_and_the_copy_is_not_kept(job: JobHome) -> None:
+    # The race the old script lost 3 times in 3 (a process the command left running keeps
+    # appending), made certain: a `cp` that finds the file grown when it starts.
+    bin_dir = job.root / "bin"
+    bin_dir.mkdir()
+    grow_then_copy = bin_dir / "cp"
+    grow_then_copy.write_text(
+        "#!/bin/bash\n"
+        f"head -c {2 * 1024 * 1024} /dev/zero >> {shlex.quote(str(job.artifacts / 'log.bin'))}\n"
+        f'exec {shutil.which("cp")} "$@"\n'
+    )
+    grow_then_copy.chmod(0o755)
+    _write(job.artifacts / "log.bin", b"\0" * (512 * 1024))
+    _write(job.artifacts / "small.txt")
+
+    run = job.run(
+        "exit 7",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "PHJOB_ARTIFACT_LIMIT_SIZE_MB": "1"},
+    )
+
+    assert run.returncode == 7
+    assert job.collected() == {}  # nothing kept
+    manifest = job.manifest()
+    assert manifest.skipped and manifest.files == [] and manifest.exit_code == 7
+    reason = manifest.skip_reason
+    assert reason is not None
+    assert (reason.limit, reason.allowed) == ("size", 1024 * 1024)
+    assert reason.found == 512 * 1024 + 2 * 1024 * 1024 + 1  # what the copies held
+    assert reason.message in run.decisions
+    assert reason.message.endswith("were copied, over the limit of 1 MB; nothing kept")
+    assert (job.metadata / "expiredAt").exists()

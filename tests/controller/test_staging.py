@@ -1,78 +1,162 @@
-"""The staging contract's own rules: the done marker and the staged paths."""
+"""The staging contract's own rules: the done marker, and our walk of what the job staged.
+
+Everything in the staging folder was written by the job's side; these tests plant what a
+hostile job would and check that the walk follows no link, opens nothing but the regular
+files it listed, and takes nothing from the folder but files, modes and one signal.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import pytest
 
 from artifacts_controller.staging import (
-    DoneMarker,
-    Receipt,
+    Done,
     StagingError,
+    open_staged,
     read_done,
-    read_receipt,
-    staged_path,
-    write_receipt,
+    walk,
 )
-from artifacts_controller.uploading import MIB, Tuning
-
-DONE = {
-    "version": 1,
-    "outcome": "collected",
-    "exitCode": 0,
-    "endedAt": 1_800_000_000,
-    "retentionSeconds": 60,
-    "limits": {"sizeMb": 100, "files": 1000},
-    "fileCount": 1,
-    "totalSize": 6,
-    "files": [{"name": "test.txt", "size": 6, "mode": "644"}],
-}
+from artifacts_controller.transfer import MIB, Tuning
 
 
-def test_a_done_marker_parses_and_ignores_unknown_fields(tmp_path: Path) -> None:
-    (tmp_path / "done").write_text(DoneMarker.model_validate(DONE).model_dump_json(by_alias=True))
-    assert read_done(tmp_path) == DoneMarker.model_validate({**DONE, "future": 1})
-    assert read_done(tmp_path / "elsewhere") is None
+def _stage(staging: Path, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        path = staging / "files" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def test_the_done_marker_carries_only_an_exit_code(tmp_path: Path) -> None:
+    assert read_done(tmp_path) is None
+    (tmp_path / "done").write_text("3\n")
+    assert read_done(tmp_path) == Done(exit_code=3)
 
 
 @pytest.mark.parametrize(
-    ("change", "complaint"),
-    [
-        ({"fileCount": 2}, "fileCount is 2 but 1 files"),
-        ({"totalSize": 7}, "totalSize is not the sum"),
-        ({"outcome": "skipped"}, "a skipped collection has no skipReason"),
-        ({"outcome": "none"}, "outcome 'none' lists files"),
-        ({"endedAt": -1}, "endedAt"),
-    ],
+    "content",
+    [b"", b"-1", b"256", b"3.0", b'{"exitCode": 0, "retentionSeconds": 0}', b"1" * 100],
 )
-def test_an_inconsistent_done_marker_is_refused_with_the_reason(
-    tmp_path: Path, change: dict[str, object], complaint: str
+def test_a_done_marker_with_anything_else_is_a_signal_without_an_exit_code(
+    tmp_path: Path, content: bytes
 ) -> None:
+    (tmp_path / "done").write_bytes(content)
+    assert read_done(tmp_path) == Done(exit_code=None)
 
-    (tmp_path / "done").write_text(json.dumps({**DONE, **change}))
-    with pytest.raises(StagingError, match="done: ") as raised:
+
+def test_a_done_marker_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "done")  # a reader that opened it blindly would hang here
+    with pytest.raises(StagingError, match="not a regular file"):
         read_done(tmp_path)
-    assert complaint in str(raised.value)
-
-
-@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a//b", ".primehub/x", "a/./b"])
-def test_staged_paths_never_leave_the_files_folder(tmp_path: Path, name: str) -> None:
+    (tmp_path / "done").unlink()
+    (tmp_path / "done").mkdir()
+    with pytest.raises(StagingError, match="not a regular file"):
+        read_done(tmp_path)
+    (tmp_path / "done").rmdir()
+    (tmp_path / "done").symlink_to("/dev/zero")
     with pytest.raises(StagingError):
-        staged_path(tmp_path, name)
+        read_done(tmp_path)
 
 
-def test_staged_paths_keep_odd_names(tmp_path: Path) -> None:
-    assert staged_path(tmp_path, "a\nb/-c d") == tmp_path / "files" / "a\nb" / "-c d"
+def test_the_walk_lists_regular_files_in_name_order_with_their_reported_modes(
+    tmp_path: Path,
+) -> None:
+    _stage(tmp_path, {"b.txt": b"bb", "a/c.txt": b"c", ".hidden": b"h", "odd\nname": b"o"})
+    (tmp_path / "modes").write_bytes(b"600 b.txt\0" + b"750 a/c.txt\0" + b"12x bad\0" + b"644 cut")
+
+    listing = walk(tmp_path)
+
+    assert [(f.name, f.size, f.mode) for f in listing.files] == [
+        (".hidden", 1, "644"),
+        ("b.txt", 2, "600"),
+        ("odd\nname", 1, "644"),
+        ("a/c.txt", 1, "750"),
+    ]
+    assert listing.skipped == []
 
 
-def test_the_receipt_round_trips_and_a_missing_one_is_none(tmp_path: Path) -> None:
-    assert read_receipt(tmp_path) is None
-    receipt = Receipt(job="j", ended_at=1, file_count=2, total_size=3)
-    write_receipt(tmp_path, receipt)
-    assert read_receipt(tmp_path) == receipt
-    write_receipt(tmp_path / "missing-folder", receipt)  # best effort: no error
+def test_the_walk_follows_no_link_even_one_to_our_own_credentials(tmp_path: Path) -> None:
+    _stage(tmp_path, {"kept.txt": b"k"})
+    files = tmp_path / "files"
+    (files / "environ").symlink_to("/proc/self/environ")
+    (files / "proc").symlink_to("/proc/self")
+    (files / "kept-link").symlink_to("kept.txt")
+    os.mkfifo(files / "pipe")
+
+    listing = walk(tmp_path)
+
+    assert [f.name for f in listing.files] == ["kept.txt"]
+    assert sorted(listing.skipped) == [
+        "skipped 'environ': a link (run-job.sh stages copies, never links)",
+        "skipped 'kept-link': a link (run-job.sh stages copies, never links)",
+        "skipped 'pipe': not a regular file",
+        "skipped 'proc': a link (run-job.sh stages copies, never links)",
+    ]
+
+
+def test_a_files_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "files").symlink_to("/proc/self")
+    with pytest.raises(StagingError, match="not a folder"):
+        walk(tmp_path)
+
+
+def test_metadata_folders_and_names_that_are_no_keys_are_not_delivered(tmp_path: Path) -> None:
+    _stage(
+        tmp_path,
+        {
+            ".primehub/metadata/expiredAt": b"0",
+            ".metadata/expiredAt": b"0",
+            "sub/.primehub/kept": b"x",
+        },
+    )
+    (tmp_path / "files" / os.fsdecode(b"latin1-\xe9")).write_bytes(b"x")
+
+    listing = walk(tmp_path)
+
+    assert [f.name for f in listing.files] == ["sub/.primehub/kept"]
+    assert "skipped .primehub: the name is reserved for the job's metadata" in listing.skipped
+    assert "skipped .metadata: the name is reserved for the job's metadata" in listing.skipped
+    assert any("not UTF-8" in line for line in listing.skipped)
+
+
+def test_files_of_another_owner_are_not_delivered_when_an_owner_is_given(tmp_path: Path) -> None:
+    _stage(tmp_path, {"mine": b"m", "theirs": b"t"})
+    os.chown(tmp_path / "files" / "theirs", 12345, 12345)
+    me = os.stat(tmp_path / "files" / "mine").st_uid
+
+    listing = walk(tmp_path, owner=me)
+
+    assert [f.name for f in listing.files] == ["mine"]
+    assert listing.skipped == [f"skipped 'theirs': owned by uid 12345, not by the job's {me}"]
+
+
+def test_a_listed_file_swapped_for_a_link_or_another_owners_file_is_not_read(
+    tmp_path: Path,
+) -> None:
+    _stage(tmp_path, {"sub/a.txt": b"original"})
+    [listed] = walk(tmp_path).files
+    me = os.stat(tmp_path / "files" / "sub" / "a.txt").st_uid
+    with open_staged(tmp_path, listed.name, owner=me) as handle:
+        assert handle.read() == b"original"
+
+    os.chown(tmp_path / "files" / "sub" / "a.txt", 12345, 12345)
+    with pytest.raises(StagingError, match="changed after it was listed"):
+        open_staged(tmp_path, listed.name, owner=me)
+
+    (tmp_path / "files" / "sub" / "a.txt").unlink()
+    (tmp_path / "files" / "sub" / "a.txt").symlink_to("/etc/hostname")
+    with pytest.raises(StagingError, match=r"a\.txt"):
+        open_staged(tmp_path, listed.name)
+
+    (tmp_path / "files" / "sub" / "a.txt").unlink()
+    (tmp_path / "files" / "sub").rename(tmp_path / "elsewhere")
+    (tmp_path / "files" / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StagingError, match=r"sub/a\.txt"):
+        open_staged(tmp_path, listed.name)
 
 
 def test_parts_grow_for_files_beyond_ten_thousand_parts() -> None:

@@ -2,7 +2,9 @@
 
 The uploader runs as a child process (``python -m artifacts_controller.uploader``, as in
 the pod and the local runtime) where its waiting, signals and exit codes matter, and
-in-process (``deliver``) where a test needs to see the order of its requests.
+in-process (``deliver``) where a test needs to see the order of its requests. Retention
+and limits are the uploader's own settings (``_env``), as the controller sets them on our
+container; what the job's side may try against them is ``test_trust_boundary.py``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import boto3
 import pytest
 from redis import Redis as SyncRedis
 from support.jobs import GROUP, JOB, JobHome, tree
+from support.s3_spy import S3Spy
 from support.servers import free_port
 
+from artifacts_controller.delivery import Policy, deliver
 from artifacts_controller.settings import UploaderSettings
-from artifacts_controller.staging import read_done
-from artifacts_controller.uploader import deliver, main
-from artifacts_controller.uploading import MIB, Tuning
+from artifacts_controller.staging import walk
+from artifacts_controller.transfer import MIB, Tuning
+from artifacts_controller.uploader import main
 from artifacts_shared.expiry import parse_expired_at
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
-from artifacts_shared.layout import expired_at_key, job_prefix, manifest_key
+from artifacts_shared.layout import expired_at_key, job_log_key, job_prefix, manifest_key
 from artifacts_shared.manifest import Manifest
 from artifacts_shared.s3 import S3Client
 from artifacts_shared.settings import RedisSettings, S3Settings
@@ -43,6 +47,9 @@ SEED_COMMAND = (
 )
 HELLO_SHA = hashlib.sha256(b"hello\n").hexdigest()
 WEEK = 604_800
+POLICY = Policy(
+    job=JOB, group=GROUP, enabled=True, retention_seconds=WEEK, limit_size_mb=100, limit_files=1000
+)
 
 
 @pytest.fixture
@@ -79,19 +86,7 @@ def _keys(settings: S3Settings) -> set[str]:
 
 
 def _env(settings: S3Settings, job: JobHome, **extra: str) -> dict[str, str]:
-    secret = settings.s3_secret_access_key
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "S3_REGION": settings.s3_region,
-        "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
-        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
-        "PHFS_BUCKET": settings.phfs_bucket,
-        "PHJOB_NAME": JOB,
-        "GROUP_NAME": GROUP,
-        "PHJOB_ARTIFACT_STAGING": str(job.staging),
-        **extra,
-    }
+    return job.uploader_env(settings, **extra)
 
 
 def _start_uploader(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
@@ -150,6 +145,7 @@ def test_seed_journey_in_s3_mode_uploads_the_two_files_then_the_metadata(
     uploader = _start_uploader(_env(s3_settings, staged))
     run = staged.run(SEED_COMMAND + "; exit 3")
     _, stderr = uploader.communicate(timeout=30)
+    finished = time.time()
 
     assert run.returncode == 3
     assert uploader.returncode == 0, stderr
@@ -162,32 +158,11 @@ def test_seed_journey_in_s3_mode_uploads_the_two_files_then_the_metadata(
         ("test.txt", 6, HELLO_SHA, "644"),
         ("sub/test.txt", 6, HELLO_SHA, "644"),
     ]
+    # The end is the uploader's own clock: when it learnt that the job had ended.
     expired_at = parse_expired_at(objects[EXPIRED_AT])
-    assert run.started_at - 2 <= expired_at - WEEK <= run.ended_at + 2
+    assert run.ended_at - 1 <= expired_at - WEEK <= finished
     assert manifest.expired_at == expired_at
     assert f"uploader: 2 files, 12 B uploaded to s3://{s3_settings.phfs_bucket}/{PREFIX}" in stderr
-
-
-class RecordingS3:
-    """The real client, noting each write it passes on (a spy at our own boundary)."""
-
-    WRITES = frozenset({"put_object", "complete_multipart_upload", "delete_object"})
-
-    def __init__(self, real: S3Client) -> None:
-        self._real = real
-        self.writes: list[tuple[str, str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._real, name)
-        if name not in self.WRITES:
-            return attribute
-
-        async def recorded(**kwargs: Any) -> Any:
-            result = await attribute(**kwargs)
-            self.writes.append((name, kwargs["Key"]))
-            return result
-
-        return recorded
 
 
 async def test_metadata_is_written_after_every_artifact_and_expiry_last(
@@ -198,21 +173,23 @@ async def test_metadata_is_written_after_every_artifact_and_expiry_last(
         (staged.artifacts / "many" / f"{index}.txt").write_text(str(index))
     (staged.artifacts / "large.bin").write_bytes(os.urandom(6 * MIB))  # two parts
     staged.run("true")
-    done = read_done(staged.staging)
-    assert done is not None
-    recording = RecordingS3(s3)
+    recording = S3Spy(s3)
 
     delivery = await deliver(
-        done,
-        staging=staged.staging,
+        staged.staging,
+        policy=POLICY,
+        ended_at=int(time.time()),
+        exit_code=0,
         s3=recording,  # type: ignore[arg-type]
         bucket=s3_settings.phfs_bucket,
-        job=JOB,
-        group=GROUP,
-        tuning=Tuning(concurrency=4, multipart_threshold=5 * MIB, part_size=5 * MIB),
+        tuning=Tuning(concurrency=4, part_size=5 * MIB),
     )
 
-    writes = recording.writes
+    writes = [
+        call
+        for call in recording.calls
+        if call[0] in {"put_object", "complete_multipart_upload", "delete_object"}
+    ]
     assert writes[0] == ("delete_object", EXPIRED_AT)
     assert writes[-2:] == [("put_object", MANIFEST), ("put_object", EXPIRED_AT)]
     artifacts = {key for _, key in writes[1:-2]}
@@ -226,39 +203,73 @@ async def test_metadata_is_written_after_every_artifact_and_expiry_last(
 def test_a_skipped_collection_uploads_no_file_but_the_manifest_and_expiry(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    run = staged.run(SEED_COMMAND + "; exit 1", env={"PHJOB_ARTIFACT_LIMIT_FILES": "1"})
-    result = upload(_env(s3_settings, staged))
+    run = staged.run(SEED_COMMAND + "; exit 1")
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_FILES="1"))
 
     assert (run.returncode, result.returncode) == (1, 0)
-    assert "artifacts: skipped, 2 files exceed the limit of 1; nothing copied" in run.decisions
+    line = "uploader: skipped, 2 files exceed the limit of 1; nothing uploaded; manifest written"
+    assert line in result.stderr
     objects = _objects(s3_settings)
     assert set(objects) == {MANIFEST, EXPIRED_AT}
     manifest = Manifest.from_json(objects[MANIFEST])
     assert manifest.skipped and manifest.files == [] and manifest.exit_code == 1
     assert manifest.skip_reason is not None
     assert (manifest.skip_reason.found, manifest.skip_reason.allowed) == (2, 1)
-    assert "manifest written for a skipped collection" in result.stderr
+    assert manifest.skip_reason.message == (
+        "artifacts: skipped, 2 files exceed the limit of 1; nothing uploaded"
+    )
+
+
+def test_more_bytes_than_the_limit_upload_nothing_and_say_which_limit(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings
+) -> None:
+    (staged.artifacts).mkdir()
+    (staged.artifacts / "big.bin").write_bytes(b"\0" * MIB)
+    (staged.artifacts / "small.txt").write_bytes(b"one more byte")
+    staged.run("true")
+
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_SIZE_MB="1"))
+
+    total = MIB + 13
+    assert result.returncode == 0, result.stderr
+    assert f"uploader: skipped, {total} B (1.1 MB) exceed the limit of 1 MB" in result.stderr
+    assert _keys(s3_settings) == {MANIFEST, EXPIRED_AT}
+    reason = Manifest.from_json(_objects(s3_settings)[MANIFEST]).skip_reason
+    assert reason is not None
+    assert (reason.limit, reason.found, reason.allowed) == ("size", total, MIB)
 
 
 @pytest.mark.parametrize(
-    ("command", "env"),
+    ("command", "env", "script_says", "uploader_says"),
     [
-        ("true", {}),
-        ("mkdir artifacts", {}),
-        (SEED_COMMAND, {"PHJOB_ARTIFACT_ENABLED": "false"}),
+        ("true", {}, "none: there is no ./artifacts folder", "none: the staging folder holds no"),
+        ("mkdir artifacts", {}, "none: ./artifacts holds no files", "none: the staging folder"),
+        (
+            SEED_COMMAND,
+            {"PHJOB_ARTIFACT_ENABLED": "false"},
+            "disabled (PHJOB_ARTIFACT_ENABLED=false); nothing collected",
+            "disabled (PHJOB_ARTIFACT_ENABLED=false); nothing delivered",
+        ),
     ],
     ids=["no-folder", "empty-folder", "disabled"],
 )
 def test_nothing_collected_uploads_nothing_and_exits_0(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings, command: str, env: dict[str, str]
+    upload: Upload,
+    staged: JobHome,
+    s3_settings: S3Settings,
+    command: str,
+    env: dict[str, str],
+    script_says: str,
+    uploader_says: str,
 ) -> None:
     run = staged.run(command, env=env)
-    result = upload(_env(s3_settings, staged))
+    result = upload(_env(s3_settings, staged, **env))
 
     assert result.returncode == 0, result.stderr
     assert _keys(s3_settings) == set()
-    decision = next(line for line in run.decisions if line.startswith("artifacts: "))
-    assert f"uploader: nothing to upload ({decision})" in result.stderr
+    assert f"artifacts: {script_says}" in run.decisions
+    assert f"uploader: nothing to upload ({uploader_says}" in result.stderr
+    assert (staged.staging / "done").read_text() == "0\n"  # the script's signal, every time
 
 
 def test_with_a_redis_url_the_expiry_written_is_put_into_the_expiry_index(
@@ -290,8 +301,8 @@ def test_an_unreachable_redis_costs_the_index_entry_and_not_the_delivery(
 def test_retention_zero_in_s3_mode_writes_no_expiry(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    staged.run(SEED_COMMAND, env={"PHJOB_ARTIFACT_RETENTION_SECONDS": "0"})
-    result = upload(_env(s3_settings, staged))
+    staged.run(SEED_COMMAND)
+    result = upload(_env(s3_settings, staged, PHJOB_ARTIFACT_RETENTION_SECONDS="0"))
 
     assert result.returncode == 0
     assert _keys(s3_settings) == {f"{PREFIX}test.txt", f"{PREFIX}sub/test.txt", MANIFEST}
@@ -333,10 +344,9 @@ def test_staging_keeps_names_with_newlines_for_the_uploader(staged: JobHome) -> 
 
     staged.run("true")
 
-    done = read_done(staged.staging)
-    assert done is not None
-    assert [entry.name for entry in done.files] == ["a\nb/c\nd"]
+    assert [entry.name for entry in walk(staged.staging).files] == ["a\nb/c\nd"]
     assert tree(staged.staging / "files") == {"a\nb/c\nd": b"x"}
+    assert (staged.staging / "modes").read_bytes() == b"644 a\nb/c\nd\0"
 
 
 def test_an_unreachable_endpoint_fails_with_a_clear_message_and_no_expiry(
@@ -356,7 +366,6 @@ def test_an_unreachable_endpoint_fails_with_a_clear_message_and_no_expiry(
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 30
     assert _keys(s3_settings) == set()
-    assert not (staged.staging / "uploaded").exists()
 
 
 def test_a_missing_bucket_fails_with_a_clear_message(
@@ -371,28 +380,19 @@ def test_a_missing_bucket_fails_with_a_clear_message(
     assert "Traceback" not in result.stderr
 
 
-def test_staging_that_differs_from_the_done_marker_fails_without_metadata(
+def test_a_done_marker_that_is_a_folder_fails_with_one_line_and_uploads_nothing(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
     staged.run(SEED_COMMAND)
-    (staged.staging / "files" / "sub" / "test.txt").unlink()
+    (staged.staging / "done").unlink()
+    (staged.staging / "done").mkdir()
 
     result = upload(_env(s3_settings, staged))
 
     assert result.returncode == 1
-    assert "sub/test.txt: No such file or directory (listed in done)" in result.stderr
+    assert "uploader: failed, no expiredAt written: " in result.stderr
+    assert "done is not a regular file" in result.stderr
     assert _keys(s3_settings) == set()
-
-
-def test_a_garbage_done_marker_fails_with_the_place(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings
-) -> None:
-    (staged.staging / "done").write_text('{"version": 1, "outcome": "maybe"}')
-
-    result = upload(_env(s3_settings, staged))
-
-    assert result.returncode == 1
-    assert f"uploader: failed: {staged.staging}/done: outcome:" in result.stderr
 
 
 def test_a_crash_mid_upload_leaves_no_expiry_and_a_retry_completes_cleanly(
@@ -425,33 +425,17 @@ def test_a_crash_mid_upload_leaves_no_expiry_and_a_retry_completes_cleanly(
     assert EXPIRED_AT in _keys(s3_settings)
 
 
-def test_a_restarted_uploader_does_not_upload_twice(
-    upload: Upload, staged: JobHome, s3_settings: S3Settings
-) -> None:
-    staged.run(SEED_COMMAND)
-    env = _env(s3_settings, staged)
-    assert upload(env).returncode == 0
-    _client(s3_settings).delete_object(Bucket=s3_settings.phfs_bucket, Key=f"{PREFIX}test.txt")
-
-    again = upload(env)
-
-    assert again.returncode == 0
-    assert "uploader: already uploaded (2 files); nothing to do" in again.stderr
-    assert f"{PREFIX}test.txt" not in _keys(s3_settings)
-
-
 def test_a_new_run_of_the_script_clears_the_old_markers(
     upload: Upload, staged: JobHome, s3_settings: S3Settings
 ) -> None:
     staged.run(SEED_COMMAND)
     assert upload(_env(s3_settings, staged)).returncode == 0
-    assert (staged.staging / "uploaded").exists()
+    assert (staged.staging / "done").exists()
 
     process = staged.start("mkdir -p artifacts; echo 1 > artifacts/started; sleep 30")
     _wait_until(lambda: (staged.artifacts / "started").exists())
     try:
         assert not (staged.staging / "done").exists()
-        assert not (staged.staging / "uploaded").exists()
     finally:
         process.terminate()
         process.communicate(timeout=30)
@@ -498,20 +482,37 @@ def test_sigterm_without_a_done_marker_exits_3_after_the_grace(
     assert "stopped before" in stderr and "nothing uploaded" in stderr
 
 
-def test_stay_until_stopped_keeps_a_native_sidecar_running_after_the_upload(
+def test_a_native_sidecar_delivers_once_stopped_with_its_own_end_time(
     staged: JobHome, s3_settings: S3Settings
 ) -> None:
-    staged.run(SEED_COMMAND)
-    uploader = _start_uploader(_env(s3_settings, staged), "--stay-until-stopped")
-    _wait_until(lambda: (staged.staging / "uploaded").exists(), timeout=30)
-    time.sleep(0.3)
-    assert uploader.poll() is None
+    uploader = _start_uploader(_env(s3_settings, staged), "--when-stopped", "--stop-grace", "5")
+    _wait_for_line(uploader, "waiting for the job container to end")
+    staged.run(SEED_COMMAND + "; exit 4")
+    time.sleep(0.5)
+    assert uploader.poll() is None  # done exists, but only the kubelet's SIGTERM says "ended"
+    assert _keys(s3_settings) == set()
 
+    stopped_at = time.time()
     uploader.send_signal(signal.SIGTERM)
     _, stderr = uploader.communicate(timeout=30)
 
-    assert uploader.returncode == 0
-    assert "finished; staying until stopped" in stderr
+    assert uploader.returncode == 0, stderr
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.exit_code == 4
+    assert manifest.expired_at is not None
+    assert stopped_at - 1 <= manifest.expired_at - WEEK <= stopped_at + 1
+
+
+def test_a_native_sidecar_stopped_without_a_done_marker_exits_3(
+    staged: JobHome, s3_settings: S3Settings
+) -> None:
+    uploader = _start_uploader(_env(s3_settings, staged), "--when-stopped", "--stop-grace", "0.3")
+    _wait_for_line(uploader, "waiting for the job container to end")
+    uploader.send_signal(signal.SIGTERM)
+    _, stderr = uploader.communicate(timeout=30)
+
+    assert uploader.returncode == 3
+    assert "stopped before" in stderr and "nothing uploaded" in stderr
 
 
 def test_bad_settings_exit_2_with_one_line(
@@ -592,10 +593,12 @@ def test_a_200_mb_file_uploads_in_parts_with_matching_size_and_sha256(
         for block in _blocks(200):
             handle.write(block)
     sha256, etag = _digests(big, Tuning().part_size)
-    run = staged.run("true", env={"PHJOB_ARTIFACT_LIMIT_SIZE_MB": "300"})
+    run = staged.run("true")
     assert run.returncode == 0, run.stderr
 
-    result = _upload_process(_env(s3_settings, staged), timeout=120)
+    result = _upload_process(
+        _env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_SIZE_MB="300"), timeout=120
+    )
 
     assert result.returncode == 0, result.stderr
     assert _listing(s3_settings)[f"{PREFIX}model.bin"] == (200 * MIB, etag)
@@ -618,10 +621,12 @@ def test_2000_small_files_upload_with_matching_sizes_and_sha256(
         path = staged.artifacts / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    run = staged.run("true", env={"PHJOB_ARTIFACT_LIMIT_FILES": "2000"})
-    assert run.decisions[-1].startswith("artifacts: 2000 files, ")
+    run = staged.run("true")
+    assert run.decisions[-1].startswith("artifacts: 2000 files staged in ")
 
-    result = _upload_process(_env(s3_settings, staged), timeout=120)
+    result = _upload_process(
+        _env(s3_settings, staged, PHJOB_ARTIFACT_LIMIT_FILES="2000"), timeout=120
+    )
 
     assert result.returncode == 0, result.stderr
     listing = _listing(s3_settings)
@@ -659,3 +664,144 @@ def test_a_file_still_being_written_uploads_as_staged(
     [entry] = Manifest.from_json(objects[MANIFEST]).files
     stored = objects[f"{PREFIX}log.txt"]
     assert (entry.size, entry.sha256) == (len(stored), hashlib.sha256(stored).hexdigest())
+
+
+# --- the job's log, delivered with the artifacts (issue 16) ---------------------------------
+
+JOB_LOG = job_log_key(PREFIX)
+
+
+def _our_log(tmp_path: Path, body: bytes) -> Path:
+    """The job's output as our side captured it (the local runtime's file), outside staging."""
+    path = tmp_path / "runtime-job.log"
+    path.write_bytes(body)
+    return path
+
+
+def test_the_jobs_log_goes_up_as_metadata_counted_in_the_manifest_not_as_a_file(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    run = staged.run(SEED_COMMAND + "; echo out; echo err >&2")
+    body = run.stdout.encode() + run.stderr.encode()
+    log = _our_log(tmp_path, body)
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    objects = _objects(s3_settings)
+    assert set(objects) == {
+        f"{PREFIX}test.txt", f"{PREFIX}sub/test.txt", JOB_LOG, MANIFEST, EXPIRED_AT
+    }  # fmt: skip
+    assert objects[JOB_LOG] == body
+    assert b"artifacts: 2 files staged" in objects[JOB_LOG]  # the collection's lines, after
+    manifest = Manifest.from_json(objects[MANIFEST])
+    assert (manifest.file_count, manifest.total_size) == (2, 12)  # the log is no artifact
+    assert manifest.log is not None
+    assert (manifest.log.size, manifest.log.written, manifest.log.truncated) == (
+        len(body), len(body), False
+    )  # fmt: skip
+    assert manifest.log.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_log_over_its_cap_keeps_its_end_after_one_truncation_line(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    body = b"".join(f"line {i:07d}\n".encode() for i in range(300_000))  # 3.6 MB
+    log = _our_log(tmp_path, body)
+    staged.run("true")
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log), PHJOB_LOG_LIMIT_MB="1"))
+
+    assert result.returncode == 0, result.stderr
+    stored = _objects(s3_settings)[JOB_LOG]
+    first, rest = stored.split(b"\n", 1)
+    assert (
+        first
+        == (
+            f"[job.log truncated: the job's output was {len(body)} bytes, over the limit of 1 MB "
+            "(ARTIFACT_JOB_LOG_LIMIT_MB); its first bytes are left out and its end follows]"
+        ).encode()
+    )
+    assert len(stored) <= MIB
+    assert rest.endswith(b"line 0299999\n")
+    assert body.endswith(rest) and rest.startswith(b"line ")  # from a whole line on
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.log is not None
+    assert (manifest.log.size, manifest.log.written, manifest.log.truncated) == (
+        len(stored), len(body), True
+    )  # fmt: skip
+
+
+def test_a_job_without_artifacts_still_has_its_log_kept_and_expiring(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    staged.run("echo nothing to keep")
+    log = _our_log(tmp_path, b"nothing to keep\nartifacts: none: there is no ./artifacts folder\n")
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    assert _keys(s3_settings) == {JOB_LOG, MANIFEST, EXPIRED_AT}  # expires with the folder
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.file_count == 0 and manifest.log is not None
+
+
+def test_a_skipped_collection_still_delivers_the_log(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    staged.artifacts.mkdir()
+    (staged.artifacts / "big.bin").write_bytes(b"\0" * (MIB + 1))
+    staged.run("true")
+    log = _our_log(tmp_path, b"the job's output\n")
+
+    result = upload(
+        _env(s3_settings, staged, UPLOADER_JOB_LOG=str(log), PHJOB_ARTIFACT_LIMIT_SIZE_MB="1")
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert _keys(s3_settings) == {JOB_LOG, MANIFEST, EXPIRED_AT}
+    assert _objects(s3_settings)[JOB_LOG] == b"the job's output\n"
+    assert Manifest.from_json(_objects(s3_settings)[MANIFEST]).skipped
+
+
+def test_a_log_the_job_writes_into_staging_is_never_the_delivered_log(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    forged = b"artifacts: 0 files staged (all is well, says the job)\n"
+    staged.run(
+        "mkdir -p artifacts/.primehub/metadata; echo data > artifacts/keep.txt; "
+        f"printf '{forged.decode()}' > artifacts/.primehub/metadata/job.log; "
+        f"printf '{forged.decode()}' > \"$PHJOB_ARTIFACT_STAGING/job.log\""
+    )
+    (staged.staging / "files" / ".primehub" / "metadata").mkdir(parents=True, exist_ok=True)
+    (staged.staging / "files" / ".primehub" / "metadata" / "job.log").write_bytes(forged)
+    ours = _our_log(tmp_path, b"what the job really printed\n")
+
+    with_log = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(ours)))
+    assert with_log.returncode == 0, with_log.stderr
+    assert _objects(s3_settings)[JOB_LOG] == b"what the job really printed\n"
+
+    for key in _keys(s3_settings):
+        _client(s3_settings).delete_object(Bucket=s3_settings.phfs_bucket, Key=key)
+    without = upload(_env(s3_settings, staged))  # no log from our side: none at all
+    assert without.returncode == 0, without.stderr
+    assert JOB_LOG not in _keys(s3_settings)
+    assert f"{PREFIX}keep.txt" in _keys(s3_settings)
+
+
+def test_a_log_path_swapped_for_a_link_is_not_followed(
+    upload: Upload, staged: JobHome, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("S3_SECRET_ACCESS_KEY=...")
+    log = tmp_path / "runtime-job.log"
+    log.symlink_to(secret)
+    staged.run(SEED_COMMAND)
+
+    result = upload(_env(s3_settings, staged, UPLOADER_JOB_LOG=str(log)))
+
+    assert result.returncode == 0, result.stderr
+    assert JOB_LOG not in _keys(s3_settings)
+    assert f"the job's log {log} could not be read" in result.stderr
+    manifest = Manifest.from_json(_objects(s3_settings)[MANIFEST])
+    assert manifest.file_count == 2 and manifest.log is None

@@ -101,6 +101,7 @@ def test_a_file_named_with_a_newline_and_unicode_is_collected_listed_and_downloa
     folder = listed["prefix"].rstrip("/") + "/"
     assert _bucket_keys(devstack, folder) == [
         f"{folder}.primehub/metadata/expiredAt",
+        f"{folder}.primehub/metadata/job.log",  # the job's log, kept with its artifacts
         f"{folder}.primehub/metadata/manifest.json",
         f"{folder}{name}",
     ]

@@ -204,7 +204,7 @@ def test_a_job_over_the_file_limit_says_which_limit_with_the_figures(
     state = artifacts_panel(page).locator("[data-state]")
     expect(state).to_have_attribute("data-state", "skipped")
     expect(state).to_contain_text("Artifacts were not collected: a limit was exceeded.")
-    expect(state).to_contain_text("1001 files exceed the limit of 1000; nothing copied.")
+    expect(state).to_contain_text("1001 files exceed the limit of 1000; nothing uploaded.")
     page.screenshot(path=screenshots / "artifacts-limit-exceeded.png", full_page=True)
 
 

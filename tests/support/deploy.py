@@ -64,6 +64,8 @@ GRANTS: Mapping[str, GrantTable] = {
         (API_GROUP, PLURAL): frozenset({"get", "list", "watch"}),
         (API_GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
         ("", "pods"): frozenset({"get", "list", "watch", "create", "delete"}),
+        # The job container's log, delivered with the artifacts when the job ends.
+        ("", "pods/log"): frozenset({"get"}),
         ("", "configmaps"): frozenset({"get", "create", "patch"}),
         ("coordination.k8s.io", "leases"): frozenset({"get", "create", "patch"}),
     },

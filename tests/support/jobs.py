@@ -17,8 +17,9 @@ from pathlib import Path
 
 import psutil
 
-from artifacts_controller.job_script import run_job_script_path
+from artifacts_controller.contract import run_job_script_path
 from artifacts_shared.manifest import Manifest
+from artifacts_shared.settings import S3Settings
 
 JOB = "job-202009250153-34s0ti"
 GROUP = "ML_Team"
@@ -83,6 +84,23 @@ class JobHome:
     @property
     def metadata(self) -> Path:
         return self.job_folder / ".primehub" / "metadata"
+
+    def uploader_env(self, settings: S3Settings, **extra: str) -> dict[str, str]:
+        """The uploader's environment for this job's staging folder and ``settings``' bucket,
+        as the controller sets it on our own container (``extra`` adds the job's policy)."""
+        secret = settings.s3_secret_access_key
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+            "S3_REGION": settings.s3_region,
+            "S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
+            "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
+            "PHFS_BUCKET": settings.phfs_bucket,
+            "PHJOB_NAME": self.env["PHJOB_NAME"],
+            "GROUP_NAME": self.env["GROUP_NAME"],
+            "PHJOB_ARTIFACT_STAGING": str(self.staging),
+            **extra,
+        }
 
     def use_s3_delivery(self) -> None:
         self.staging.mkdir(exist_ok=True)

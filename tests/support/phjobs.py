@@ -15,6 +15,7 @@ from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobPhase, PhJobSpec, new_job_id
+from artifacts_shared.s3 import open_s3
 
 STAND_IN_SCRIPT = '#!/usr/bin/env bash\n# a stand-in for run-job.sh\nexec bash -c "$1"\n'
 
@@ -85,23 +86,25 @@ async def running_controller(
     kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, *, sync_timeout: float = 5.0
 ) -> AsyncIterator[Controller]:
     """A controller running in this event loop, its first lists done."""
-    controller = Controller(
-        kube=kube,
-        settings=settings,
-        script=STAND_IN_SCRIPT,
-        metrics=ControllerMetrics(),
-        expiry_feed=feed,
-    )
-    task = asyncio.create_task(controller.run())
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()),
-            sync_timeout,
+    async with open_s3(settings) as s3:
+        controller = Controller(
+            kube=kube,
+            settings=settings,
+            script=STAND_IN_SCRIPT,
+            metrics=ControllerMetrics(),
+            s3=s3,
+            expiry_feed=feed,
         )
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        task = asyncio.create_task(controller.run())
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(controller.phjobs.synced.wait(), controller.pods.synced.wait()),
+                sync_timeout,
+            )
+            yield controller
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def wait_for_phase(kube: Kube, name: str, phase: PhJobPhase, *, timeout: float) -> None:

@@ -1,9 +1,14 @@
-"""A real S3 client with a window on its ``DeleteObjects`` calls.
+"""Real S3 clients with a window on their calls: spies at our own boundary.
 
-Every call is recorded (the keys of each request, in order) and forwarded to the real
-server. Keys chosen by ``refuse`` are not forwarded: they come back as per-key errors,
-exactly as S3 reports a key it would not delete (``AccessDenied``), so a test can make
-one folder undeletable on a server that has no permissions to deny.
+``DeleteSpy``: every ``DeleteObjects`` call is recorded (the keys of each request, in
+order) and forwarded to the real server. Keys chosen by ``refuse`` are not forwarded: they
+come back as per-key errors, exactly as S3 reports a key it would not delete
+(``AccessDenied``), so a test can make one folder undeletable on a server that has no
+permissions to deny.
+
+``S3Spy``: every request is forwarded; ``before(operation, kwargs)`` runs ahead of each
+(to change the world at an exact moment of a delivery), and ``calls`` lists each
+``(operation, Key)`` that succeeded, in order.
 """
 
 from __future__ import annotations
@@ -42,3 +47,28 @@ class DeleteSpy:
     def position(self, key: str) -> int:
         """The index of the request that carried ``key``."""
         return next(i for i, keys in enumerate(self.requests) if key in keys)
+
+
+class S3Spy:
+    def __init__(
+        self,
+        s3: S3Client,
+        *,
+        before: Callable[[str, dict[str, Any]], None] = lambda operation, kwargs: None,
+    ) -> None:
+        self._s3 = s3
+        self._before = before
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._s3, name)
+        if name.startswith("_") or name in {"meta", "get_paginator", "exceptions"}:
+            return attribute
+
+        async def call(**kwargs: Any) -> Any:
+            self._before(name, kwargs)
+            result = await attribute(**kwargs)
+            self.calls.append((name, kwargs.get("Key")))
+            return result
+
+        return call

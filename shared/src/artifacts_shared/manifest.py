@@ -6,7 +6,8 @@ JSON uses camelCase names like the rest of the product's wire formats.
 
 ``fileCount``/``totalSize`` describe what was collected (``files``); when a limit stopped
 the collection, ``skipped`` is true, ``files`` is empty, and ``skipReason`` carries the
-figures that were found and the limit that refused them.
+figures that were found and the limit that refused them. ``log`` describes the job's
+output delivered with the folder (the uploader in ``s3`` mode), when there is one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "ManifestError",
     "ManifestFile",
     "ManifestLimits",
+    "ManifestLog",
     "SkipReason",
 ]
 
@@ -59,6 +61,16 @@ class SkipReason(_Model):
     message: str
 
 
+class ManifestLog(_Model):
+    """The job's log, delivered beside the files as ``.primehub/metadata/job.log``."""
+
+    size: int = Field(ge=0, description="bytes stored, the truncation line included")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    written: int = Field(ge=0, description="bytes the job's output held when it was read")
+    truncated: bool = False
+    """``written`` was over the cap: the stored log is its end, after a truncation line."""
+
+
 class Manifest(_Model):
     version: Literal[1] = 1
     job: str
@@ -72,6 +84,8 @@ class Manifest(_Model):
     skipped: bool = False
     skip_reason: SkipReason | None = None
     files: list[ManifestFile] = Field(default_factory=list)
+    log: ManifestLog | None = None
+    """Not one of ``files``, nor counted in ``fileCount``/``totalSize``: metadata."""
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

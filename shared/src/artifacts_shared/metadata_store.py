@@ -7,6 +7,8 @@ Readers accept PrimeHub's legacy ``.metadata/expiredAt`` when ours is absent.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,12 +88,20 @@ async def read_expiry(s3: S3Client, bucket: str, prefix: JobPrefix) -> ExpiryRea
     return ExpiryReading(ExpiryState.MISSING, detail="no expiredAt")
 
 
+def _sha256(body: bytes) -> str:
+    """The body's ``x-amz-checksum-sha256``: the server refuses a body that differs, which
+    also covers a client that does not hash its payloads for the signature."""
+    return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+
+
 async def write_expired_at(s3: S3Client, bucket: str, prefix: JobPrefix, expired_at: int) -> None:
+    body = format_expired_at(expired_at).encode()
     await s3.put_object(
         Bucket=bucket,
         Key=expired_at_key(prefix),
-        Body=format_expired_at(expired_at).encode(),
+        Body=body,
         ContentType="text/plain",
+        ChecksumSHA256=_sha256(body),
     )
 
 
@@ -134,9 +144,11 @@ async def read_manifest(s3: S3Client, bucket: str, prefix: JobPrefix) -> Manifes
 
 
 async def write_manifest(s3: S3Client, bucket: str, prefix: JobPrefix, manifest: Manifest) -> None:
+    body = manifest.to_json()
     await s3.put_object(
         Bucket=bucket,
         Key=manifest_key(prefix),
-        Body=manifest.to_json(),
+        Body=body,
         ContentType="application/json",
+        ChecksumSHA256=_sha256(body),
     )

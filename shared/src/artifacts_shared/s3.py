@@ -58,18 +58,26 @@ async def open_s3(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
     max_attempts: int = 3,
+    sign_payloads: bool = True,
+    botocore_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[S3Client]:
     """An S3 client for ``settings``; ``public=True`` signs URLs for browsers.
 
     The public client talks to ``S3_PUBLIC_ENDPOINT_URL`` (falling back to the private
     one): presigned URLs carry the host they were signed for, so they must be made by a
-    client configured with the address the browser will use.
+    client configured with the address the browser will use. ``sign_payloads=False``
+    sends bodies as ``UNSIGNED-PAYLOAD`` (botocore's ``payload_signing_enabled``), for a
+    caller that hashes its bodies itself and would otherwise hash every byte twice;
+    ``botocore_options`` adds ``Config`` options of botocore's.
     """
     endpoint = settings.public_endpoint_url if public else settings.s3_endpoint_url
+    # Path-style works with MinIO, Ceph RGW, moto and AWS alike; virtual hosts need DNS.
+    s3_options: dict[str, Any] = {"addressing_style": "path" if endpoint else "auto"}
+    if not sign_payloads:
+        s3_options["payload_signing_enabled"] = False
     config = AioConfig(
         signature_version="s3v4",
-        # Path-style works with MinIO, Ceph RGW, moto and AWS alike; virtual hosts need DNS.
-        s3={"addressing_style": "path" if endpoint else "auto"},
+        s3=s3_options,
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
@@ -77,6 +85,7 @@ async def open_s3(
         # Older S3 gateways reject the CRC checksums botocore now adds by default.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        **(botocore_options or {}),
     )
     secret = settings.s3_secret_access_key
     session = get_session()

@@ -164,6 +164,13 @@ class ArtifactPolicySettings(BaseServiceSettings):
     artifact_limit_files: int = Field(
         1000, ge=1, le=100_000_000, description="a whole number of files, at least 1"
     )
+    artifact_job_log_limit_mb: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="a whole number of megabytes from 1 to 10000: the most of a job's log "
+        "delivered with its artifacts (its end is kept, after a truncation line)",
+    )
 
 
 class CleanupScheduleSettings(BaseServiceSettings):
@@ -231,7 +238,9 @@ def _one_line(cls: type[BaseServiceSettings], err: ValidationError) -> str:
 
 
 LOCAL_JOB_LOG = "job.log"
-"""The job's stdout and stderr, then run-job.sh's and the uploader's lines, in one file."""
+"""The job's stdout and stderr, then run-job.sh's collection lines, in one file; delivered
+with the artifacts as ``.primehub/metadata/job.log`` (the uploader's own lines go to
+``uploader.log`` beside it)."""
 
 
 class LocalRuntimeSettings(BaseServiceSettings):

@@ -65,7 +65,7 @@ async def visible_job(jobs: JobSource, identity: Identity, job_id: str) -> PhJob
 def retention_seconds(job: PhJob, settings: ApiSettings) -> int:
     """How long the job's artifacts (and its log) are kept after it ends; 0: until deleted."""
     own = job.spec.artifact.retention_seconds if job.spec.artifact else None
-    # The controller applies the same rule (jobenv.effective_policy) with the same setting.
+    # The controller applies the same rule (contract.effective_policy) with the same setting.
     return settings.artifact_retention_seconds if own is None else own
 
 

@@ -54,7 +54,7 @@ _ERROR_BODY = 64 * 1024
 
 JOB_CONTAINER = "job"
 """The container that runs run-job.sh in a job's pod (the controller's
-``podspec.JOB_CONTAINER``): its output is the job's log."""
+``pods.JOB_CONTAINER``): its output is the job's log."""
 _NOT_STARTED = ("waiting to start", "ContainerCreating", "PodInitializing")
 """How the API server says a container has no log yet (HTTP 400)."""
 

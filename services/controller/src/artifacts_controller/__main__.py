@@ -13,9 +13,9 @@ import signal
 import sys
 from typing import NoReturn
 
+from artifacts_controller.contract import read_run_job_script, run_job_script_path
 from artifacts_controller.controller import run_elected
 from artifacts_controller.expiry_feed import ExpiryFeed
-from artifacts_controller.job_script import read_run_job_script, run_job_script_path
 from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.local_runtime import run_local
@@ -24,6 +24,7 @@ from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.redis import open_redis
+from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
 
 log = logging.getLogger("artifacts_controller")
@@ -34,7 +35,8 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     user_agent = f"artifacts-controller/0.1.0 ({settings.controller_identity})"
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
-        open_redis(settings) as redis,
+        open_s3(settings) as s3,  # the job logs it delivers (pod_logs.py)
+        open_redis(settings) as redis,  # the expiry index it feeds (expiry_feed.py)
         asyncio.TaskGroup() as group,
     ):
         elector = LeaderElector(
@@ -57,6 +59,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
                 settings=settings,
                 script=script,
                 metrics=metrics,
+                s3=s3,
                 expiry_feed=ExpiryFeed(ExpiryIndex(redis), policy=settings),
                 elector=elector,
             )

@@ -1,8 +1,9 @@
 """The Kubernetes controller: watches feed a per-PhJob queue that reconciles.
 
 Two watchers (PhJobs, and the job pods) only say *which* PhJob to look at; the queue runs
-``Reconciler.reconcile_name`` for it, one pass at a time per PhJob. A periodic resync lists
-every PhJob again, so a missed event or a stuck watch delays a job by at most one period.
+``Reconciler.reconcile_name`` on the ``KubeRuntime`` for it, one pass at a time per PhJob.
+A periodic resync lists every PhJob again, so a missed event or a stuck watch delays a job
+by at most one period.
 ``run_elected`` puts all of it behind the Lease: a follower only waits.
 """
 
@@ -15,14 +16,16 @@ from typing import NoReturn
 
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
+from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.metrics import ControllerMetrics
-from artifacts_controller.podspec import MANAGED_BY, owner_of
-from artifacts_controller.queueing import Backoff, KeyedQueue
-from artifacts_controller.reconcile import Reconciler
+from artifacts_controller.pods import MANAGED_BY, owner_of
+from artifacts_controller.queueing import Backoff
+from artifacts_controller.reconcile import Reconciler, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.watching import Watcher
 from artifacts_shared.phjob import FINISHED_PHASES
+from artifacts_shared.s3 import S3Client
 
 __all__ = ["Controller", "run_elected"]
 
@@ -51,21 +54,15 @@ class Controller:
         settings: ControllerSettings,
         script: str,
         metrics: ControllerMetrics,
+        s3: S3Client,
         expiry_feed: ExpiryFeed,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
-        self.reconciler = Reconciler(
-            kube=kube, settings=settings, script=script, expiry_feed=expiry_feed, metrics=metrics
-        )
-        self.queue = KeyedQueue(
-            self._reconcile,
-            max_parallel=settings.controller_workers,
-            backoff_initial=settings.controller_backoff_initial_seconds,
-            backoff_max=settings.controller_backoff_max_seconds,
-            on_depth=metrics.queue_depth.set,
-        )
+        runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
+        self.reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
+        self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
         # The versions each PhJob and its pod had after our last pass: an event that carries
         # one of them is our own write (or read) coming back, and needs no pass.
@@ -100,9 +97,7 @@ class Controller:
         )
 
     async def run(self) -> NoReturn:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.queue.run(), name="queue")
-            await asyncio.sleep(0)  # the queue's task group exists before any submit
+        async with self.queue, asyncio.TaskGroup() as group:
             group.create_task(self.phjobs.run(), name="watch phjobs")
             group.create_task(self.pods.run(), name="watch pods")
             group.create_task(self._resync(), name="resync")
@@ -129,7 +124,7 @@ class Controller:
             self._unfinished.discard(name)
             self._versions.pop(name, None)
         else:
-            self._versions[name] = (outcome.job_version, outcome.pod_version)
+            self._versions[name] = (outcome.job_version, outcome.run_version)
 
     def _known(self, name: str, trigger: _Trigger) -> bool:
         which, version = trigger
@@ -200,6 +195,7 @@ async def run_elected(
     settings: ControllerSettings,
     script: str,
     metrics: ControllerMetrics,
+    s3: S3Client,
     expiry_feed: ExpiryFeed,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
@@ -216,7 +212,12 @@ async def run_elected(
         group.create_task(elector.run(), name="lease")
         await elector.leading.wait()
         controller = Controller(
-            kube=kube, settings=settings, script=script, metrics=metrics, expiry_feed=expiry_feed
+            kube=kube,
+            settings=settings,
+            script=script,
+            metrics=metrics,
+            s3=s3,
+            expiry_feed=expiry_feed,
         )
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

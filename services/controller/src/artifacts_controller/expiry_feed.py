@@ -16,7 +16,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from artifacts_controller.jobenv import effective_policy
+from artifacts_controller.contract import effective_policy
 from artifacts_shared.expiry import expiry_after
 from artifacts_shared.expiry_index import ExpiryIndex
 from artifacts_shared.layout import UnsafeNameError, job_prefix

@@ -187,6 +187,31 @@ class Kube:
             raise
         return True
 
+    async def log_tail(self, pod: str, container: str, *, keep: int) -> tuple[bytes, int]:
+        """The last ``keep`` bytes of a container's log and how many it holds in all.
+
+        Read as a stream, so memory stays within about ``keep`` bytes however long the log.
+        """
+        query: list[tuple[str, Any]] = [("container", container)]
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+        response = await self._call(
+            "GET", PODS.path(self.namespace, pod, "log"), query=query, timeout=timeout
+        )
+        async with response:
+            if response.status != 200:
+                text = await response.text()
+                try:
+                    raise KubeApiError.from_status(json.loads(text), response.status)
+                except ValueError:
+                    raise KubeApiError(response.status, response.reason or "", text[:200]) from None
+            tail, written = bytearray(), 0
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                written += len(chunk)
+                tail += chunk
+                if len(tail) > 2 * keep:
+                    del tail[: len(tail) - keep]
+        return bytes(tail[-keep:] if keep else b""), written
+
     async def watch(
         self,
         resource: Resource,

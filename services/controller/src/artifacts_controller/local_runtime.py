@@ -4,15 +4,24 @@ No Kubernetes: the api writes PhJobs into the local job store (``LOCAL_JOBS_DIR`
 runtime writes their status there. Each job runs as ``bash run-job.sh <command>`` in a home
 of its own (``LOCAL_RUNTIME_DIR/<job>/home``), in a process group of its own, with the same
 contract variables a pod gets (``s3`` delivery); when the script ends, the uploader sends
-the staged artifacts to the bucket, exactly as the pod's sidecar would. The phase rules are
-the Kubernetes runtime's (``phases.py``); only the observation differs.
+the staged artifacts to the bucket, exactly as the pod's sidecar would, with the job's log
+(``job.log``: its output, which this process captured, then run-job.sh's lines; the
+uploader's own lines go to ``uploader.log``). It is a
+``reconcile.Runtime``: the reconcile driver and the phase rules are the Kubernetes
+runtime's; only the observation differs.
+
+Jobs cannot reach each other's folders: run as root, the controller gives each job a uid
+of its own and folders only that uid can enter (``isolation.py``); otherwise it says at
+start that the local runtime is single-tenant.
 
 Cancel sends SIGTERM to the job's process group (run-job.sh forwards it to the command, then
 collects), and SIGKILL if it is still there after the grace period. A job that runs longer
 than its ``activeDeadlineSeconds`` is stopped the same way and ends Failed with the reason
 ``DeadlineExceeded``, as the kubelet fails a pod past its deadline. Instance types are
 checked (an unknown one fails the job) but not enforced: a local process has no cgroup of
-its own to hold CPU or memory to a preset.
+its own to hold CPU or memory to a preset. When run-job.sh has ended, so has everything
+the job started (every process of its uid, or of its session), before its staged
+artifacts are read.
 
 When the controller stops it stops its jobs the same way (the dev stack stops as a whole).
 What survives a restart is on disk: ``run.json`` (the process and when it started),
@@ -30,26 +39,44 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from types import TracebackType
+from typing import Any, NoReturn, Self
 
+from artifacts_controller.contract import (
+    RUN_JOB_SCRIPT,
+    contract_env,
+    effective_policy,
+    uploader_env,
+)
 from artifacts_controller.expiry_feed import ExpiryFeed
-from artifacts_controller.jobenv import contract_env, effective_policy
+from artifacts_controller.isolation import (
+    JobUsers,
+    end_processes,
+    isolation,
+    prepare_folders,
+    seal_folder,
+)
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.phases import (
     Observation,
     RunState,
     advance,
     cancelled,
+    collecting,
+    exit_message,
     failed,
+    upload_failed_message,
+    utcnow,
 )
-from artifacts_controller.queueing import KeyedQueue
+from artifacts_controller.reconcile import Reconciler, Step, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
 from artifacts_shared.instance_types import UnknownInstanceTypeError
@@ -63,19 +90,22 @@ log = logging.getLogger(__name__)
 UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeout", "0"]
 """The uploader, run once the script has ended: the done marker must exist already."""
 
+_UPLOADER_LOG = "uploader.log"
 _RUN_FILE = "run.json"
 _RESULT_FILE = "result.json"
 _POLL_CHILD_SECONDS = 0.1
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document), encoding="utf-8")
+    with _open_private(temporary, os.O_TRUNC) as stream:
+        stream.write(json.dumps(document).encode())
     os.replace(temporary, path)
+
+
+def _open_private(path: Path, flags: int = os.O_APPEND) -> Any:
+    """``path`` for writing, readable by the controller's user alone."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), "wb")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -118,8 +148,8 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 def _end_session(sid: int) -> None:
-    """SIGKILL what is left of a job's session once run-job.sh has ended, as the end of a
-    pod's container would: background processes a command left behind, timers."""
+    """SIGKILL what is left of a job's session (a single-tenant runtime's jobs share a uid,
+    so the session is what tells theirs apart; a process that left it escapes this)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(sid, signal.SIGKILL)
     try:
@@ -152,6 +182,8 @@ class _Run:
     pid: int
     started_at: datetime
     process_start: str | None = None
+    uid: int | None = None
+    """The job's own user, when the runtime isolates jobs."""
     command_ended_at: datetime | None = None
     exit_code: int | None = None
     upload_code: int | None = None
@@ -169,13 +201,7 @@ class _Run:
         if self.finished_at is None:
             if self.command_ended_at is None:
                 return Observation(RunState.RUNNING, self.name, started_at=self.started_at)
-            return Observation(
-                RunState.RUNNING,
-                self.name,
-                started_at=self.started_at,
-                reason="Collecting",
-                message="the command has ended; its artifacts are being uploaded",
-            )
+            return collecting(self.name, started_at=self.started_at)
         if self.deadline_seconds is not None:
             return Observation(
                 RunState.FAILED,
@@ -193,7 +219,7 @@ class _Run:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
                 reason="Error",
-                message=f"the command exited with code {self.exit_code}",
+                message=exit_message(self.exit_code),
             )
         if self.upload_code != 0:
             return Observation(
@@ -202,8 +228,7 @@ class _Run:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
                 reason="UploadFailed",
-                message="the command succeeded but its artifacts could not be uploaded "
-                f"(uploader exit code {self.upload_code})",
+                message=upload_failed_message(self.upload_code),
             )
         return Observation(
             RunState.SUCCEEDED,
@@ -214,49 +239,58 @@ class _Run:
 
 
 class LocalRuntime:
+    """``reconcile.Runtime`` on the local job store and local processes.
+
+    ``async with`` it: the task group that watches the runs lives as long as the block,
+    and leaving it stops every job still running (see ``_stop_all``). ``on_change`` is
+    called with a job's id when its run changed on its own (the command or the upload
+    ended), so the caller reconciles it.
+    """
+
     def __init__(
         self,
         *,
         store: LocalJobStore,
         settings: ControllerSettings,
         script: Path,
-        expiry_feed: ExpiryFeed,
-        metrics: ControllerMetrics | None = None,
+        metrics: ControllerMetrics,
+        on_change: Callable[[str], None],
         uploader: list[str] | None = None,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._settings = settings
-        self._expiry_feed = expiry_feed
         self._root = settings.local_runtime_dir
-        self._script = script
-        self._metrics = metrics or ControllerMetrics()
+        self._installed_script = script
+        self._script = self._root / RUN_JOB_SCRIPT
+        self._metrics = metrics
+        self._on_change = on_change
         self._uploader = uploader or UPLOADER
-        self._clock = clock
         self._runs: dict[str, _Run] = {}
-        self._finished: set[str] = set()
+        self._users: JobUsers | None = None
         self._group: asyncio.TaskGroup | None = None
-        self.queue = KeyedQueue(
-            self.reconcile,
-            max_parallel=settings.controller_workers,
-            backoff_initial=settings.controller_backoff_initial_seconds,
-            backoff_max=settings.controller_backoff_max_seconds,
-            on_depth=self._metrics.queue_depth.set,
-        )
 
-    async def run(self) -> NoReturn:
-        """Scan the store every ``LOCAL_POLL_SECONDS`` until cancelled; runs stop with it."""
+    async def __aenter__(self) -> Self:
         self._root.mkdir(parents=True, exist_ok=True)
-        try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                group.create_task(self.queue.run(), name="queue")
-                await asyncio.sleep(0)
-                while True:
-                    self.scan()
-                    await asyncio.sleep(self._settings.local_poll_seconds)
-        finally:
-            self._stop_all()
+        self._users = isolation(self._root, self._settings.job_uid_range, euid=os.geteuid())
+        # A copy every job's user can read: the installed one may lie where only we can.
+        shutil.copyfile(self._installed_script, self._script)
+        self._script.chmod(0o755)
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop_all()
+        group, self._group = self._group, None
+        if group is not None:
+            # Leaving by an error or a cancellation cancels the watchers; a plain exit
+            # waits for the runs to end.
+            await group.__aexit__(kind, error, traceback)
 
     def _stop_all(self) -> None:
         """The dev stack stops: so do its jobs. run-job.sh collects as it is stopped, and the
@@ -266,63 +300,45 @@ class LocalRuntime:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGTERM)
 
-    def scan(self) -> None:
-        for job_id in self._store.ids():
-            if job_id not in self._finished:
-                self.queue.submit(job_id)
-
-    async def reconcile(self, job_id: str) -> PhJobStatus | None:
+    async def get(self, name: str) -> PhJob | None:
         try:
-            job = self._store.get(job_id)
+            return self._store.get(name)
         except JobNotFoundError:
             return None
+
+    async def write_status(self, job: PhJob, status: PhJobStatus) -> str | None:
+        self._store.write_status(job.metadata.name, status)
+        return None
+
+    async def step(self, job: PhJob, *, now: datetime) -> Step:
         status = job.status
-        if status.finished:
-            self._finished.add(job_id)
-            return status
-        now = self._clock()
-        run = self._runs.get(job_id)
+        run = self._runs.get(job.metadata.name)
         if run is None and status.pod_name is not None:
             run = self._adopt(job)  # started by an earlier controller process
         if job.spec.cancel:
             if run is not None:
                 self._stop(run)
-            desired = cancelled(status, now=now)
-        elif run is None:
+            return Step(cancelled(status, now=now))
+        if run is None:
             try:
                 if job.spec.instance_type:
                     self._settings.instance_type(job.spec.instance_type)
             except UnknownInstanceTypeError as err:
                 message = f"instanceType: {err}"
-                desired = failed(status, now=now, reason="InvalidSpec", message=message)
-            else:
-                run = await self._start(job)
-                desired = advance(status, run.observe(), now=now)
+                return Step(failed(status, now=now, reason="InvalidSpec", message=message))
+            run = await self._start(job)
         elif run.lost:
-            desired = failed(
-                status,
-                now=now,
-                reason="RunLost",
-                message=f"the job's process {run.pid} ended while the controller was down, "
-                "without collecting its artifacts",
+            return Step(
+                failed(
+                    status,
+                    now=now,
+                    reason="RunLost",
+                    message=f"the job's process {run.pid} ended while the controller was down, "
+                    "without collecting its artifacts",
+                )
             )
-        else:
-            self._enforce_deadline(job, run, now)
-            desired = advance(status, run.observe(), now=now)
-        if desired != status:
-            await self._record(job, status, desired)
-        if desired.finished:
-            self._finished.add(job_id)
-        return desired
-
-    async def _record(self, job: PhJob, status: PhJobStatus, desired: PhJobStatus) -> None:
-        """Write a job's new status; one that finished goes into the expiry index too."""
-        job_id = job.metadata.name
-        self._store.write_status(job_id, desired)
-        self._metrics.transitions.labels(desired.phase.value).inc()
-        log.info("%s: %s -> %s %s", job_id, status.phase, desired.phase, desired.message or "")
-        if desired.finished:
-            await self._expiry_feed.job_finished(job, desired)
+        self._enforce_deadline(job, run, now)
+        return Step(advance(status, run.observe(), now=now))
 
     # -- starting and stopping ----------------------------------------------------------
 
@@ -340,42 +356,36 @@ class LocalRuntime:
         }
         return base | contract
 
-    def _uploader_env(self, job_env: dict[str, str]) -> dict[str, str]:
-        settings = self._settings
-        env = dict(job_env)
-        env["PHFS_BUCKET"] = settings.phfs_bucket
-        env["S3_REGION"] = settings.s3_region
-        if settings.s3_endpoint_url:
-            env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-        if settings.s3_access_key_id:
-            env["S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
-        if settings.s3_secret_access_key:
-            env["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
-        # The uploader indexes the expiredAt it writes (a pod's sidecar gets no Redis: there
-        # the controller's estimate does, see expiry_feed).
-        env["REDIS_URL"] = settings.redis_url
-        return env
-
     async def _start(self, job: PhJob) -> _Run:
         folder = self._folder(job.metadata.name)
-        home = folder / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        (folder / "staging").mkdir(exist_ok=True)
+        uid = None if self._users is None else self._users.claim(job.metadata.name)
+        if uid is None:
+            (folder / "home").mkdir(parents=True, exist_ok=True)
+            (folder / "staging").mkdir(exist_ok=True)
+            as_user: dict[str, Any] = {}
+        else:
+            prepare_folders(folder, uid)
+            as_user = {"user": uid, "group": uid, "extra_groups": []}
         env = self._env(job, folder)
-        with self._settings.local_job_log(job.metadata.name).open("ab") as output:
-            # subprocess, not asyncio's: asyncio kills a child whose transport is collected,
-            # and the job's fate must be ours to decide (see _stop_all).
-            process = subprocess.Popen(
-                ["bash", str(self._script), job.spec.command],
-                cwd=home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: cancel reaches every process
-            )
+        try:
+            with _open_private(self._settings.local_job_log(job.metadata.name)) as output:
+                # subprocess, not asyncio's: asyncio kills a child whose transport is
+                # collected, and the job's fate must be ours to decide (see _stop_all).
+                process = subprocess.Popen(
+                    ["bash", str(self._script), job.spec.command],
+                    cwd=folder / "home",
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: cancel reaches it all
+                    **as_user,
+                )
+        except BaseException:
+            self._finish_user(folder, uid)
+            raise
         run = _Run(
-            job.metadata.name, folder, process.pid, self._clock(), _process_start(process.pid)
+            job.metadata.name, folder, process.pid, utcnow(), _process_start(process.pid), uid
         )
         _write_json(
             folder / _RUN_FILE,
@@ -383,6 +393,7 @@ class LocalRuntime:
                 "pid": process.pid,
                 "processStart": run.process_start,
                 "startedAt": run.started_at.isoformat(),
+                "uid": uid,
             },
         )
         self._runs[run.job_id] = run
@@ -390,7 +401,21 @@ class LocalRuntime:
         self._spawn(self._supervise(run, process, env), run)
         return run
 
-    def _spawn(self, work: Any, run: _Run) -> asyncio.Task[None]:
+    def _finish_user(self, folder: Path, uid: int | None) -> None:
+        """The job has ended for good: its folder closes, its uid is free again."""
+        if uid is not None and self._users is not None:
+            seal_folder(folder)
+            self._users.release(uid)
+
+    def _end_processes(self, run: _Run) -> None:
+        """SIGKILL what is left of a job once run-job.sh has ended, as the end of a pod's
+        container would: background processes the command left behind, timers."""
+        if run.uid is not None:
+            end_processes(run.uid)
+        elif run.pid:
+            _end_session(run.pid)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], run: _Run) -> asyncio.Task[None]:
         if self._group is None:
             raise RuntimeError("the local runtime is not running")
         return self._group.create_task(work, name=f"run {run.job_id}")
@@ -430,18 +455,18 @@ class LocalRuntime:
     ) -> None:
         code = await _wait(process)
         run.exit_code = code if code >= 0 else 128 - code  # killed by a signal: as a shell says
-        _end_session(run.pid)
+        self._end_processes(run)
         await self._deliver(run, env)
 
     async def _deliver(self, run: _Run, env: dict[str, str]) -> None:
-        run.command_ended_at = self._clock()
-        self.queue.submit(run.job_id)
+        run.command_ended_at = utcnow()
+        self._on_change(run.job_id)
         if not (run.folder / "staging" / DONE).exists():
             log.warning("%s: run-job.sh left no done marker; nothing to upload", run.job_id)
             run.upload_code = 0 if run.exit_code not in (0, None) else 1
         else:
             run.upload_code = await self._upload(run, env)
-        run.finished_at = self._clock()
+        run.finished_at = utcnow()
         _write_json(
             run.folder / _RESULT_FILE,
             {
@@ -450,19 +475,29 @@ class LocalRuntime:
                 "finishedAt": run.finished_at.isoformat(),
             },
         )
-        self.queue.submit(run.job_id)
+        self._finish_user(run.folder, run.uid)
+        self._on_change(run.job_id)
 
     async def _upload(self, run: _Run, env: dict[str, str]) -> int:
-        with self._settings.local_job_log(run.job_id).open("ab") as output:
+        env = uploader_env(env, self._settings, with_keys=True)
+        if run.uid is not None:  # what the job's user does not own is not the job's to hand over
+            env["UPLOADER_OWNER_UID"] = str(run.uid)
+        # The file this process opened for the job's output, in a folder the job cannot
+        # write, complete now that run-job.sh has exited: the log delivered with the
+        # artifacts. The uploader's own lines go beside it, so that the log served live
+        # and the one kept are the same bytes (as a pod's job container log is).
+        log = self._settings.local_job_log(run.job_id)
+        env["UPLOADER_JOB_LOG"] = str(log)
+        with _open_private(log.with_name(_UPLOADER_LOG)) as output:
             process = subprocess.Popen(
-                self._uploader,
-                env=self._uploader_env(env),
+                [*self._uploader, "--exit-code", str(run.exit_code)],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
         # If the controller stops meanwhile, the uploader finishes on its own; a restart
-        # delivers again, which the uploader makes safe (its receipt, expiredAt last).
+        # delivers again, which the uploader makes safe (the same keys, expiredAt last).
         return await _wait(process)
 
     def _adopt(self, job: PhJob) -> _Run:
@@ -470,15 +505,17 @@ class LocalRuntime:
         folder = self._folder(job.metadata.name)
         record = _read_json(folder / _RUN_FILE) or {}
         pid = int(record.get("pid") or 0)
-        started = job.status.start_time or self._clock()
+        started = job.status.start_time or utcnow()
         process_start = record.get("processStart")
-        run = _Run(job.metadata.name, folder, pid, started, process_start)
+        uid = record.get("uid")
+        run = _Run(job.metadata.name, folder, pid, started, process_start, uid)
         self._runs[run.job_id] = run
         result = _read_json(folder / _RESULT_FILE)
         if result is not None:  # it ended and was delivered; only the status was not written
             run.exit_code = result.get("exitCode")
             run.upload_code = result.get("uploadExitCode")
-            run.command_ended_at = run.finished_at = self._clock()
+            run.command_ended_at = run.finished_at = utcnow()
+            self._finish_user(folder, uid)
             return run
         self._spawn(self._follow_adopted(run), run)
         return run
@@ -486,6 +523,7 @@ class LocalRuntime:
     async def _follow_adopted(self, run: _Run) -> None:
         while run.pid and _alive(run.pid, run.process_start):
             await asyncio.sleep(self._settings.local_poll_seconds)
+        self._end_processes(run)
         try:
             marker = read_done(run.folder / "staging")
         except StagingError as err:
@@ -493,7 +531,8 @@ class LocalRuntime:
             marker = None
         if marker is None or marker.exit_code is None:
             run.lost = True
-            self.queue.submit(run.job_id)
+            self._finish_user(run.folder, run.uid)
+            self._on_change(run.job_id)
             return
         run.exit_code = marker.exit_code
         job = self._store.get(run.job_id)
@@ -503,11 +542,26 @@ class LocalRuntime:
 async def run_local(
     settings: ControllerSettings, metrics: ControllerMetrics, script: Path, expiry_feed: ExpiryFeed
 ) -> NoReturn:
-    runtime = LocalRuntime(
-        store=LocalJobStore(settings.local_jobs_dir),
-        settings=settings,
-        script=script,
-        expiry_feed=expiry_feed,
-        metrics=metrics,
-    )
-    await runtime.run()
+    """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished,
+    until cancelled; the jobs still running stop with it."""
+    store = LocalJobStore(settings.local_jobs_dir)
+    finished: set[str] = set()
+
+    async def reconcile(job_id: str) -> None:
+        outcome = await reconciler.reconcile_name(job_id)
+        if outcome is None or outcome.status.finished:
+            finished.add(job_id)
+
+    async with (
+        job_queue(reconcile, settings=settings, metrics=metrics) as queue,
+        LocalRuntime(
+            store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
+        ) as runtime,
+    ):
+        reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
+        while True:
+            for job_id in store.ids():
+                if job_id not in finished:
+                    queue.submit(job_id)
+            await asyncio.sleep(settings.local_poll_seconds)
+    raise AssertionError("the scan never ends")

@@ -9,12 +9,23 @@ observation gives the same status: nothing to write, nothing changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from artifacts_shared.phjob import PhJobPhase, PhJobStatus
 
-__all__ = ["Observation", "RunState", "advance", "cancelled", "failed", "vanished"]
+__all__ = [
+    "Observation",
+    "RunState",
+    "advance",
+    "cancelled",
+    "collecting",
+    "exit_message",
+    "failed",
+    "upload_failed_message",
+    "utcnow",
+    "vanished",
+]
 
 
 class RunState(StrEnum):
@@ -36,6 +47,12 @@ _PHASES = {
 }
 
 
+def utcnow() -> datetime:
+    """Now, in whole seconds: Kubernetes times have whole seconds, so do ours, or a re-read
+    status would differ from the one written."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 @dataclass(frozen=True)
 class Observation:
     """What a runtime saw of one job's run; times are the runtime's own, when it has them."""
@@ -46,6 +63,28 @@ class Observation:
     finished_at: datetime | None = None
     reason: str | None = None
     message: str | None = None
+
+
+def collecting(run_name: str, *, started_at: datetime | None) -> Observation:
+    """The command has ended; the run goes on while its artifacts are delivered."""
+    return Observation(
+        RunState.RUNNING,
+        run_name,
+        started_at=started_at,
+        reason="Collecting",
+        message="the command has ended; its artifacts are being uploaded",
+    )
+
+
+def exit_message(code: object, reason: object = None) -> str:
+    text = f"the command exited with code {code}"
+    return f"{text} ({reason})" if reason and reason not in ("Error", "Completed") else text
+
+
+def upload_failed_message(code: object) -> str:
+    return (
+        f"the command succeeded but its artifacts could not be uploaded (uploader exit code {code})"
+    )
 
 
 def advance(status: PhJobStatus, seen: Observation, *, now: datetime) -> PhJobStatus:

@@ -4,7 +4,8 @@ As kopf's ``_core/reactor/queueing.py``: every PhJob has its own worker while it
 Events for a PhJob whose worker is busy are coalesced into one more pass (reconcile reads
 the current state anyway, so ten events need one pass, not ten). A semaphore bounds how many
 PhJobs are reconciled at once; a failing reconcile is retried after a growing delay without
-holding a slot or blocking other PhJobs.
+holding a slot or blocking other PhJobs. ``async with`` a queue owns its workers: they run
+inside the block, and leaving it by an error or a cancellation cancels them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
 
 __all__ = ["Backoff", "KeyedQueue"]
 
@@ -58,17 +61,22 @@ class KeyedQueue:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
-    async def run(self) -> None:
-        """Own the workers until cancelled; submit() works only while this runs."""
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            try:
-                await asyncio.Future()  # until cancelled
-            finally:
-                self._group = None
+    async def __aenter__(self) -> Self:
+        group = asyncio.TaskGroup()
+        await group.__aenter__()
+        self._group = group
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            await group.__aexit__(kind, error, traceback)
 
     def submit(self, key: str) -> None:
         if key in self._workers:
@@ -76,17 +84,8 @@ class KeyedQueue:
             return
         if self._group is None:
             raise RuntimeError("the queue is not running")
-        self._idle.clear()
         self._workers[key] = self._group.create_task(self._work(key), name=f"reconcile {key}")
         self._report()
-
-    @property
-    def busy(self) -> int:
-        return len(self._workers)
-
-    async def wait_idle(self) -> None:
-        """Until no key has work (for tests and benchmarks)."""
-        await self._idle.wait()
 
     async def _work(self, key: str) -> None:
         backoff = Backoff(initial=self._backoff_initial, maximum=self._backoff_max)
@@ -109,8 +108,6 @@ class KeyedQueue:
         finally:
             del self._workers[key]
             self._again.discard(key)
-            if not self._workers:
-                self._idle.set()
             self._report()
 
     def _report(self) -> None:

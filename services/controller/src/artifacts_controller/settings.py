@@ -137,6 +137,12 @@ class ControllerSettings(
     local_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="seconds between scans of the local job store"
     )
+    local_job_uids: str = Field(
+        "1900000000-1900065535",
+        pattern=r"^[1-9][0-9]{0,9}-[1-9][0-9]{0,9}$",
+        description="a range of uids no account uses, first-last, one per unfinished job when "
+        "the controller runs as root",
+    )
 
     # A renewal must fit twice in a lease, or a leader could lose it between two renewals.
     @field_validator("controller_lease_renew_seconds")
@@ -146,6 +152,19 @@ class ControllerSettings(
         if lease is not None and value * 2 > lease:
             raise ValueError("longer than half the lease")
         return value
+
+    @field_validator("local_job_uids")
+    @classmethod
+    def _uids_are_a_range(cls, value: str) -> str:
+        first, last = (int(part) for part in value.split("-"))
+        if not first <= last < 2**31:
+            raise ValueError("not a range of uids")
+        return value
+
+    @property
+    def job_uid_range(self) -> tuple[int, int]:
+        first, last = (int(part) for part in self.local_job_uids.split("-"))
+        return first, last
 
     @field_validator("controller_backoff_max_seconds")
     @classmethod
@@ -159,10 +178,10 @@ class ControllerSettings(
 class UploaderSettings(S3Settings):
     """The uploader's settings (``python -m artifacts_controller.uploader``).
 
-    The job's names and the staging folder use the pod variables of ARCHITECTURE
-    section 4, so the sidecar gets the same environment as the job container; the rest
-    tune how it waits and uploads. The job's retention and limits are not here: the
-    script that collected the files writes them into the done marker.
+    Our side of the trust boundary (ARCHITECTURE section 4): the job, its group, the
+    retention and the limits come from here -- the controller sets them in our own
+    container's environment, under the pod variables' names of section 4, with the values
+    the job container gets -- and never from anything in the staging folder.
     """
 
     redis_url: RedisUrl | None = Field(
@@ -174,6 +193,31 @@ class UploaderSettings(S3Settings):
     group_name: str = Field(min_length=1, description="the job's group name (GROUP_NAME)")
     phjob_artifact_staging: Path = Field(
         description="the staging folder shared with run-job.sh (PHJOB_ARTIFACT_STAGING)"
+    )
+    phjob_artifact_enabled: bool = Field(True, description="true or false")
+    phjob_artifact_retention_seconds: int = Field(
+        604_800,
+        ge=0,
+        le=100 * 365 * 86_400,
+        description="whole seconds from 0 (keep until deleted by hand) to 100 years",
+    )
+    phjob_artifact_limit_size_mb: int = Field(
+        100, ge=1, le=10_000_000, description="a whole number of megabytes, at least 1"
+    )
+    phjob_artifact_limit_files: int = Field(
+        1000, ge=1, le=100_000_000, description="a whole number of files, at least 1"
+    )
+    phjob_log_limit_mb: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="a whole number of megabytes from 1 to 10000: the most of the job's log "
+        "delivered (ARTIFACT_JOB_LOG_LIMIT_MB, as the controller sets it)",
+    )
+    uploader_job_log: Path | None = Field(
+        None,
+        description="a file path: the job's output as our side captured it, delivered as "
+        ".primehub/metadata/job.log (unset: no log is delivered)",
     )
     uploader_concurrency: int = Field(
         8, ge=1, le=64, description="how many requests run at once, from 1 to 64"
@@ -193,4 +237,17 @@ class UploaderSettings(S3Settings):
         le=3600,
         description="seconds to keep waiting for the done marker after SIGTERM/SIGINT, "
         "from 0 to 3600",
+    )
+    uploader_exit_code: int | None = Field(
+        None,
+        ge=0,
+        le=255,
+        description="the job's exit code as its runtime saw it, from 0 to 255 (unset: the "
+        "one run-job.sh reports in the done marker)",
+    )
+    uploader_owner_uid: int | None = Field(
+        None,
+        ge=0,
+        description="a uid: deliver only staged files it owns (the local runtime's per-job "
+        "user), or unset",
     )

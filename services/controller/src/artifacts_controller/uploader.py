@@ -1,31 +1,32 @@
-"""``python -m artifacts_controller.uploader``: deliver a staged job folder to the bucket.
+"""``python -m artifacts_controller.uploader``: deliver a job's staged artifacts to the bucket.
 
-The ``s3`` delivery mode's second half (ARCHITECTURE section 4). run-job.sh copies the
-job's artifacts into the staging folder and writes the done marker last (the layout and
-the marker are described in ``staging.py``); this process waits for that marker, then
+The ``s3`` delivery mode's second half (ARCHITECTURE section 4), on our side of the trust
+boundary: run-job.sh copies the job's files into the staging folder and writes ``done``
+last (``staging.py``); this process learns that the job has ended, then delivers
+(``delivery.py``: our own walk, our own limits, our own clock, then ``manifest.json``,
+then ``expiredAt``; the job's log with them when ``UPLOADER_JOB_LOG`` names the file our
+side captured it in, see ``joblog.py``), and puts the folder into the expiry index when it
+has a ``REDIS_URL``. How it learns the job has ended depends on where it runs:
 
-1. deletes a stale ``expiredAt`` of the job folder and aborts multipart uploads a killed
-   earlier attempt left, so a retry after a crash starts clean and no ``expiredAt`` ever
-   stands beside a partial upload;
-2. uploads every file to ``groups/<grouppath>/jobArtifacts/<job>/<name>`` (bounded
-   parallelism, multipart in 16 MiB parts from 16 MiB), hashing what it sends;
-3. writes ``manifest.json``, then ``expiredAt`` (none when the retention is 0), and puts
-   the folder into the expiry index at that time when it has a ``REDIS_URL`` (the local
-   runtime's uploader does; a pod's sidecar has none, and the controller indexes the job
-   when it sees it end);
-4. leaves an ``uploaded`` receipt in the staging folder.
+- a native sidecar (``--when-stopped``, Kubernetes 1.29+): the kubelet sends it SIGTERM
+  only once the job container has ended, also when the pod is deleted. It waits for that
+  signal, then up to ``--stop-grace`` seconds for ``done``. A marker that appears while
+  the job still runs starts nothing.
+- the local runtime: the controller starts it once run-job.sh has exited, with
+  ``--wait-timeout 0`` (``done`` must exist already) and the exit code it saw.
+- an ordinary second container (older clusters, nothing tells it when the job container
+  ends): it waits for ``done``, so a job can start its own upload early. That costs the
+  job its later files and nothing else: what is kept, and for how long, is decided here
+  as always. Prefer the native sidecar.
 
-Waiting and stopping, for a sidecar whose job container may die without a done marker:
-it waits for ``done`` without limit unless ``--wait-timeout`` (0: it must exist already).
-SIGTERM or SIGINT while waiting does not stop it at once -- when a pod is deleted both
-containers get SIGTERM together and the job container is then collecting -- it waits
-``--stop-grace`` seconds more for the marker. Once uploading, a signal is noted and the
-upload finishes. ``--stay-until-stopped`` keeps the process alive after it finished,
-until a signal: a native sidecar (restartPolicy Always) must not exit by itself.
+Without ``--when-stopped``, SIGTERM or SIGINT while waiting does not stop it at once -- a
+deleted pod's containers get SIGTERM together, and the job container is collecting --
+it waits ``--stop-grace`` seconds more for ``done``. A signal during the upload is noted
+and the upload finishes.
 
-Exit codes: 0 delivered (or nothing to deliver, or delivered already); 1 the delivery
-failed (bucket unreachable after retries, unreadable marker, staging not as announced)
-and no ``expiredAt`` was written; 2 bad settings; 3 no done marker came.
+Exit codes: 0 delivered, or nothing to deliver; 1 the delivery failed (bucket unreachable
+after retries, staging folder unreadable) and no ``expiredAt`` exists; 2 bad settings;
+3 no ``done`` came.
 """
 
 from __future__ import annotations
@@ -37,70 +38,32 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
+from artifacts_controller.delivery import Delivery, DeliveryFailed, Policy, deliver
+from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.settings import UploaderSettings
-from artifacts_controller.staging import (
-    DoneMarker,
-    Receipt,
-    StagingError,
-    read_done,
-    read_receipt,
-    staged_path,
-    write_receipt,
-)
-from artifacts_controller.uploading import (
-    FileChangedError,
-    FileToUpload,
-    Tuning,
-    abort_stale_multipart_uploads,
-    upload_files,
-)
-from artifacts_shared.expiry import expiry_after
+from artifacts_controller.staging import Done, StagingError, read_done
+from artifacts_controller.transfer import MIB, Tuning
 from artifacts_shared.expiry_index import ExpiryIndex
-from artifacts_shared.layout import (
-    JobPrefix,
-    UnsafeNameError,
-    artifact_key,
-    expired_at_key,
-    job_prefix,
-)
-from artifacts_shared.manifest import Manifest, ManifestFile
-from artifacts_shared.metadata_store import write_expired_at, write_manifest
 from artifacts_shared.redis import open_redis
-from artifacts_shared.s3 import S3Client, open_s3
+from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import RedisSettings, SettingsError, load_settings
 
-__all__ = ["Delivery", "UploadFailed", "deliver", "main", "wait_for_done"]
+__all__ = ["console", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_SETTINGS = 2
 EXIT_NO_MARKER = 3
 POLL_SECONDS = 0.2
-
-
-class UploadFailed(Exception):
-    """The delivery could not be completed; ``str()`` is the one line to print."""
+USER_AGENT = "artifacts-uploader/0.1.0"
 
 
 def say(line: str) -> None:
     print(f"uploader: {line}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    prefix: JobPrefix
-    file_count: int
-    total_size: int
-    expired_at: int | None
-    seconds: float
 
 
 class _Stop:
@@ -109,19 +72,20 @@ class _Stop:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.first_at: float | None = None
+        self.wall_time: float | None = None
         self.uploading = False
 
     def request(self, name: str) -> None:
         if self.first_at is None:
-            self.first_at = time.monotonic()
+            self.first_at, self.wall_time = time.monotonic(), time.time()
         doing = "finishing the upload first" if self.uploading else "stopping"
         say(f"{name} received; {doing}")
         self.event.set()
 
 
-async def wait_for_done(
+async def _wait_for_done(
     staging: Path, *, timeout: float | None, stop: _Stop, stop_grace: float
-) -> DoneMarker | str:
+) -> Done | str:
     """The done marker, or why there is none (a one-line reason)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -139,173 +103,92 @@ async def wait_for_done(
             await asyncio.sleep(POLL_SECONDS)
         else:
             with contextlib.suppress(TimeoutError):
-                # Wake at once on a signal: the grace period counts from it.
+                # Wake at once on a first signal: the grace period counts from it.
                 await asyncio.wait_for(stop.event.wait(), POLL_SECONDS)
 
 
-def _plan(staging: Path, done: DoneMarker, prefix: JobPrefix) -> list[FileToUpload]:
-    plan = []
-    for entry in done.files:
-        path = staged_path(staging, entry.name)
-        try:
-            size = path.stat().st_size
-        except OSError as err:
-            raise StagingError(f"{path}: {err.strerror} (listed in done)") from None
-        if size != entry.size:
-            raise StagingError(f"{path}: {size} bytes, done says {entry.size}")
-        try:
-            plan.append(FileToUpload(path=path, key=artifact_key(prefix, entry.name)))
-        except UnsafeNameError as err:
-            raise StagingError(f"{staging}/done: {err}") from None
-    return plan
-
-
-def _count(files: int) -> str:
-    return "1 file" if files == 1 else f"{files} files"
-
-
-def _error_text(error: BaseException) -> str:
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        return f"{details.get('Code', '?')}: {details.get('Message', '') or error}"
-    return str(error) or type(error).__name__
-
-
-async def deliver(
-    done: DoneMarker,
-    *,
-    staging: Path,
-    s3: S3Client,
-    bucket: str,
-    job: str,
-    group: str,
-    tuning: Tuning,
-    index: ExpiryIndex | None = None,
-) -> Delivery:
-    """Upload what ``done`` announces, then the metadata; ``UploadFailed`` on any failure."""
-    started = time.monotonic()
-    try:
-        prefix = job_prefix(group, job)
-    except UnsafeNameError as err:
-        raise UploadFailed(str(err)) from None
-    try:
-        plan = _plan(staging, done, prefix)
-    except StagingError as err:
-        raise UploadFailed(str(err)) from None
-    expired_at = expiry_after(done.ended_at, done.retention_seconds)
-    where = f"s3://{bucket}/{prefix}"
-    try:
-        # Before any artifact object changes: no expiredAt beside a partial upload. Being
-        # the first request, it also finds out whether the bucket can be reached.
-        await s3.delete_object(Bucket=bucket, Key=expired_at_key(prefix))
-        with contextlib.suppress(ClientError):  # listing uploads may not be allowed
-            await abort_stale_multipart_uploads(s3, bucket, prefix)
-        uploaded = await upload_files(plan, s3=s3, bucket=bucket, tuning=tuning)
-        manifest = Manifest(
-            job=job,
-            group=group,
-            collected_at=datetime.now(UTC),
-            expired_at=expired_at,
-            exit_code=done.exit_code,
-            file_count=len(uploaded),
-            total_size=sum(item.size for item in uploaded),
-            limits=done.limits,
-            skipped=done.outcome == "skipped",
-            skip_reason=done.skip_reason,
-            files=[
-                ManifestFile(name=entry.name, size=item.size, sha256=item.sha256, mode=entry.mode)
-                for entry, item in zip(done.files, uploaded, strict=True)
-            ],
-        )
-        await write_manifest(s3, bucket, prefix, manifest)
-        if expired_at is not None:
-            await write_expired_at(s3, bucket, prefix, expired_at)
-    except (BotoCoreError, ClientError, OSError, FileChangedError) as err:
-        raise UploadFailed(f"upload to {where} failed: {_error_text(err)}") from None
-    if index is not None and expired_at is not None:
-        try:
-            await index.add(prefix, expired_at)
-        except (RedisError, OSError) as err:
-            # Delivered all the same: the index only says when to look, and the janitor's
-            # rescan finds a folder it misses.
-            say(f"could not put {prefix} into the expiry index: {err}")
-    return Delivery(
-        prefix=prefix,
-        file_count=manifest.file_count,
-        total_size=manifest.total_size,
-        expired_at=expired_at,
-        seconds=time.monotonic() - started,
+def _policy(settings: UploaderSettings) -> Policy:
+    return Policy(
+        job=settings.phjob_name,
+        group=settings.group_name,
+        enabled=settings.phjob_artifact_enabled,
+        retention_seconds=settings.phjob_artifact_retention_seconds,
+        limit_size_mb=settings.phjob_artifact_limit_size_mb,
+        limit_files=settings.phjob_artifact_limit_files,
     )
 
 
-async def _run(settings: UploaderSettings, *, stay: bool) -> int:
+def _report(delivery: Delivery, bucket: str) -> None:
+    if delivery.outcome == "none":
+        say(f"nothing to upload ({delivery.message})")
+        return
+    expiry = (
+        "kept until deleted by hand"
+        if delivery.expired_at is None
+        else f"expiredAt {delivery.expired_at}"
+    )
+    where = f"s3://{bucket}/{delivery.prefix}"
+    if delivery.outcome == "skipped":
+        say(f"{delivery.message}; manifest written to {where}; {expiry}")
+    else:
+        say(f"{delivery.message} to {where} in {delivery.seconds:.1f} s; {expiry}")
+
+
+async def _run(settings: UploaderSettings, *, when_stopped: bool) -> int:
     stop = _Stop()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.request, signal.Signals(signum).name)
-    say(f"waiting for {settings.phjob_artifact_staging}/done")
-    code = await _deliver_once(settings, stop=stop)
-    if stay and stop.first_at is None:
-        say("finished; staying until stopped")
-        await stop.event.wait()
-    return code
-
-
-async def _deliver_once(settings: UploaderSettings, *, stop: _Stop) -> int:
     staging = settings.phjob_artifact_staging
+    grace = settings.uploader_stop_grace_seconds
+    if when_stopped:
+        say("waiting for the job container to end (SIGTERM from the kubelet)")
+        await stop.event.wait()
+        timeout: float | None = grace
+    else:
+        say(f"waiting for {staging}/done")
+        timeout = settings.uploader_wait_timeout_seconds
     try:
-        done = await wait_for_done(
-            staging,
-            timeout=settings.uploader_wait_timeout_seconds,
-            stop=stop,
-            stop_grace=settings.uploader_stop_grace_seconds,
-        )
+        done = await _wait_for_done(staging, timeout=timeout, stop=stop, stop_grace=grace)
     except StagingError as err:
-        say(f"failed: {err}")
+        say(f"failed, no expiredAt written: {err}")
         return EXIT_FAILED
     if isinstance(done, str):
         say(f"{done}; nothing uploaded")
         return EXIT_NO_MARKER
-    if done.outcome == "none":
-        say(f"nothing to upload ({done.message or 'the job collected nothing'})")
-        return EXIT_OK
-    if done.job and done.job != settings.phjob_name:
-        say(f"failed: {staging}/done is for job {done.job!r}, not {settings.phjob_name!r}")
-        return EXIT_FAILED
-    receipt = read_receipt(staging)
-    if receipt is not None and (receipt.job, receipt.ended_at) == (
-        settings.phjob_name,
-        done.ended_at,
-    ):
-        say(f"already uploaded ({_count(receipt.file_count)}); nothing to do")
-        return EXIT_OK
+    # The end time is ours: when we learnt that the job had ended.
+    ended_at = stop.wall_time if when_stopped and stop.wall_time is not None else time.time()
+    exit_code = settings.uploader_exit_code
     stop.uploading = True
+    connections, attempts = settings.uploader_concurrency, settings.uploader_attempts
     try:
-        async with AsyncExitStack() as resources:
-            s3 = await resources.enter_async_context(
-                open_s3(
-                    settings,
-                    max_connections=settings.uploader_concurrency,
-                    max_attempts=settings.uploader_attempts,
-                )
-            )
-            index = None
-            if settings.redis_url is not None:
-                redis = await resources.enter_async_context(
-                    open_redis(RedisSettings(redis_url=settings.redis_url))
-                )
-                index = ExpiryIndex(redis)
+        async with (
+            open_s3(
+                settings,
+                max_connections=connections,
+                max_attempts=attempts,
+                sign_payloads=False,  # transfer.py hashes every body once, itself
+                # Per call, botocore would rebuild its user agent and check every parameter
+                # against its model: a third of the CPU a small file costs.
+                botocore_options={"user_agent": USER_AGENT, "parameter_validation": False},
+            ) as s3,
+            open_direct_put(settings, connections=connections, attempts=attempts) as direct,
+        ):
             delivery = await deliver(
-                done,
-                staging=staging,
+                staging,
+                policy=_policy(settings),
+                ended_at=int(ended_at),
+                exit_code=done.exit_code if exit_code is None else exit_code,
                 s3=s3,
                 bucket=settings.phfs_bucket,
-                job=settings.phjob_name,
-                group=settings.group_name,
                 tuning=Tuning(concurrency=settings.uploader_concurrency),
-                index=index,
+                owner=settings.uploader_owner_uid,
+                direct=direct,
+                job_log=settings.uploader_job_log,
+                job_log_limit=settings.phjob_log_limit_mb * MIB,
+                say=say,
             )
-    except UploadFailed as err:
+    except DeliveryFailed as err:
         say(
             f"failed, no expiredAt written: {err} "
             f"(each request tried up to {settings.uploader_attempts} times)"
@@ -313,36 +196,31 @@ async def _deliver_once(settings: UploaderSettings, *, stop: _Stop) -> int:
         return EXIT_FAILED
     finally:
         stop.uploading = False
-    write_receipt(
-        staging,
-        Receipt(
-            job=settings.phjob_name,
-            ended_at=done.ended_at,
-            file_count=delivery.file_count,
-            total_size=delivery.total_size,
-        ),
-    )
-    expiry = (
-        "kept until deleted by hand"
-        if delivery.expired_at is None
-        else f"expiredAt {delivery.expired_at}"
-    )
-    if done.outcome == "skipped":
-        say(f"manifest written for a skipped collection ({done.message}); {expiry}")
-    else:
-        say(
-            f"{_count(delivery.file_count)}, {delivery.total_size} B uploaded to "
-            f"s3://{settings.phfs_bucket}/{delivery.prefix} in {delivery.seconds:.1f} s; "
-            f"{expiry}"
-        )
+    _report(delivery, settings.phfs_bucket)
+    await _index(settings, delivery)
     return EXIT_OK
+
+
+async def _index(settings: UploaderSettings, delivery: Delivery) -> None:
+    """Put the folder into the expiry index when there is a ``REDIS_URL`` (the local
+    runtime's uploader has one; a pod's sidecar has none, and the controller indexes the job
+    when it sees it end)."""
+    if settings.redis_url is None or delivery.prefix is None or delivery.expired_at is None:
+        return
+    try:
+        async with open_redis(RedisSettings(redis_url=settings.redis_url)) as redis:
+            await ExpiryIndex(redis).add(delivery.prefix, delivery.expired_at)
+    except (RedisError, OSError) as err:
+        # Delivered all the same: the index only says when to look, and the janitor's
+        # rescan finds a folder it misses.
+        say(f"could not put {delivery.prefix} into the expiry index: {err}")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m artifacts_controller.uploader",
-        description="Upload a job's staged artifacts once run-job.sh has written its done "
-        "marker. Settings come from the environment; these flags override them.",
+        description="Deliver a job's staged artifacts once the job has ended. Settings come "
+        "from the environment; these flags override them.",
     )
     parser.add_argument("--staging", type=Path, help="the staging folder (PHJOB_ARTIFACT_STAGING)")
     parser.add_argument("--job", help="the job's name (PHJOB_NAME)")
@@ -361,9 +239,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds to wait for the marker after SIGTERM (UPLOADER_STOP_GRACE_SECONDS)",
     )
     parser.add_argument(
-        "--stay-until-stopped",
+        "--exit-code", type=int, help="the job's exit code, as seen (UPLOADER_EXIT_CODE)"
+    )
+    parser.add_argument(
+        "--when-stopped",
         action="store_true",
-        help="after finishing, wait for SIGTERM/SIGINT before exiting (native sidecars)",
+        help="deliver once SIGTERM/SIGINT says the job container has ended (native sidecars)",
     )
     return parser.parse_args(argv)
 
@@ -378,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uploader_attempts": args.attempts,
         "uploader_wait_timeout_seconds": args.wait_timeout,
         "uploader_stop_grace_seconds": args.stop_grace,
+        "uploader_exit_code": args.exit_code,
     }
     try:
         settings = load_settings(
@@ -386,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         say(str(err))
         return EXIT_SETTINGS
-    return asyncio.run(_run(settings, stay=args.stay_until_stopped))
+    return asyncio.run(_run(settings, when_stopped=args.when_stopped))
 
 
 def console() -> None:

@@ -7,7 +7,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from artifacts_controller.job_script import (
+from artifacts_controller.contract import (
     RUN_JOB_SCRIPT,
     read_run_job_script,
     run_job_script_path,

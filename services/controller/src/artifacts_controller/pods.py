@@ -1,15 +1,31 @@
-"""The desired job pod and script ConfigMap for a PhJob (ARCHITECTURE section 4).
+"""The job pod (ARCHITECTURE section 4): what we ask Kubernetes for, and what its status says.
 
-Pure functions from a PhJob and the settings to Kubernetes JSON, so what a job's pod looks
-like is decided (and tested) in one place, apart from talking to the API server.
+Pure functions, apart from talking to the API server: from a PhJob and the settings to the
+pod and script ConfigMap JSON, and from a pod's status to a runtime-neutral
+``Observation``. The job's outcome is its command's: the ``job`` container's exit code.
+The uploader sidecar (s3 delivery) only decides whether the run is still collecting, and
+turns a successful command into a failed job when its artifacts could not be uploaded.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from artifacts_controller.job_script import RUN_JOB_SCRIPT
-from artifacts_controller.jobenv import DEFAULT_PHFS_ROOT, contract_env, effective_policy
+from artifacts_controller.contract import (
+    DEFAULT_PHFS_ROOT,
+    RUN_JOB_SCRIPT,
+    contract_env,
+    effective_policy,
+    uploader_env,
+)
+from artifacts_controller.phases import (
+    Observation,
+    RunState,
+    collecting,
+    exit_message,
+    upload_failed_message,
+)
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.layout import group_path
 from artifacts_shared.phjob import API_GROUP, API_VERSION, KIND, PhJob
@@ -25,10 +41,12 @@ __all__ = [
     "UPLOADER_COMMAND",
     "UPLOADER_CONTAINER",
     "job_pod",
+    "observe_pod",
     "owner_of",
     "pod_name_for",
     "scripts_configmap",
     "sidecar_dropped",
+    "upload_overdue",
 ]
 
 SCRIPTS_CONFIGMAP = "primehub-controller-job-scripts"
@@ -164,7 +182,7 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         spec["tolerations"] = [toleration.to_k8s() for toleration in preset.tolerations]
     if job.spec.active_deadline_seconds is not None:
         # The kubelet stops the pod with its grace period (run-job.sh collects), and the
-        # pod fails with reason DeadlineExceeded, which podstate reports as the job's.
+        # pod fails with reason DeadlineExceeded, which observe_pod reports as the job's.
         spec["activeDeadlineSeconds"] = job.spec.active_deadline_seconds
     return {
         "apiVersion": "v1",
@@ -189,20 +207,18 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
 
 
 def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[str, Any]:
-    """The sidecar that pushes the staging folder to the bucket once run-job.sh is done.
+    """Our container that delivers the staging folder once the job container has ended.
 
+    It gets the job's policy (retention, limits) in its own environment: what it keeps is
+    decided from there, never from the staging folder the job wrote (``staging.py``).
     Native (Kubernetes 1.29+, services/controller/README.md's advice): an init container
-    with ``restartPolicy: Always`` that uploads when ``done`` appears and stays up; the
-    kubelet stops it only after the job container ended, so a job container that died
-    without ``done`` cannot keep the pod running. ``container``: an ordinary second
-    container that exits after the upload, for older clusters; the reconciler fails a job
-    whose upload outlives ``CONTROLLER_UPLOAD_TIMEOUT_SECONDS``.
+    with ``restartPolicy: Always`` and ``--when-stopped``: the kubelet sends it SIGTERM
+    only after the job container ended, and that is when it uploads, within the pod's
+    grace period. ``container``: an ordinary second container, for older clusters, that
+    uploads when ``done`` appears and exits; the reconciler fails a job whose upload
+    outlives ``CONTROLLER_UPLOAD_TIMEOUT_SECONDS``.
     """
-    env = dict(variables)
-    env["PHFS_BUCKET"] = settings.phfs_bucket
-    env["S3_REGION"] = settings.s3_region
-    if settings.s3_endpoint_url:
-        env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    env = uploader_env(variables, settings, with_keys=False)
     container: dict[str, Any] = {
         "name": UPLOADER_CONTAINER,
         "image": settings.uploader_image,
@@ -213,8 +229,147 @@ def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[s
     }
     if settings.uploader_sidecar == "native":
         container["restartPolicy"] = "Always"
-        container["command"] += ["--stay-until-stopped", "--stop-grace", "5"]
+        container["command"] += ["--when-stopped", "--stop-grace", "5"]
     if settings.uploader_s3_secret:
         # Credentials by reference: the pod spec (readable by the job's users) never holds them.
         container["envFrom"] = [{"secretRef": {"name": settings.uploader_s3_secret}}]
     return container
+
+
+# -- what a pod's status says ----------------------------------------------------------------
+
+# Waiting reasons that will not fix themselves: say so in the job's message.
+_STUCK = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every container's status by name; a native sidecar reports among the init containers."""
+    status = pod.get("status") or {}
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    return {str(item.get("name")): item for item in statuses}
+
+
+def _terminated(container: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not container:
+        return None
+    state = (container.get("state") or {}).get("terminated")
+    return state if isinstance(state, dict) else None
+
+
+def _scheduled(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("nodeName") or (pod.get("spec") or {}).get("nodeName"):
+        return True
+    conditions = status.get("conditions") or []
+    return any(c.get("type") == "PodScheduled" and c.get("status") == "True" for c in conditions)
+
+
+def observe_pod(pod: dict[str, Any]) -> Observation:
+    name = str((pod.get("metadata") or {}).get("name"))
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    containers = _containers(pod)
+    job = containers.get(JOB_CONTAINER)
+    job_end = _terminated(job)
+    running = (job or {}).get("state", {}).get("running") or {}
+    started = (
+        _parse_time(running.get("startedAt"))
+        or _parse_time((job_end or {}).get("startedAt"))
+        or _parse_time(status.get("startTime"))
+    )
+    finished = _parse_time((job_end or {}).get("finishedAt"))
+
+    if phase == "Pending":
+        waiting = ((job or {}).get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _STUCK:
+            return Observation(
+                RunState.PREPARING,
+                name,
+                reason=str(waiting["reason"]),
+                message=str(waiting.get("message") or waiting["reason"]),
+            )
+        if _scheduled(pod):
+            return Observation(RunState.PREPARING, name)
+        return Observation(RunState.WAITING, name, reason=status.get("reason"))
+
+    if phase == "Running":
+        if job_end is not None:
+            return collecting(name, started_at=started)
+        return Observation(RunState.RUNNING, name, started_at=started)
+
+    if phase in ("Succeeded", "Failed"):
+        uploader_end = _terminated(containers.get(UPLOADER_CONTAINER))
+        ends = [t for t in (finished, _parse_time((uploader_end or {}).get("finishedAt"))) if t]
+        finished_at = max(ends) if ends else None
+        upload_failed = uploader_end is not None and uploader_end.get("exitCode") not in (0, None)
+        if phase == "Succeeded" and not upload_failed:
+            return Observation(
+                RunState.SUCCEEDED, name, started_at=started, finished_at=finished_at
+            )
+        return _failure(pod, name, started, finished_at, job_end, uploader_end)
+
+    return Observation(
+        RunState.UNKNOWN,
+        name,
+        started_at=started,
+        reason=status.get("reason") or "Unknown",
+        message=status.get("message") or "the pod's node stopped reporting its state",
+    )
+
+
+def _failure(
+    pod: dict[str, Any],
+    name: str,
+    started: datetime | None,
+    finished: datetime | None,
+    job_end: dict[str, Any] | None,
+    uploader_end: dict[str, Any] | None,
+) -> Observation:
+    status = pod.get("status") or {}
+    if status.get("reason"):  # the kubelet stopped the pod: DeadlineExceeded, Evicted...
+        reason = str(status["reason"])
+        message = str(status.get("message") or reason)
+    elif job_end is not None and job_end.get("exitCode") not in (0, None):
+        reason = str(job_end.get("reason") or "Error")
+        message = exit_message(job_end.get("exitCode"), job_end.get("reason"))
+    elif uploader_end is not None and uploader_end.get("exitCode") not in (0, None):
+        reason = "UploadFailed"
+        message = upload_failed_message(uploader_end.get("exitCode"))
+    else:
+        reason = "Error"
+        message = "the pod failed"
+    return Observation(
+        RunState.FAILED, name, started_at=started, finished_at=finished, reason=reason,
+        message=message,
+    )  # fmt: skip
+
+
+def upload_overdue(pod: dict[str, Any], *, now: datetime, limit_seconds: int) -> bool:
+    """The command ended longer than ``limit_seconds`` ago and the uploader still runs."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    containers = _containers(pod)
+    job_end = _terminated(containers.get(JOB_CONTAINER))
+    if job_end is None or UPLOADER_CONTAINER not in containers:
+        return False
+    if _terminated(containers.get(UPLOADER_CONTAINER)) is not None:
+        return False
+    ended = _parse_time(job_end.get("finishedAt"))
+    return ended is not None and now - ended > timedelta(seconds=limit_seconds)
