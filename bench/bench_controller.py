@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,18 +28,25 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from common import QUICK, Figures, write_section  # noqa: E402
+from redis.asyncio import Redis  # noqa: E402
+from servers import SeaweedServer  # noqa: E402
 from support.kube import api_client_for, serve_kube  # noqa: E402
+from support.servers import RedisServer  # noqa: E402
 
 from artifacts_controller.controller import run_elected  # noqa: E402
+from artifacts_controller.expiry_feed import ExpiryFeed  # noqa: E402
 from artifacts_controller.kube import PHJOBS, PODS, Kube  # noqa: E402
 from artifacts_controller.metrics import ControllerMetrics  # noqa: E402
 from artifacts_controller.pods import job_pod  # noqa: E402
 from artifacts_controller.settings import ControllerSettings  # noqa: E402
+from artifacts_shared.expiry_index import ExpiryIndex  # noqa: E402
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec  # noqa: E402
+from artifacts_shared.s3 import S3Client, open_s3  # noqa: E402
 
 JOBS = 50 if QUICK else 500
 REPEAT = 2 if QUICK else 3
 NAMESPACE = "bench"
+BUCKET = "bench-controller"
 SCRIPT = '#!/usr/bin/env bash\nexec bash -c "$1"\n'
 
 
@@ -100,14 +108,30 @@ def _settings() -> ControllerSettings:
 PASSES: list[float] = []
 
 
-async def ours(count: int, latency: float) -> float:
+@dataclass(frozen=True)
+class Stores:
+    """What the controller writes besides the Kubernetes API: job logs to S3 and the expiry
+    index in Redis, both used only when a job ends, which no job here does."""
+
+    s3: S3Client
+    expiry_feed: ExpiryFeed
+
+
+async def ours(count: int, latency: float, stores: Stores) -> float:
     async with emulator(latency) as url, api_client_for(url) as api:
         kube = Kube(api, namespace=NAMESPACE)
         await _create_backlog(kube, count)
         metrics = ControllerMetrics()
         started = time.perf_counter()
         task = asyncio.create_task(
-            run_elected(kube=kube, settings=_settings(), script=SCRIPT, metrics=metrics)
+            run_elected(
+                kube=kube,
+                settings=_settings(),
+                script=SCRIPT,
+                metrics=metrics,
+                s3=stores.s3,
+                expiry_feed=stores.expiry_feed,
+            )
         )
         try:
             while (metrics.registry.get_sample_value("phjob_pods_created_total") or 0) < count:
@@ -144,7 +168,22 @@ SCENARIOS = {
 
 
 async def main() -> None:
-    await ours(min(JOBS, 20), 0.0)  # warm-up: imports, first connections
+    redis_server = RedisServer().start()
+    try:
+        with SeaweedServer() as server:
+            server.create_bucket(BUCKET)
+            async with (
+                open_s3(server.settings(BUCKET)) as s3,
+                Redis.from_url(redis_server.url) as redis,
+            ):
+                feed = ExpiryFeed(ExpiryIndex(redis), policy=_settings())
+                await measure(Stores(s3=s3, expiry_feed=feed))
+    finally:
+        redis_server.stop()
+
+
+async def measure(stores: Stores) -> None:
+    await ours(min(JOBS, 20), 0.0, stores)  # warm-up: imports, first connections
     await baseline(min(JOBS, 20), 0.0)
     workers = _settings().controller_workers
     load_before = os.getloadavg()[0]
@@ -153,7 +192,7 @@ async def main() -> None:
         ours_samples: list[float] = []
         base_samples: list[float] = []
         for _ in range(REPEAT):
-            ours_samples.append(await ours(JOBS, latency))
+            ours_samples.append(await ours(JOBS, latency, stores))
             base_samples.append(await baseline(JOBS, latency))
         mine, base = Figures(ours_samples), Figures(base_samples)
         rate, base_rate = JOBS / mine.median, JOBS / base.median
@@ -170,7 +209,9 @@ Time from the controller's start (lease, list, watches) to its {JOBS}th job pod,
 fresh KubernetesEmulator in a child process (`bench/bench_controller.py`), median of
 {REPEAT} runs each. Baseline: a naive sequential loop POSTing the same {JOBS} pod manifests
 with the same client (no reads, no status, no watches), against the same kind of server.
-No S3 server takes part: reconciling only talks to the Kubernetes API.
+The controller is given a SeaweedFS server and a Redis for the job logs and the expiry
+index it writes when a job ends; no job ends here, so reconciling only talks to the
+Kubernetes API.
 
 | API server | controller ({workers} workers) | PhJobs/s | baseline | PhJobs/s | ratio |
 |---|---|---|---|---|---|
