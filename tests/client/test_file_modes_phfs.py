@@ -23,7 +23,9 @@ def _serve_phfs(job: JobHome, bucket: Bucket) -> None:
     """The PHFS root as the gateway shows it: ``groups/<grouppath>/<path in the folder>``."""
     for path in sorted(job.phfs.rglob("*")):
         if path.is_file():
-            bucket.put(f"groups/{group_path(GROUP)}/{path.relative_to(job.phfs)}", path.read_bytes())
+            bucket.put(
+                f"groups/{group_path(GROUP)}/{path.relative_to(job.phfs)}", path.read_bytes()
+            )
 
 
 def test_a_0755_script_collected_to_phfs_comes_back_0755_and_setuid_never(
@@ -33,7 +35,8 @@ def test_a_0755_script_collected_to_phfs_comes_back_0755_and_setuid_never(
     command = (
         "mkdir -p artifacts && printf '#!/bin/sh\\necho hi\\n' > artifacts/run.sh"
         " && chmod 755 artifacts/run.sh && cp artifacts/run.sh artifacts/suid.sh"
-        " && chmod 4755 artifacts/suid.sh && echo s > artifacts/secret && chmod 600 artifacts/secret"
+        " && chmod 4755 artifacts/suid.sh && echo s > artifacts/secret"
+        " && chmod 600 artifacts/secret"
     )
     assert job.run(command).returncode == 0
     assert stat.S_IMODE((job.job_folder / "suid.sh").stat().st_mode) == 0o4755  # copied as is

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from support.buckets import put_objects
 from support.folders import FixedClock
 from support.phjobs import (
     create_phjob,
@@ -26,7 +27,6 @@ from support.phjobs import (
     wait_for_phase,
     wait_for_pod,
 )
-from support.buckets import put_objects
 
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, Kube

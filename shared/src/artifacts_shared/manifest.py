@@ -20,12 +20,12 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "MANIFEST_VERSION",
+    "PERMISSION_BITS",
     "Manifest",
     "ManifestError",
     "ManifestFile",
     "ManifestLimits",
     "ManifestLog",
-    "PERMISSION_BITS",
     "SkipReason",
     "permission_bits",
 ]

@@ -74,7 +74,7 @@ class Change(StrEnum):
     SET = "set"
     """An expiry given to a folder that had none."""
     JOB_DELETED = "job-deleted"
-    """The controller shortened it when the PhJob was deleted (``ARTIFACT_ORPHAN_GRACE_SECONDS``)."""
+    """Shortened by the controller when the PhJob was deleted (the orphan grace)."""
 
 
 _VERBS = {
@@ -186,7 +186,9 @@ def grace_text(seconds: int) -> str:
     for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
         if seconds >= size and seconds % size == 0:
             count = seconds // size
-            return f"a{'n' if unit == 'hour' else ''} {unit}'s" if count == 1 else f"{count} {unit}s'"
+            return (
+                f"a{'n' if unit == 'hour' else ''} {unit}'s" if count == 1 else f"{count} {unit}s'"
+            )
     return "a second's" if seconds == 1 else f"{seconds} seconds'"
 
 

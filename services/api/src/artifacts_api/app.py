@@ -179,8 +179,6 @@ def _services_ctx(
     return services_ctx
 
 
-
-
 @web.middleware
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and time every request by route; answer unexpected failures with JSON."""

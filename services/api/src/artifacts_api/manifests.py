@@ -1,8 +1,9 @@
 """The manifests the api has read, by ETag: job totals, folder totals, sha256 and modes unlisted.
 
 A job's ``fileCount``/``totalSize``, every folder's totals in ``entries`` and each file's
-``sha256`` and ``mode`` (its permission bits, never setuid, setgid or sticky) come from ``manifest.json`` (ARCHITECTURE section 3), so the first page of a
-100,000-file job costs one delimiter listing, not a full one. A manifest is immutable once
+``sha256`` and ``mode`` (its permission bits, never setuid, setgid or sticky) come from
+``manifest.json`` (ARCHITECTURE section 3), so the first page of a 100,000-file job costs
+one delimiter listing, not a full one. A manifest is immutable once
 written, so each process keeps the ones it read (least recently used first out, bounded by
 the number of files they hold) and asks S3 again with ``If-None-Match``: an unchanged
 manifest costs a ``304`` and no parsing.
@@ -83,7 +84,9 @@ def _check_file(entry: Any) -> tuple[str, int, str, int | None]:
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise ManifestError(f"manifest.json: files: {name[:80]!r}: sha256 must be 64 hex digits")
     if mode is not None and (not isinstance(mode, str) or not _MODE.match(mode)):
-        raise ManifestError(f"manifest.json: files: {name[:80]!r}: mode must be 1 to 4 octal digits")
+        raise ManifestError(
+            f"manifest.json: files: {name[:80]!r}: mode must be 1 to 4 octal digits"
+        )
     return name, size, sha256, permission_bits(mode)
 
 

@@ -157,7 +157,9 @@ class Controller:
             which is not None
             and version is not None
             and seen is not None
-            and (seen[which] == version or (which == 0 and self._held_versions.get(name) == version))
+            and (
+                seen[which] == version or (which == 0 and self._held_versions.get(name) == version)
+            )
         )
 
     def _trigger(self, name: str, which: int | None, obj: JsonObject | None) -> None:

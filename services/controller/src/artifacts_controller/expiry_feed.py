@@ -4,11 +4,12 @@ In the ``phfs`` delivery mode the job's pod writes its own ``expiredAt`` and non
 Python runs there, so the controller, which sees every job end in both runtimes and both
 modes, indexes the job's folder (``artifacts_shared.expiry_index``) at the job's finish
 time plus its retention (``job_finished``), and the folder of a deleted job at the expiry
-``orphans.py`` has just written (``expiry_written``). The first is an estimate: the pod wrote its ``expiredAt`` a moment
-earlier, when the command ended, and a cancelled job's collection ends a moment later;
-so it is added with ``keep_earlier`` and never moves an entry the uploader wrote from
-the ``expiredAt`` itself. An entry too early costs the janitor one look; one lost (Redis
-down) is found by the janitor's rescan, so a failure here is logged and nothing more.
+``orphans.py`` has just written (``expiry_written``). The first is an estimate: the pod
+wrote its ``expiredAt`` a moment earlier, when the command ended, and a cancelled job's
+collection ends a moment later; so it is added with ``keep_earlier`` and never moves an
+entry the uploader wrote from the ``expiredAt`` itself. An entry too early costs the
+janitor one look; one lost (Redis down) is found by the janitor's rescan, so a failure
+here is logged and nothing more.
 """
 
 from __future__ import annotations

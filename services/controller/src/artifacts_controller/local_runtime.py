@@ -645,9 +645,7 @@ async def run_local(
             store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
         ) as runtime,
     ):
-        reconciler = Reconciler(
-            runtime, metrics=metrics, expiry_feed=expiry_feed, orphans=orphans
-        )
+        reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed, orphans=orphans)
         while True:
             present = set(store.ids())
             for job_id in sorted(present - finished):
