@@ -42,6 +42,7 @@ __all__ = ["DirectPut", "open_direct_put"]
 _RETRIED_STATUS = frozenset({500, 502, 503, 504})
 _RETRIED_CODES = frozenset({"SlowDown", "Throttling", "RequestTimeout", "InternalError"})
 _BACKOFF_CAP = 20.0
+_SLICE = 256 * 1024
 _UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
 """What the signer reads from a request's context, as from a client's: no payload hash."""
 
@@ -88,9 +89,11 @@ class DirectPut:
             request = AWSRequest("PUT", url, data=body, headers=headers)
             request.context["client_config"] = _UNSIGNED_PAYLOAD  # hashed once, by the caller
             self._signer.add_auth(request)  # signed anew: the date is part of the signature
+            sent = dict(request.headers.items())
+            sent["Content-Length"] = str(len(body))
             try:
                 async with self._session.put(
-                    yarl.URL(url, encoded=True), data=body, headers=dict(request.headers.items())
+                    yarl.URL(url, encoded=True), data=_slices(body), headers=sent
                 ) as response:
                     if response.status == 200:
                         await response.read()  # the connection goes back to the pool clean
@@ -108,6 +111,19 @@ class DirectPut:
             # Standard mode's backoff: exponential from 100 ms, with full jitter.
             await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.1 * 2**attempt)))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _slices(body: bytes) -> AsyncIterator[memoryview]:
+    """``body`` in slices, each written once the socket has taken the one before.
+
+    Given the whole of a 16 MiB part, the event loop's transport copies what the socket
+    does not take at once into its own buffer: a second copy of every part in flight
+    (peak RSS 370 MiB uploading 4 x 100 MiB, eight parts at once). Slices of a memoryview
+    cost no copy, and aiohttp waits for the buffer to drain between them.
+    """
+    view = memoryview(body)
+    for start in range(0, len(view), _SLICE):
+        yield view[start : start + _SLICE]
 
 
 def _error(status: int, body: bytes, operation: str) -> ClientError:

@@ -40,15 +40,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from redis.exceptions import RedisError
-
 from artifacts_controller.delivery import Delivery, DeliveryFailed, Policy, deliver
 from artifacts_controller.direct_put import open_direct_put
 from artifacts_controller.settings import UploaderSettings
 from artifacts_controller.staging import Done, StagingError, read_done
 from artifacts_controller.transfer import MIB, Tuning
-from artifacts_shared.expiry_index import ExpiryIndex
-from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import RedisSettings, SettingsError, load_settings
 
@@ -207,6 +203,13 @@ async def _index(settings: UploaderSettings, delivery: Delivery) -> None:
     when it sees it end)."""
     if settings.redis_url is None or delivery.prefix is None or delivery.expired_at is None:
         return
+    # Imported here, once the files are up: redis-py is a quarter of a second of the
+    # sidecar's start-up, which every job's collection waits for, and a pod never needs it.
+    from redis.exceptions import RedisError
+
+    from artifacts_shared.expiry_index import ExpiryIndex
+    from artifacts_shared.redis import open_redis
+
     try:
         async with open_redis(RedisSettings(redis_url=settings.redis_url)) as redis:
             await ExpiryIndex(redis).add(delivery.prefix, delivery.expired_at)
