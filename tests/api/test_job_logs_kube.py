@@ -27,6 +27,7 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.pods import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
@@ -262,7 +263,8 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
         s3=s3,
     )
     feed = ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
-    reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=feed)
+    orphans = OrphanGrace.for_settings(controller_settings, s3=s3, expiry_feed=feed)
+    reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=feed, orphans=orphans)
     await cluster.job(JOB)
     await reconciler.reconcile_name(JOB)  # the controller creates the pod
     output = b"epoch 1\nTraceback: boom\nartifacts: none: there is no ./artifacts folder\n"

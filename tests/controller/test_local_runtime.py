@@ -27,11 +27,12 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.isolation import isolation
 from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
-from artifacts_shared.s3 import S3Client
+from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import RedisSettings, S3Settings
 
 SEED = (
@@ -68,14 +69,16 @@ async def running(
     store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
 ) -> AsyncIterator[None]:
     """The local controller as ``make run`` starts it, until the block ends."""
-    task = asyncio.create_task(
-        run_local(settings, ControllerMetrics(), run_job_script_path(), feed)
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with open_s3(settings) as s3:
+        orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
+        task = asyncio.create_task(
+            run_local(settings, ControllerMetrics(), run_job_script_path(), feed, orphans)
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _finished(store: LocalJobStore, job: PhJob, timeout: float = 30) -> PhJobStatus:
@@ -432,3 +435,90 @@ def test_a_runtime_folder_other_users_cannot_reach_makes_it_single_tenant(
     assert record.getMessage().startswith(
         f"the local runtime is single-tenant: other users cannot pass through {closed} to "
     )
+
+
+# A job deleted from the store (nothing of ours deletes one: an operator removes its
+# folder): held by the runtime's copy, its artifacts expire after the orphan grace.
+
+
+async def _expiry(s3: S3Client, bucket: str, job: PhJob) -> int:
+    key = f"groups/ml-team/jobArtifacts/{job.id}/.primehub/metadata/expiredAt"
+    response = await s3.get_object(Bucket=bucket, Key=key)
+    return int(await response["Body"].read())
+
+
+async def _released(settings: ControllerSettings, job: PhJob) -> None:
+    held = settings.local_runtime_dir / ".held" / f"{job.id}.json"
+
+    async def released() -> bool:
+        return not held.exists()
+
+    await eventually(released, timeout=30, what=f"{job.id} to be released")
+
+
+async def test_a_job_removed_from_the_store_has_its_artifacts_expire_after_the_grace(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+    redis: Redis,
+) -> None:
+    bucket = local_settings.phfs_bucket
+    job = store.create(new_phjob(command=SEED))
+    async with running(store, local_settings, expiry_feed):
+        await _finished(store, job)
+        collected = await _expiry(s3, bucket, job)
+        assert (local_settings.local_runtime_dir / ".held" / f"{job.id}.json").exists()
+
+        before = time.time()
+        shutil.rmtree(store.root / job.id)
+        await _released(local_settings, job)
+
+    expired_at = await _expiry(s3, bucket, job)
+    assert collected > before + 6 * 86_400  # the week the job's retention gave it
+    assert before + 86_400 - 1 <= expired_at <= time.time() + 86_400
+    prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) == expired_at
+    assert not (local_settings.local_runtime_dir / job.id).exists()  # its run went with it
+    assert await _artifacts(s3, bucket, job) == {"test.txt": b"hello\n", "sub/test.txt": b"hello\n"}
+
+
+async def test_a_running_job_removed_from_the_store_is_stopped_collected_then_shortened(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+) -> None:
+    bucket = local_settings.phfs_bucket
+    job = store.create(new_phjob(command=f"{SEED}; sleep 60"))
+    async with running(store, local_settings, expiry_feed):
+
+        async def started() -> bool:
+            return store.get(job.id).status.phase is PhJobPhase.RUNNING
+
+        await eventually(started, timeout=30, what=f"{job.id} to run")
+        shutil.rmtree(store.root / job.id)
+        await _released(local_settings, job)
+
+    # Stopped (SIGTERM), its artifacts collected and uploaded, and only then shortened:
+    # the uploader's expiredAt (now + a week) did not win.
+    assert await _artifacts(s3, bucket, job) == {"test.txt": b"hello\n", "sub/test.txt": b"hello\n"}
+    assert await _expiry(s3, bucket, job) <= time.time() + 86_400
+
+
+async def test_with_a_grace_of_0_a_removed_job_keeps_its_expiry_and_nothing_is_held(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+) -> None:
+    settings = local_settings.model_copy(update={"artifact_orphan_grace_seconds": 0})
+    job = store.create(new_phjob(command=SEED))
+    async with running(store, settings, expiry_feed):
+        await _finished(store, job)
+        collected = await _expiry(s3, settings.phfs_bucket, job)
+        shutil.rmtree(store.root / job.id)
+        await asyncio.sleep(5 * settings.local_poll_seconds)
+
+    assert not (settings.local_runtime_dir / ".held").exists()
+    assert await _expiry(s3, settings.phfs_bucket, job) == collected

@@ -23,6 +23,7 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
@@ -62,7 +63,9 @@ def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
         runtime = KubeRuntime(
             kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics, s3=s3
         )
-        return Reconciler(runtime, metrics=metrics, expiry_feed=feed or expiry_feed)
+        feed = feed or expiry_feed
+        orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
+        return Reconciler(runtime, metrics=metrics, expiry_feed=feed, orphans=orphans)
 
     return make
 

@@ -130,9 +130,12 @@ class Artifact(_Jsonable):
     last_modified: datetime | None
     sha256: str | None
     download_url: str = field(repr=False)
+    mode: str | None = None
+    """Permission bits in octal as the collection recorded them ("755"); None: not recorded."""
 
     @classmethod
     def from_graphql(cls, job_id: str, data: Mapping[str, Any]) -> Artifact:
+        mode = data.get("mode")
         return cls(
             job_id=job_id,
             name=str(data["name"]),
@@ -140,6 +143,7 @@ class Artifact(_Jsonable):
             last_modified=_time(data.get("lastModified")),
             sha256=data.get("sha256"),
             download_url=str(data["downloadUrl"]),
+            mode=mode if isinstance(mode, str) else None,
         )
 
 

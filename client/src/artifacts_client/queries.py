@@ -27,7 +27,7 @@ _JOB = """
   createTime startTime finishTime message cancel
 """
 
-_ITEM = "name size lastModified sha256 downloadUrl"
+_ITEM = "name size lastModified sha256 mode downloadUrl"
 
 JOBS = f"""
 query Jobs($where: PhJobWhereInput, $first: Int, $after: String) {{

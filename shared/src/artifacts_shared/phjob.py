@@ -118,6 +118,9 @@ class PhJobMetadata(_Model):
     uid: str | None = None
     resource_version: str | None = None
     creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    """Set once the PhJob is being deleted; it stays until its finalizers are removed."""
+    finalizers: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 

@@ -30,8 +30,10 @@ from typing import Any
 from artifacts_shared.cleanup_result import SkipReason
 from artifacts_shared.expiry import to_datetime
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState
+from artifacts_shared.settings import S3Settings
 
 __all__ = [
+    "JOB_DELETED_BY",
     "RECORD_MAX_BYTES",
     "Change",
     "RecordSigner",
@@ -39,11 +41,14 @@ __all__ = [
     "RetentionRecord",
     "RetentionState",
     "describe",
+    "grace_text",
     "next_cleanup",
     "said_when",
     "skipped_sentence",
 ]
 
+JOB_DELETED_BY = "controller"
+"""``changedBy`` of a ``JOB_DELETED`` record: Kubernetes does not say who deleted the job."""
 RECORD_MAX_BYTES = 4096
 """Anything larger is not one of our records; readers fetch no more."""
 _KEY_LABEL = b"job-artifacts retention record v1"
@@ -68,6 +73,8 @@ class Change(StrEnum):
     SHORTEN = "shorten"
     SET = "set"
     """An expiry given to a folder that had none."""
+    JOB_DELETED = "job-deleted"
+    """Shortened by the controller when the PhJob was deleted (the orphan grace)."""
 
 
 _VERBS = {
@@ -113,6 +120,12 @@ class RecordSigner:
     def from_s3_secret(cls, secret: str) -> RecordSigner:
         # A derived key, so the record's MAC never exposes or reuses the S3 key itself.
         return cls(hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest())
+
+    @classmethod
+    def for_settings(cls, settings: S3Settings) -> RecordSigner | None:
+        """The signer every service derives from its S3 secret; None without a static one."""
+        secret = settings.s3_secret_access_key
+        return cls.from_s3_secret(secret.get_secret_value()) if secret else None
 
     def _mac(self, fields: dict[str, Any]) -> str:
         return hmac.new(self._key, _canonical(fields), hashlib.sha256).hexdigest()
@@ -166,6 +179,23 @@ def _day(at: datetime, now: datetime) -> str:
 
 def _moment(at: datetime, now: datetime) -> str:
     return f"{_day(at, now)} at {at:%H:%M} UTC"
+
+
+def grace_text(seconds: int) -> str:
+    """``a day's`` grace, ``2 hours'``: the largest whole unit, else seconds."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return (
+                f"a{'n' if unit == 'hour' else ''} {unit}'s" if count == 1 else f"{count} {unit}s'"
+            )
+    return "a second's" if seconds == 1 else f"{seconds} seconds'"
+
+
+def _job_deleted(record: RetentionRecord, now: datetime) -> tuple[str, str]:
+    """The day the job was deleted, and its grace as ``grace_text`` says it."""
+    deleted = _day(datetime.fromtimestamp(record.changed_at, tz=UTC), now)
+    return deleted, grace_text(max(0, (record.expired_at or 0) - record.changed_at))
 
 
 def said_when(at: int, *, now: float) -> str:
@@ -232,9 +262,25 @@ def describe(
         )
     if current <= now:
         run = next_cleanup(now, daily_at)
+        ended = f"expired on {_moment(expires, moment)}"
+        if record is not None and record.change is Change.JOB_DELETED:
+            deleted, grace = _job_deleted(record, moment)
+            ended = f"its job was deleted on {deleted} and {grace} grace ended on " + (
+                _moment(expires, moment)
+            )
         return Retention(
             RetentionState.EXPIRED,
-            f"expired on {_moment(expires, moment)}; the next cleanup runs at {run:%H:%M} UTC",
+            f"{ended}; the next cleanup runs at {run:%H:%M} UTC",
+            current,
+            by,
+            at,
+        )
+    if record is not None and record.change is Change.JOB_DELETED:
+        deleted, grace = _job_deleted(record, moment)
+        return Retention(
+            RetentionState.EXPIRES,
+            f"its job was deleted on {deleted}; deleted after {grace} grace, "
+            f"on {_moment(expires, moment)}",
             current,
             by,
             at,
