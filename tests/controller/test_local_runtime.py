@@ -29,9 +29,11 @@ from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
-from artifacts_shared.s3 import S3Client
+from artifacts_shared.redis import open_redis
+from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import RedisSettings, S3Settings
 
 SEED = (
@@ -68,14 +70,22 @@ async def running(
     store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
 ) -> AsyncIterator[None]:
     """The local controller as ``make run`` starts it, until the block ends."""
-    task = asyncio.create_task(
-        run_local(settings, ControllerMetrics(), run_job_script_path(), feed)
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with open_s3(settings) as s3, open_redis(settings) as redis:
+        task = asyncio.create_task(
+            run_local(
+                settings,
+                ControllerMetrics(),
+                run_job_script_path(),
+                feed,
+                s3=s3,
+                input_holds=InputHolds(redis),
+            )
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _finished(store: LocalJobStore, job: PhJob, timeout: float = 30) -> PhJobStatus:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from artifacts_shared.cleanup_result import SkipReason
 from artifacts_shared.expiry import to_datetime
+from artifacts_shared.input_holds import Hold
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState
 
 __all__ = [
@@ -193,12 +194,39 @@ def describe(
     now: float,
     daily_at: time,
     asked_to_keep: bool = False,
+    hold: Hold | None = None,
 ) -> Retention:
     """The folder's retention from its ``expiredAt`` reading and a *verified* record.
 
     ``asked_to_keep``: the job was created with retention 0 (known from the PhJob, which
-    the api reads and the janitor does not).
+    the api reads and the janitor does not). ``hold``: a job that has not started yet
+    will read the folder as its input (``artifacts_shared.input_holds``), so a cleanup
+    run leaves it alone until then.
     """
+    told = _describe(
+        reading, record, now=now, daily_at=daily_at, asked_to_keep=asked_to_keep, hold=hold
+    )
+    if hold is None or told.state is RetentionState.EXPIRED:
+        return told
+    return replace(told, reason=f"{told.reason}; {_waits(hold, now)}")
+
+
+def _waits(hold: Hold, now: float) -> str:
+    return (
+        f"kept while job {hold.job_id} waits to read it as an input "
+        f"(at most until {said_when(hold.until, now=now)})"
+    )
+
+
+def _describe(
+    reading: ExpiryReading,
+    record: RetentionRecord | None,
+    *,
+    now: float,
+    daily_at: time,
+    asked_to_keep: bool,
+    hold: Hold | None,
+) -> Retention:
     current = reading.expired_at if reading.state is ExpiryState.SET else None
     if record is not None and (
         record.expired_at != current or reading.state is ExpiryState.INVALID
@@ -231,10 +259,15 @@ def describe(
             RetentionState.KEPT, f"kept{changed} until the year 9999 or later", current, by, at
         )
     if current <= now:
-        run = next_cleanup(now, daily_at)
+        # A hold defers the next cleanup: say what the folder waits for instead.
+        then = (
+            _waits(hold, now)
+            if hold is not None
+            else f"the next cleanup runs at {next_cleanup(now, daily_at):%H:%M} UTC"
+        )
         return Retention(
             RetentionState.EXPIRED,
-            f"expired on {_moment(expires, moment)}; the next cleanup runs at {run:%H:%M} UTC",
+            f"expired on {_moment(expires, moment)}; {then}",
             current,
             by,
             at,
@@ -253,6 +286,7 @@ def skipped_sentence(
     detail: str = "",
     now: float,
     daily_at: time,
+    hold: Hold | None = None,
 ) -> str:
     """What a cleanup run says of a folder it left alone: ``describe``'s sentence."""
     if reason is SkipReason.UNSAFE_NAME:
@@ -262,4 +296,4 @@ def skipped_sentence(
             ExpiryState.MISSING if reason is SkipReason.MISSING_EXPIRED_AT else ExpiryState.INVALID
         )
         reading = ExpiryReading(state, detail=detail)
-    return describe(reading, record, now=now, daily_at=daily_at).reason
+    return describe(reading, record, now=now, daily_at=daily_at, hold=hold).reason

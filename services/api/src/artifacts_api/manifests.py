@@ -60,6 +60,8 @@ class ManifestIndex:
     skipped: bool
     skip_reason: str | None
     sha256: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Each file's size, as its entry says: what an input of one file weighs."""
     folders: dict[str, FolderTotals] = field(default_factory=dict)
     """``"sub/"`` -> the files at any depth below it."""
 
@@ -118,10 +120,12 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
             # Keys after "files" (another writer's order): read the whole document at once.
             manifest = _validated(json.loads(raw))
         sha256: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         folders: dict[str, FolderTotals] = {}
         async for entry in _files(raw):
             name, size, digest = _check_file(entry)
             sha256[name] = digest
+            sizes[name] = size
             _add_to_folders(folders, name, size)
     except (ijson.JSONError, ValueError) as err:
         if isinstance(err, ManifestError):
@@ -134,6 +138,7 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
         skipped=manifest.skipped,
         skip_reason=reason.message if reason else None,
         sha256=sha256,
+        sizes=sizes,
         folders=folders,
     )
 
