@@ -197,8 +197,9 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
         check=False,
     )
 
-    assert len(commands) == 8 and all(
-        c.split()[0] in ("id=$(jobartifacts", "jobartifacts") for c in commands
+    assert len(commands) == 10 and all(
+        c.split()[0] in ("id=$(jobartifacts", "next=$(jobartifacts", "jobartifacts")
+        for c in commands
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -211,11 +212,18 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     assert (tmp_path / "results" / "test.txt").read_bytes() == HELLO
     assert (tmp_path / "results" / "sub" / "test.txt").read_bytes() == HELLO
     # Step 4, the job's log: the seed job prints nothing itself; the collection does.
-    log = lines[6:-3]
+    log = lines[6:-4]
     assert 0 < len(log) <= 20
     assert any(line.startswith("artifacts: ") for line in log), log  # run-job.sh's lines
-    # Step 5, its retention: extended a week, kept, then deleted.
+    # Step 5, a job that read the first one's sub/ folder as its input: its own artifact.
     job_id = lines[0].split()[0]
+    next_id, phase = lines[-4].split()
+    assert phase == "Succeeded"
+    consumer = Client(devstack.api_url)
+    assert [item.job_id for item in consumer.job(next_id).inputs] == [job_id]
+    consumer.download_artifacts(next_id, tmp_path / "next", progress=False)
+    assert (tmp_path / "next" / "test.txt").read_bytes() == HELLO
+    # Step 6, its retention: extended a week, kept, then deleted.
     assert re.fullmatch(rf"{job_id} EXPIRES: extended by dev on .+: expires on .+", lines[-3])
     assert re.fullmatch(rf"{job_id} KEPT: kept by dev on \d+ \w+", lines[-2])
     assert lines[-1] == f"{job_id} artifacts deleted"

@@ -28,6 +28,7 @@ from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
@@ -50,7 +51,7 @@ class MakeReconciler(Protocol):
 
 
 @pytest.fixture
-def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
+def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed, input_holds: InputHolds) -> MakeReconciler:
     """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket and
     feeds the expiry index on the test's Redis (or ``feed``)."""
 
@@ -65,7 +66,13 @@ def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
         )
         feed = feed or expiry_feed
         orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
-        return Reconciler(runtime, metrics=metrics, expiry_feed=feed, orphans=orphans)
+        return Reconciler(
+            runtime,
+            metrics=metrics,
+            expiry_feed=feed,
+            orphans=orphans,
+            input_holds=input_holds,
+        )
 
     return make
 

@@ -25,6 +25,7 @@ __all__ = [
 _JOB = """
   id displayName groupName userName phase command image
   createTime startTime finishTime message cancel
+  inputArtifacts { jobId path fileCount totalSize }
 """
 
 _ITEM = "name size lastModified sha256 mode downloadUrl"

@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from artifacts_shared.cleanup_result import SkipReason
 from artifacts_shared.expiry import to_datetime
+from artifacts_shared.input_holds import Hold
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState
 from artifacts_shared.settings import S3Settings
 
@@ -223,12 +224,39 @@ def describe(
     now: float,
     daily_at: time,
     asked_to_keep: bool = False,
+    hold: Hold | None = None,
 ) -> Retention:
     """The folder's retention from its ``expiredAt`` reading and a *verified* record.
 
     ``asked_to_keep``: the job was created with retention 0 (known from the PhJob, which
-    the api reads and the janitor does not).
+    the api reads and the janitor does not). ``hold``: a job that has not started yet
+    will read the folder as its input (``artifacts_shared.input_holds``), so a cleanup
+    run leaves it alone until then.
     """
+    told = _describe(
+        reading, record, now=now, daily_at=daily_at, asked_to_keep=asked_to_keep, hold=hold
+    )
+    if hold is None or told.state is RetentionState.EXPIRED:
+        return told
+    return replace(told, reason=f"{told.reason}; {_waits(hold, now)}")
+
+
+def _waits(hold: Hold, now: float) -> str:
+    return (
+        f"kept while job {hold.job_id} waits to read it as an input "
+        f"(at most until {said_when(hold.until, now=now)})"
+    )
+
+
+def _describe(
+    reading: ExpiryReading,
+    record: RetentionRecord | None,
+    *,
+    now: float,
+    daily_at: time,
+    asked_to_keep: bool,
+    hold: Hold | None,
+) -> Retention:
     current = reading.expired_at if reading.state is ExpiryState.SET else None
     if record is not None and (
         record.expired_at != current or reading.state is ExpiryState.INVALID
@@ -261,16 +289,21 @@ def describe(
             RetentionState.KEPT, f"kept{changed} until the year 9999 or later", current, by, at
         )
     if current <= now:
-        run = next_cleanup(now, daily_at)
         ended = f"expired on {_moment(expires, moment)}"
         if record is not None and record.change is Change.JOB_DELETED:
             deleted, grace = _job_deleted(record, moment)
             ended = f"its job was deleted on {deleted} and {grace} grace ended on " + (
                 _moment(expires, moment)
             )
+        # A hold defers the next cleanup: say what the folder waits for instead.
+        then = (
+            _waits(hold, now)
+            if hold is not None
+            else f"the next cleanup runs at {next_cleanup(now, daily_at):%H:%M} UTC"
+        )
         return Retention(
             RetentionState.EXPIRED,
-            f"{ended}; the next cleanup runs at {run:%H:%M} UTC",
+            f"{ended}; {then}",
             current,
             by,
             at,
@@ -299,6 +332,7 @@ def skipped_sentence(
     detail: str = "",
     now: float,
     daily_at: time,
+    hold: Hold | None = None,
 ) -> str:
     """What a cleanup run says of a folder it left alone: ``describe``'s sentence."""
     if reason is SkipReason.UNSAFE_NAME:
@@ -308,4 +342,4 @@ def skipped_sentence(
             ExpiryState.MISSING if reason is SkipReason.MISSING_EXPIRED_AT else ExpiryState.INVALID
         )
         reading = ExpiryReading(state, detail=detail)
-    return describe(reading, record, now=now, daily_at=daily_at).reason
+    return describe(reading, record, now=now, daily_at=daily_at, hold=hold).reason

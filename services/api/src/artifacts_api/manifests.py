@@ -64,6 +64,8 @@ class ManifestIndex:
     sha256: dict[str, str] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
     """Permission bits (``0o777`` at most) of the files whose entry records a ``mode``."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Each file's size, as its entry says: what an input of one file weighs."""
     folders: dict[str, FolderTotals] = field(default_factory=dict)
     """``"sub/"`` -> the files at any depth below it."""
 
@@ -128,12 +130,14 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
             manifest = _validated(json.loads(raw))
         sha256: dict[str, str] = {}
         modes: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         folders: dict[str, FolderTotals] = {}
         async for entry in _files(raw):
             name, size, digest, mode = _check_file(entry)
             sha256[name] = digest
             if mode is not None:
                 modes[name] = mode
+            sizes[name] = size
             _add_to_folders(folders, name, size)
     except (ijson.JSONError, ValueError) as err:
         if isinstance(err, ManifestError):
@@ -147,6 +151,7 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
         skip_reason=reason.message if reason else None,
         sha256=sha256,
         modes=modes,
+        sizes=sizes,
         folders=folders,
     )
 

@@ -24,6 +24,7 @@ from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
@@ -62,6 +63,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
                 metrics=metrics,
                 s3=s3,
                 expiry_feed=ExpiryFeed(ExpiryIndex(redis), policy=settings),
+                input_holds=InputHolds(redis),  # released as its jobs start or end
                 elector=elector,
             )
         )
@@ -72,7 +74,7 @@ async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -
     """The dev stack: no lease (one controller), the same probes."""
     async with (
         open_redis(settings) as redis,
-        open_s3(settings) as s3,  # a deleted job's expiry (orphans.py)
+        open_s3(settings) as s3,  # a deleted job's expiry (orphans.py), its inputs (inputs.py)
         asyncio.TaskGroup() as group,
     ):
         app = make_probe_app(metrics=metrics, leading=lambda: True)
@@ -83,7 +85,17 @@ async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -
         )
         feed = ExpiryFeed(ExpiryIndex(redis), policy=settings)
         orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
-        group.create_task(run_local(settings, metrics, run_job_script_path(), feed, orphans))
+        group.create_task(
+            run_local(
+                settings,
+                metrics,
+                run_job_script_path(),
+                feed,
+                orphans,
+                s3=s3,
+                input_holds=InputHolds(redis),
+            )
+        )
     raise AssertionError("unreachable")
 
 

@@ -16,6 +16,8 @@ import logging
 import time
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
@@ -27,7 +29,8 @@ from artifacts_controller.queueing import Backoff
 from artifacts_controller.reconcile import Reconciler, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.watching import Watcher
-from artifacts_shared.phjob import FINISHED_PHASES
+from artifacts_shared.input_holds import InputHolds
+from artifacts_shared.phjob import FINISHED_PHASES, PhJob
 from artifacts_shared.s3 import S3Client
 
 __all__ = ["Controller", "run_elected"]
@@ -67,6 +70,7 @@ class Controller:
         metrics: ControllerMetrics,
         s3: S3Client,
         expiry_feed: ExpiryFeed,
+        input_holds: InputHolds,
     ) -> None:
         self._kube = kube
         self._settings = settings
@@ -74,7 +78,11 @@ class Controller:
         runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
         self._orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=expiry_feed)
         self.reconciler = Reconciler(
-            runtime, metrics=metrics, expiry_feed=expiry_feed, orphans=self._orphans
+            runtime,
+            metrics=metrics,
+            expiry_feed=expiry_feed,
+            orphans=self._orphans,
+            input_holds=input_holds,
         )
         self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
@@ -87,6 +95,8 @@ class Controller:
         self._held_versions: dict[str, str] = {}
         self._triggers: dict[str, list[_Trigger]] = {}
         self._pods_listed = False
+        # Unfinished PhJobs deleted with input holds: released by the next pass over them.
+        self._deleted: dict[str, PhJob] = {}
 
         def backoff() -> Backoff:
             return Backoff(
@@ -122,6 +132,9 @@ class Controller:
         raise AssertionError("the controller's tasks never return")
 
     async def _reconcile(self, name: str) -> None:
+        deleted = self._deleted.pop(name, None)
+        if deleted is not None:
+            await self.reconciler.release_inputs(deleted)  # logs its own failure
         triggers = self._triggers.pop(name, [])
         if all(self._known(name, trigger) for trigger in triggers):
             # Nothing new: either our own writes coming back (the last pass left these
@@ -183,6 +196,19 @@ class Controller:
         name = _name(obj)
         if name is None:
             return
+        if (
+            kind == "DELETED"
+            and not _finished(obj)
+            and (obj.get("spec") or {}).get("inputArtifacts")
+        ):
+            # Deleted before it finished: it will never read its inputs. A pass releases
+            # them (the callback cannot wait on Redis); it finds no job and does no more.
+            try:
+                self._deleted[name] = PhJob.from_k8s(obj)
+            except ValidationError:
+                pass  # not a PhJob we could have started: it holds nothing of ours
+            else:
+                self.queue.submit(name)
         if kind == "DELETED" or not self._wanted(obj):
             self._unfinished.discard(name)  # its pod goes with it (owner reference)
             self._deleting.discard(name)
@@ -236,6 +262,7 @@ async def run_elected(
     metrics: ControllerMetrics,
     s3: S3Client,
     expiry_feed: ExpiryFeed,
+    input_holds: InputHolds,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
     """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
@@ -257,6 +284,7 @@ async def run_elected(
             metrics=metrics,
             s3=s3,
             expiry_feed=expiry_feed,
+            input_holds=input_holds,
         )
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

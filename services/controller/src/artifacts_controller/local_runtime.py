@@ -67,6 +67,7 @@ from artifacts_controller.contract import (
     uploader_env,
 )
 from artifacts_controller.expiry_feed import ExpiryFeed
+from artifacts_controller.inputs import InputsError, place_inputs
 from artifacts_controller.isolation import (
     JobUsers,
     end_processes,
@@ -90,9 +91,12 @@ from artifacts_controller.phases import (
 from artifacts_controller.reconcile import Reconciler, Step, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
+from artifacts_controller.transfer import MIB
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
 from artifacts_shared.phjob import JobId, PhJob, PhJobStatus, is_job_id
+from artifacts_shared.s3 import S3Client
 
 __all__ = ["UPLOADER", "LocalRuntime", "run_local"]
 
@@ -273,9 +277,11 @@ class LocalRuntime:
         script: Path,
         metrics: ControllerMetrics,
         on_change: Callable[[str], None],
+        s3: S3Client,
         uploader: list[str] | None = None,
     ) -> None:
         self._store = store
+        self._s3 = s3
         self._settings = settings
         self._root = settings.local_runtime_dir
         self._installed_script = script
@@ -404,7 +410,10 @@ class LocalRuntime:
             except UnknownInstanceTypeError as err:
                 message = f"instanceType: {err}"
                 return Step(failed(status, now=now, reason="InvalidSpec", message=message))
-            run = await self._start(job)
+            try:
+                run = await self._start(job)
+            except InputsError as err:
+                return Step(failed(status, now=now, reason="InputsFailed", message=err.message))
         elif run.lost:
             return Step(
                 failed(
@@ -446,6 +455,8 @@ class LocalRuntime:
             as_user = {"user": uid, "group": uid, "extra_groups": []}
         env = self._env(job, folder)
         try:
+            if job.spec.input_artifacts:
+                await self._place_inputs(job, folder / "home" / "inputs", uid)
             with _open_private(self._settings.local_job_log(job.metadata.name)) as output:
                 # subprocess, not asyncio's: asyncio kills a child whose transport is
                 # collected, and the job's fate must be ours to decide (see _stop_all).
@@ -478,6 +489,23 @@ class LocalRuntime:
         self._metrics.pods_created.inc()
         self._spawn(self._supervise(run, process, env), run)
         return run
+
+    async def _place_inputs(self, job: PhJob, target: Path, uid: int | None) -> None:
+        """The job's inputs in its home, by this process (the job never holds S3 keys),
+        before anything of the job runs; ``InputsError`` when they cannot be."""
+        inputs = job.spec.input_artifacts or ()
+        placed = await place_inputs(
+            inputs,
+            target,
+            s3=self._s3,
+            bucket=self._settings.phfs_bucket,
+            limit_bytes=effective_policy(job, self._settings).limit_size_mb * MIB,
+            owner=uid,
+        )
+        log.info(
+            "%s: placed %d input files (%d bytes) of %d jobs",
+            job.metadata.name, placed.files, placed.bytes, len(inputs),
+        )  # fmt: skip
 
     def _finish_user(self, folder: Path, uid: int | None) -> None:
         """The job has ended for good: its folder closes, its uid is free again."""
@@ -628,6 +656,9 @@ async def run_local(
     script: Path,
     expiry_feed: ExpiryFeed,
     orphans: OrphanGrace,
+    *,
+    s3: S3Client,
+    input_holds: InputHolds,
 ) -> NoReturn:
     """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished, and
     what we hold that has gone from it, until cancelled; the jobs still running stop with it."""
@@ -642,10 +673,21 @@ async def run_local(
     async with (
         job_queue(reconcile, settings=settings, metrics=metrics) as queue,
         LocalRuntime(
-            store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
+            store=store,
+            settings=settings,
+            script=script,
+            metrics=metrics,
+            on_change=queue.submit,
+            s3=s3,
         ) as runtime,
     ):
-        reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed, orphans=orphans)
+        reconciler = Reconciler(
+            runtime,
+            metrics=metrics,
+            expiry_feed=expiry_feed,
+            orphans=orphans,
+            input_holds=input_holds,
+        )
         while True:
             present = set(store.ids())
             for job_id in sorted(present - finished):

@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.orphans import FINALIZER, OrphanGrace
 from artifacts_controller.phases import utcnow
 from artifacts_controller.queueing import KeyedQueue
 from artifacts_controller.settings import ControllerSettings
-from artifacts_shared.phjob import PhJob, PhJobStatus
+from artifacts_shared.input_holds import InputHolds
+from artifacts_shared.layout import JobPrefix, UnsafeNameError, job_prefix
+from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
 
 __all__ = ["Pass", "Reconciler", "Runtime", "Step", "job_queue"]
 
@@ -95,12 +99,14 @@ class Reconciler:
         metrics: ControllerMetrics,
         expiry_feed: ExpiryFeed,
         orphans: OrphanGrace,
+        input_holds: InputHolds,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.runtime = runtime
         self._metrics = metrics
         self._expiry_feed = expiry_feed
         self._orphans = orphans
+        self._input_holds = input_holds
         self._clock = clock
 
     async def reconcile_name(self, name: str) -> Pass | None:
@@ -167,7 +173,37 @@ class Reconciler:
             if step.status.finished:
                 # A finished job's folder goes into the expiry index (issue 19).
                 await self._expiry_feed.job_finished(job, step.status)
+            if _past_inputs(step.status) and not _past_inputs(status):
+                await self.release_inputs(job)
         return Pass(step.status, job_version, step.run_version)
+
+    async def release_inputs(self, job: PhJob) -> None:
+        """The job no longer needs its input folders kept: placed, ended, or deleted.
+
+        A failure is logged and nothing more: the hold lapses after
+        ``ARTIFACT_INPUT_HOLD_SECONDS`` (``artifacts_shared.input_holds``).
+        """
+        prefixes: list[JobPrefix] = []
+        for source in job.spec.input_artifacts or ():
+            try:
+                prefixes.append(job_prefix(source.group_name, source.job_id))
+            except UnsafeNameError:
+                continue  # no folder of that name can exist, so none is held
+        if not prefixes:
+            return
+        try:
+            await self._input_holds.release(job.metadata.name, prefixes)
+        except (RedisError, OSError) as err:
+            log.warning(
+                "%s: could not release the hold on its inputs (%s); it lapses on its own",
+                job.metadata.name,
+                err,
+            )
+
+
+def _past_inputs(status: PhJobStatus) -> bool:
+    """Whether the job's inputs have been placed (it runs), or will never be needed."""
+    return status.phase is PhJobPhase.RUNNING or status.finished
 
 
 def job_queue(

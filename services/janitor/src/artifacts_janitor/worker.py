@@ -79,6 +79,7 @@ class Janitor:
             rescan_every=self.settings.janitor_rescan_every,
             daily_at=self.settings.janitor_daily_at,
             records=RecordSigner.for_settings(self.settings),
+            input_hold_seconds=self.settings.artifact_input_hold_seconds,
         )
 
     async def run(self, run_id: str, *, attempt: int = 1, rescan: bool = False) -> CleanupResult:
