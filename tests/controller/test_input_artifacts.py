@@ -29,6 +29,7 @@ from artifacts_controller.inputs import InputsError, place_inputs
 from artifacts_controller.kube import PHJOBS, PODS, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.pods import INPUTS_CONTAINER, JOB_CONTAINER, UPLOADER_CONTAINER
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
@@ -219,7 +220,14 @@ def _reconciler(
     runtime = KubeRuntime(
         kube=kube, settings=settings, script="#!/bin/bash\n", metrics=metrics, s3=s3
     )
-    return Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed, input_holds=input_holds)
+    orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=expiry_feed)
+    return Reconciler(
+        runtime,
+        metrics=metrics,
+        expiry_feed=expiry_feed,
+        orphans=orphans,
+        input_holds=input_holds,
+    )
 
 
 def _run_init_container(
