@@ -40,6 +40,7 @@ from artifacts_controller.metrics import ControllerMetrics  # noqa: E402
 from artifacts_controller.pods import job_pod  # noqa: E402
 from artifacts_controller.settings import ControllerSettings  # noqa: E402
 from artifacts_shared.expiry_index import ExpiryIndex  # noqa: E402
+from artifacts_shared.input_holds import InputHolds  # noqa: E402
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobSpec  # noqa: E402
 from artifacts_shared.s3 import S3Client, open_s3  # noqa: E402
 
@@ -111,10 +112,11 @@ PASSES: list[float] = []
 @dataclass(frozen=True)
 class Stores:
     """What the controller writes besides the Kubernetes API: job logs to S3 and the expiry
-    index in Redis, both used only when a job ends, which no job here does."""
+    index and input holds in Redis, used only when a job starts or ends, which no job here does."""
 
     s3: S3Client
     expiry_feed: ExpiryFeed
+    input_holds: InputHolds
 
 
 async def ours(count: int, latency: float, stores: Stores) -> float:
@@ -131,6 +133,7 @@ async def ours(count: int, latency: float, stores: Stores) -> float:
                 metrics=metrics,
                 s3=stores.s3,
                 expiry_feed=stores.expiry_feed,
+                input_holds=stores.input_holds,
             )
         )
         try:
@@ -177,7 +180,7 @@ async def main() -> None:
                 Redis.from_url(redis_server.url) as redis,
             ):
                 feed = ExpiryFeed(ExpiryIndex(redis), policy=_settings())
-                await measure(Stores(s3=s3, expiry_feed=feed))
+                await measure(Stores(s3=s3, expiry_feed=feed, input_holds=InputHolds(redis)))
     finally:
         redis_server.stop()
 

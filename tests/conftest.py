@@ -25,6 +25,7 @@ from support.servers import MotoS3Server, RedisServer, S3Server
 from artifacts_janitor.metrics import JanitorMetrics
 from artifacts_janitor.settings import JanitorSettings
 from artifacts_janitor.worker import Janitor, arq_redis_settings
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import S3Client, open_s3
 from artifacts_shared.settings import RedisSettings, S3Settings
@@ -95,6 +96,12 @@ def redis_settings(redis_server: RedisServer) -> RedisSettings:
 async def redis(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
     async with open_redis(redis_settings) as client:
         yield client
+
+
+@pytest.fixture
+def input_holds(redis: Redis) -> InputHolds:
+    """The input holds (``artifacts_shared.input_holds``) on the test's Redis."""
+    return InputHolds(redis)
 
 
 @pytest.fixture

@@ -27,11 +27,13 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.pods import JOB_CONTAINER as CONTROLLERS_JOB_CONTAINER
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_janitor.cleanup import CleanupOptions, run_cleanup
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.metadata_store import read_expiry, read_manifest
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PLURAL, PhJob, PhJobMetadata, PhJobSpec
@@ -262,7 +264,14 @@ async def test_the_controller_keeps_the_pods_log_which_outlives_the_pod_until_it
         s3=s3,
     )
     feed = ExpiryFeed(ExpiryIndex(redis), policy=controller_settings)
-    reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=feed)
+    orphans = OrphanGrace.for_settings(controller_settings, s3=s3, expiry_feed=feed)
+    reconciler = Reconciler(
+        runtime,
+        metrics=metrics,
+        expiry_feed=feed,
+        orphans=orphans,
+        input_holds=InputHolds(redis),
+    )
     await cluster.job(JOB)
     await reconciler.reconcile_name(JOB)  # the controller creates the pod
     output = b"epoch 1\nTraceback: boom\nartifacts: none: there is no ./artifacts folder\n"

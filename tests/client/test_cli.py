@@ -246,3 +246,40 @@ def test_cleanup_starts_a_run_for_an_admin_and_refuses_a_member(
         f"jobartifacts: error: cleanup run {run['id']} is still QUEUED after 0.5 s (TIMEOUT)\n"
     )
     assert refused.returncode == 1 and refused.stderr.rstrip().endswith("(FORBIDDEN)")
+
+
+def test_create_with_inputs_records_each_job_and_path_and_job_shows_them(
+    api: ThreadedApi, store: LocalJobStore, bucket: Bucket
+) -> None:
+    journey(store, bucket)
+    created = run_cli(
+        "create", "--group", GROUP, "--input", f"{JOB}:sub", "--input", f"{JOB}:test.txt",
+        "cat inputs/*/sub/test.txt", api_url=api.url,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    job_id = created.stdout.strip()
+    recorded = store.get(job_id).spec.input_artifacts or ()
+    assert [(item.job_id, item.path, item.file_count) for item in recorded] == [
+        (JOB, "sub", 1),
+        (JOB, "test.txt", 1),
+    ]
+    shown = run_cli("job", job_id, api_url=api.url)
+    assert f"input:    {JOB}:sub\n" in shown.stdout
+    assert f"input:    {JOB}:test.txt\n" in shown.stdout
+
+
+def test_create_with_a_hostile_input_path_fails_with_one_line_and_creates_nothing(
+    api: ThreadedApi, store: LocalJobStore, bucket: Bucket
+) -> None:
+    journey(store, bucket)
+    refused = run_cli(
+        "create", "--group", GROUP, "--input", f"{JOB}:../../etc", "true", api_url=api.url
+    )
+    empty = run_cli("create", "--group", GROUP, "--input", ":sub", "true", api_url=api.url)
+
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "BAD_USER_INPUT" in refused.stderr and "inputArtifacts[0].path" in refused.stderr
+    assert empty.returncode == 2  # argparse: the flag's value names no job
+    assert "names no job: expected JOB or JOB:PATH" in empty.stderr
+    assert [job.id for job in store.list()] == [JOB]

@@ -8,12 +8,16 @@ README's CLI examples are run as a reader would paste them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +99,40 @@ def test_an_object_tampered_after_listing_is_caught_and_not_left_behind(
     assert not any(path.name.endswith(".part") for path in kept)
 
 
+MODES_COMMAND = (
+    "mkdir -p artifacts/bin && printf '#!/bin/sh\\necho hi\\n' > artifacts/bin/run.sh"
+    " && chmod 755 artifacts/bin/run.sh && echo s > artifacts/secret && chmod 600 artifacts/secret"
+    " && cp artifacts/bin/run.sh artifacts/suid.sh && chmod 4755 artifacts/suid.sh"
+)
+"""A job leaving a 0755 script, a 0600 file and a setuid one."""
+
+
+def test_a_jobs_file_modes_come_back_through_the_cli_and_the_zip_never_setuid(
+    devstack: DevStack, tmp_path: Path
+) -> None:
+    job_id = create(devstack, MODES_COMMAND)
+    assert wait(devstack, job_id, "--timeout", "60", "--exit-status").returncode == 0
+
+    listed = run_cli("artifacts", job_id, "--json", api_url=devstack.api_url)
+    download = run_cli("download", job_id, "-o", str(tmp_path / "out"), api_url=devstack.api_url)
+    with urllib.request.urlopen(f"{devstack.api_url}/jobs/{job_id}/artifacts.zip") as response:
+        archive = zipfile.ZipFile(io.BytesIO(response.read()))
+
+    expected = {"bin/run.sh": 0o755, "secret": 0o600, "suid.sh": 0o755}
+    assert {item["name"]: item["mode"] for item in json.loads(listed.stdout)} == {
+        name: f"{mode:o}" for name, mode in expected.items()
+    }
+    assert download.returncode == 0, download.stderr
+    on_disk = {name: (tmp_path / "out" / name).stat().st_mode for name in expected}
+    assert {name: stat.S_IMODE(mode) for name, mode in on_disk.items()} == expected
+    assert subprocess.run([tmp_path / "out" / "bin" / "run.sh"], capture_output=True).stdout == (
+        b"hi\n"
+    )
+    in_zip = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+    assert {name: mode & 0o7777 for name, mode in in_zip.items()} == expected
+    assert all(stat.S_ISREG(mode) for mode in in_zip.values())
+
+
 def test_wait_times_out_cleanly_then_returns_when_the_job_is_cancelled(devstack: DevStack) -> None:
     job_id = create(devstack, "sleep 60")
 
@@ -159,8 +197,9 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
         check=False,
     )
 
-    assert len(commands) == 8 and all(
-        c.split()[0] in ("id=$(jobartifacts", "jobartifacts") for c in commands
+    assert len(commands) == 10 and all(
+        c.split()[0] in ("id=$(jobartifacts", "next=$(jobartifacts", "jobartifacts")
+        for c in commands
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -173,11 +212,18 @@ def test_the_readme_cli_examples_work_as_written(devstack: DevStack, tmp_path: P
     assert (tmp_path / "results" / "test.txt").read_bytes() == HELLO
     assert (tmp_path / "results" / "sub" / "test.txt").read_bytes() == HELLO
     # Step 4, the job's log: the seed job prints nothing itself; the collection does.
-    log = lines[6:-3]
+    log = lines[6:-4]
     assert 0 < len(log) <= 20
     assert any(line.startswith("artifacts: ") for line in log), log  # run-job.sh's lines
-    # Step 5, its retention: extended a week, kept, then deleted.
+    # Step 5, a job that read the first one's sub/ folder as its input: its own artifact.
     job_id = lines[0].split()[0]
+    next_id, phase = lines[-4].split()
+    assert phase == "Succeeded"
+    consumer = Client(devstack.api_url)
+    assert [item.job_id for item in consumer.job(next_id).inputs] == [job_id]
+    consumer.download_artifacts(next_id, tmp_path / "next", progress=False)
+    assert (tmp_path / "next" / "test.txt").read_bytes() == HELLO
+    # Step 6, its retention: extended a week, kept, then deleted.
     assert re.fullmatch(rf"{job_id} EXPIRES: extended by dev on .+: expires on .+", lines[-3])
     assert re.fullmatch(rf"{job_id} KEPT: kept by dev on \d+ \w+", lines[-2])
     assert lines[-1] == f"{job_id} artifacts deleted"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import tarfile
 import threading
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from artifacts_client import (
     ProgressBar,
     UnsafeNameError,
 )
-from artifacts_client.downloads import target_path
+from artifacts_client.downloads import restored_mode, target_path
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.layout import job_prefix
 
@@ -213,3 +215,50 @@ def test_a_link_inside_the_destination_cannot_carry_a_file_out(tmp_path: Path) -
         target_path(dest, "sub/test.txt")
 
     assert target_path(dest, "deep/er/a.txt") == dest / "deep" / "er" / "a.txt"
+
+
+def test_a_recorded_mode_is_restored_after_the_checks_and_none_keeps_the_umasks(
+    api: ThreadedApi, store: LocalJobStore, bucket: Bucket, dest: Path
+) -> None:
+    add_job(store, JOB)
+    files = {"run.sh": b"#!/bin/sh\n", "secret": b"s", "plain.txt": b"p", "suid": b"#!/bin/sh\n"}
+    modes = {"run.sh": "755", "secret": "600", "suid": "4777"}
+    bucket.put_artifacts(JOB, files, modes=modes)
+    umask = os.umask(0o022)
+    try:
+        downloads = Client(api.url).download_artifacts(JOB, dest)
+    finally:
+        os.umask(umask)
+
+    got = {name: stat.S_IMODE((dest / name).stat().st_mode) for name in files}
+    assert got == {"run.sh": 0o755, "secret": 0o600, "plain.txt": 0o644, "suid": 0o755}
+    assert {download.verified for download in downloads} == {"sha256"}
+    assert leftovers(dest) == sorted(files)
+
+
+def test_a_mode_is_not_restored_onto_a_file_that_failed_its_check(
+    api: ThreadedApi, store: LocalJobStore, bucket: Bucket, dest: Path
+) -> None:
+    add_job(store, JOB)
+    prefix = bucket.put_artifacts(JOB, {"run.sh": b"#!/bin/sh\n"}, modes={"run.sh": "755"})
+    bucket.put(f"{prefix}run.sh", b"#!/bin/sh\nrm -rf ~\n")  # replaced after collection
+
+    with pytest.raises(IntegrityError):
+        Client(api.url).download_artifact(JOB, "run.sh", dest)
+
+    assert leftovers(dest) == []
+
+
+def test_restored_modes_follow_pythons_tarfile_data_filter_for_every_mode() -> None:
+    for mode in range(0o10000):
+        member = tarfile.TarInfo("run.sh")
+        member.mode = mode
+        expected = tarfile.data_filter(member, "/downloads").mode
+
+        assert restored_mode(f"{mode:o}") == expected, oct(mode)
+        assert restored_mode(f"{mode:04o}") == expected, oct(mode)
+
+
+@pytest.mark.parametrize("mode", [None, "", "8", "0o755", "755\n", "12345", "-1", "rwxr-xr-x"])
+def test_a_mode_that_is_not_octal_digits_is_not_restored(mode: str | None) -> None:
+    assert restored_mode(mode) is None

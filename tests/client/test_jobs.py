@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from support.api import add_job
-from support.client import GROUP, JOB, ThreadedApi
+from support.client import GROUP, JOB, Bucket, ThreadedApi
 
-from artifacts_client import Client, JobPhase, WaitTimeout
+from artifacts_client import Client, InputArtifact, JobPhase, WaitTimeout
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJobPhase, PhJobStatus
 
@@ -141,3 +141,27 @@ def test_create_job_submits_the_command_and_cancel_job_marks_it(
     assert stored.spec.group_name == GROUP
     assert stored.spec.artifact is not None and stored.spec.artifact.retention_seconds == 3600
     assert cancelled.cancel_requested and stored.spec.cancel
+
+
+def test_create_job_with_inputs_returns_what_the_api_resolved(
+    api: ThreadedApi, store: LocalJobStore, bucket: Bucket
+) -> None:
+    add_job(store, JOB)
+    bucket.put_artifacts(JOB, {"test.txt": b"hello\n", "sub/test.txt": b"hello\n"})
+
+    created = Client(api.url).create_job(
+        "cat inputs/*/sub/test.txt",
+        group=GROUP,
+        inputs=[f"{JOB}:sub", InputArtifact(JOB, "test.txt")],
+    )
+
+    assert created.inputs == (
+        InputArtifact(JOB, "sub", file_count=1, total_size=6),
+        InputArtifact(JOB, "test.txt", file_count=1, total_size=6),
+    )
+    assert created.to_json()["inputs"][0] == {
+        "job_id": JOB,
+        "path": "sub",
+        "file_count": 1,
+        "total_size": 6,
+    }

@@ -24,7 +24,7 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import Kube
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
-from artifacts_shared.settings import S3Settings
+from artifacts_shared.settings import RedisSettings, S3Settings
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` picks tests by their marks
@@ -93,9 +93,12 @@ def expiry_feed(redis: Redis, controller_settings: ControllerSettings) -> Expiry
 
 
 @pytest.fixture
-def controller_settings(chart: ChartNamespace, s3_settings: S3Settings) -> ControllerSettings:
+def controller_settings(
+    chart: ChartNamespace, s3_settings: S3Settings, redis_settings: RedisSettings
+) -> ControllerSettings:
     return ControllerSettings(
         **dict(s3_settings),  # the test's own bucket, where finished jobs' logs go
+        redis_url=redis_settings.redis_url,  # the test's Redis: expiry index, input holds
         kube_namespace=chart.namespace,
         artifact_delivery="phfs",
         controller_resync_seconds=60,

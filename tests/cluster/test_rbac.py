@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+from redis.asyncio import Redis
 from support.cluster import TIMEOUT, ChartNamespace, Cluster, ClusterError, Identity, bind_pod
 from support.deploy import GRANTS
 from support.phjobs import (
@@ -40,6 +41,7 @@ from artifacts_controller.kube import CONFIGMAPS, PHJOBS, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.pods import SCRIPT_KEY, SCRIPTS_CONFIGMAP
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.phjob import API_GROUP, API_VERSION, PhJobPhase, PhJobStatus, new_job_id
 from artifacts_shared.s3 import S3Client, open_s3
 
@@ -83,6 +85,7 @@ async def _controller_acts(
     cluster: Cluster, chart: ChartNamespace, admin: Kube, controller: Kube,
     settings: ControllerSettings, s3: S3Client, expiry_feed: ExpiryFeed,
 ) -> None:  # fmt: skip
+    redis = Redis.from_url(settings.redis_url)
     elected = asyncio.create_task(
         run_elected(
             kube=controller,
@@ -91,6 +94,7 @@ async def _controller_acts(
             metrics=ControllerMetrics(),
             s3=s3,
             expiry_feed=expiry_feed,
+            input_holds=InputHolds(redis),
         )
     )
     mark = cluster.audit_mark()
@@ -130,6 +134,7 @@ async def _controller_acts(
     finally:
         elected.cancel()  # releases the lease: a last patch
         await asyncio.gather(elected, return_exceptions=True)
+        await redis.aclose()
 
 
 async def _api_repertoire(source: KubernetesJobSource) -> None:

@@ -7,11 +7,14 @@ There is no kubelet: the test binds pods (the scheduler's part) and writes their
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio import Redis
 from support.cluster import TIMEOUT, ChartNamespace, Cluster, bind_pod, finish_pod_deletion
 from support.phjobs import (
     STAND_IN_SCRIPT,
     create_phjob,
+    eventually,
     new_phjob,
     read_phjob,
     running,
@@ -24,6 +27,7 @@ from support.phjobs import (
 
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
+from artifacts_controller.orphans import FINALIZER
 from artifacts_controller.pods import (
     JOB_CONTAINER,
     SCRIPT_KEY,
@@ -32,8 +36,11 @@ from artifacts_controller.pods import (
 )
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
-from artifacts_shared.layout import job_prefix
+from artifacts_shared.layout import expired_at_key, job_prefix
 from artifacts_shared.phjob import PhJobPhase
+from artifacts_shared.s3 import S3Client
+
+DAY = 86_400
 
 
 async def test_a_job_gets_its_pod_and_script_and_its_phases_from_the_pod(
@@ -78,7 +85,8 @@ async def test_a_job_gets_its_pod_and_script_and_its_phases_from_the_pod(
     assert failed.status.pod_name == bad.metadata.name and failed.status.finish_time is not None
     script = await admin_kube.get(CONFIGMAPS, SCRIPTS_CONFIGMAP)
     assert script is not None and script["data"][SCRIPT_KEY] == STAND_IN_SCRIPT
-    # The controller wrote status only through the subresource, never the user's object.
+    # The controller wrote the status through the subresource, and on the user's object only
+    # its finalizer (orphans.py): one patch a job, the spec as the user made it.
     writes = [
         event
         for event in cluster.audit_since(mark)
@@ -86,8 +94,16 @@ async def test_a_job_gets_its_pod_and_script_and_its_phases_from_the_pod(
         and event.verb not in ("get", "list", "watch")
     ]  # fmt: skip
     assert writes and {(e.verb, e.subresource, e.code) for e in writes} == {
-        ("patch", "status", 200)
+        ("patch", "status", 200),
+        ("patch", "", 200),
     }
+    assert sorted(e.name for e in writes if not e.subresource) == sorted(
+        job.metadata.name for job in (good, bad)
+    )
+    for job in (good, bad):
+        stored = await read_phjob(admin_kube, job.metadata.name)
+        assert stored.metadata.finalizers == (FINALIZER,)
+        assert stored.spec == job.spec
 
 
 async def test_status_is_written_only_through_the_status_subresource(
@@ -168,6 +184,51 @@ async def test_cancel_deletes_the_pod_gracefully_and_the_job_ends_cancelled(
     due = ended.status.finish_time.timestamp() + controller_settings.artifact_retention_seconds
     entry = await redis.zscore(EXPIRY_INDEX_KEY, job_prefix(job.spec.group_name, name))
     assert entry is not None and abs(entry - due) <= 1
+
+
+async def test_a_running_job_deleted_is_stopped_then_its_expiry_shortened_then_released(
+    admin_kube: Kube,
+    controller_kube: Kube,
+    controller_settings: ControllerSettings,
+    expiry_feed: ExpiryFeed,
+    s3: S3Client,
+    redis: Redis,
+) -> None:
+    bucket = controller_settings.phfs_bucket
+    async with running_controller(
+        controller_kube, controller_settings, expiry_feed, sync_timeout=TIMEOUT
+    ):
+        job = await create_phjob(admin_kube)
+        name = job.metadata.name
+        prefix = job_prefix(job.spec.group_name, name)
+        await wait_for_pod(admin_kube, name, timeout=TIMEOUT)
+        await bind_pod(admin_kube, name)
+        await set_pod_status(admin_kube, name, running())
+        await wait_for_phase(admin_kube, name, PhJobPhase.RUNNING, timeout=TIMEOUT)
+
+        await admin_kube.delete(PHJOBS, name)  # kubectl delete phjob
+        await wait_for_phase(admin_kube, name, PhJobPhase.CANCELLED, timeout=TIMEOUT)
+        # The pod is stopping (graceful: its kubelet has not finished), so the job waits,
+        # held by our finalizer, while its collection writes the folder, expiredAt last.
+        pod = await admin_kube.get(PODS, name)
+        assert pod is not None and pod["metadata"]["deletionTimestamp"]
+        held = await read_phjob(admin_kube, name)
+        assert held.metadata.deletion_timestamp is not None
+        assert held.metadata.finalizers == (FINALIZER,)
+        collected = int(time.time()) + 7 * DAY
+        await s3.put_object(Bucket=bucket, Key=f"{prefix}test.txt", Body=b"hello\n")
+        await s3.put_object(Bucket=bucket, Key=expired_at_key(prefix), Body=str(collected).encode())
+        await finish_pod_deletion(admin_kube, name)
+
+        async def gone() -> bool:
+            return await admin_kube.get(PHJOBS, name) is None
+
+        await eventually(gone, timeout=TIMEOUT, what=f"{name} to be released and removed")
+
+    response = await s3.get_object(Bucket=bucket, Key=expired_at_key(prefix))
+    expired_at = int(await response["Body"].read())
+    assert time.time() + DAY - TIMEOUT - 5 <= expired_at <= time.time() + DAY
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) == expired_at
 
 
 async def test_a_job_whose_pod_vanished_fails_with_a_reason(

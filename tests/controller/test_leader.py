@@ -14,6 +14,7 @@ from artifacts_controller.kube import LEASES, PODS, Kube
 from artifacts_controller.leader import LeaderElector, LeadershipLost
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.s3 import S3Client
 
 
@@ -30,6 +31,7 @@ def _elector(kube: Kube, identity: str, settings: ControllerSettings) -> LeaderE
 
 async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
     expiry_feed: ExpiryFeed,
+    input_holds: InputHolds,
     kube_emulator: KubeEmulator,
     kube_namespace: str,
     controller_settings: ControllerSettings,
@@ -52,6 +54,7 @@ async def test_only_the_leader_creates_pods_and_a_follower_takes_over(
                     metrics=ControllerMetrics(),
                     s3=s3,
                     expiry_feed=expiry_feed,
+                    input_holds=input_holds,
                     elector=elector,
                 )
             )

@@ -12,27 +12,23 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from redis.asyncio import Redis
+from support.localruns import artifacts_of, finished, running_local
 from support.phjobs import eventually, new_phjob
 
-from artifacts_controller.contract import run_job_script_path
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.isolation import isolation
-from artifacts_controller.local_runtime import run_local
-from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.jobstore import LocalJobStore
 from artifacts_shared.phjob import PhJob, PhJobPhase, PhJobStatus
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import RedisSettings, S3Settings
 
 SEED = (
     'mkdir -p artifacts/sub; echo "hello" > artifacts/test.txt; '
@@ -40,76 +36,16 @@ SEED = (
 )
 
 
-@pytest.fixture
-def local_settings(
-    tmp_path: Path, s3_settings: S3Settings, redis_settings: RedisSettings
-) -> ControllerSettings:
-    return ControllerSettings(
-        **s3_settings.model_dump(),
-        redis_url=redis_settings.redis_url,
-        controller_runtime="local",
-        artifact_delivery="s3",
-        local_jobs_dir=tmp_path / "jobs",
-        local_runtime_dir=tmp_path / "runtime",
-        local_poll_seconds=0.1,
-        job_termination_grace_seconds=30,
-        controller_backoff_initial_seconds=0.05,
-        controller_backoff_max_seconds=0.2,
-    )
-
-
-@pytest.fixture
-def store(local_settings: ControllerSettings) -> LocalJobStore:
-    return LocalJobStore(local_settings.local_jobs_dir)
-
-
-@asynccontextmanager
-async def running(
-    store: LocalJobStore, settings: ControllerSettings, feed: ExpiryFeed
-) -> AsyncIterator[None]:
-    """The local controller as ``make run`` starts it, until the block ends."""
-    task = asyncio.create_task(
-        run_local(settings, ControllerMetrics(), run_job_script_path(), feed)
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def _finished(store: LocalJobStore, job: PhJob, timeout: float = 30) -> PhJobStatus:
-    async def done() -> bool:
-        return store.get(job.id).status.finished
-
-    await eventually(done, timeout=timeout, what=f"{job.id} to finish")
-    return store.get(job.id).status
-
-
-async def _artifacts(
-    s3: S3Client, bucket: str, job: PhJob, group: str = "ml-team"
-) -> dict[str, bytes]:
-    prefix = f"groups/{group}/jobArtifacts/{job.id}/"
-    listing = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    found = {}
-    for item in listing.get("Contents", []):
-        name = item["Key"][len(prefix) :]
-        if not name.startswith(".primehub/"):
-            response = await s3.get_object(Bucket=bucket, Key=item["Key"])
-            found[name] = await response["Body"].read()
-    return found
-
-
 async def test_the_seed_journey_succeeds_with_its_two_artifacts_in_s3(
     expiry_feed: ExpiryFeed, store: LocalJobStore, local_settings: ControllerSettings, s3: S3Client
 ) -> None:
     job = store.create(new_phjob(command=SEED))
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED, status
     assert status.start_time is not None and status.finish_time is not None
     assert status.start_time <= status.finish_time
-    assert await _artifacts(s3, local_settings.phfs_bucket, job) == {
+    assert await artifacts_of(s3, local_settings.phfs_bucket, job) == {
         "test.txt": b"hello\n",
         "sub/test.txt": b"hello\n",
     }
@@ -127,8 +63,8 @@ async def test_a_collected_job_is_in_the_expiry_index_at_the_expiry_it_wrote(
     redis: Redis,
 ) -> None:
     job = store.create(new_phjob(command=SEED))
-    async with running(store, local_settings, expiry_feed):
-        await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        await finished(store, job)
 
     prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
     response = await s3.get_object(
@@ -147,11 +83,11 @@ async def test_a_failing_command_fails_with_its_artifacts_still_collected(
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo partial > artifacts/out.txt; exit 3")
     )
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 3"
-    assert await _artifacts(s3, local_settings.phfs_bucket, job) == {"out.txt": b"partial\n"}
+    assert await artifacts_of(s3, local_settings.phfs_bucket, job) == {"out.txt": b"partial\n"}
 
 
 def _pid(settings: ControllerSettings, job: PhJob) -> int:
@@ -177,7 +113,7 @@ async def test_cancel_stops_a_long_command_within_seconds(
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo started > artifacts/log.txt; sleep 600")
     )
-    async with running(store, local_settings, expiry_feed):
+    async with running_local(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -188,7 +124,7 @@ async def test_cancel_stops_a_long_command_within_seconds(
         assert any("sleep 600" in line for line in _session(sid))
         cancelled_at = time.monotonic()
         store.request_cancel(job.id)
-        status = await _finished(store, job, timeout=10)
+        status = await finished(store, job, timeout=10)
         assert status.phase is PhJobPhase.CANCELLED
 
         async def stopped() -> bool:
@@ -199,7 +135,7 @@ async def test_cancel_stops_a_long_command_within_seconds(
 
         # Stopping collects, as in a pod: the uploader still delivers what was there.
         async def delivered() -> bool:
-            return await _artifacts(s3, local_settings.phfs_bucket, job) == {
+            return await artifacts_of(s3, local_settings.phfs_bucket, job) == {
                 "log.txt": b"started\n"
             }
 
@@ -215,8 +151,8 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
             active_deadline_seconds=2,
         )
     )
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job, timeout=20)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job, timeout=20)
         sid = _pid(local_settings, job)
 
     assert status.phase is PhJobPhase.FAILED and status.reason == "DeadlineExceeded"
@@ -225,15 +161,15 @@ async def test_a_job_past_its_active_deadline_is_stopped_collected_and_failed(
     assert 2 <= (status.finish_time - status.start_time).total_seconds() < 15
     assert _session(sid) == []  # the sleep is gone, not left running
     # Stopped the way a pod is stopped: run-job.sh collected, the uploader delivered.
-    assert await _artifacts(s3, local_settings.phfs_bucket, job) == {"log.txt": b"started\n"}
+    assert await artifacts_of(s3, local_settings.phfs_bucket, job) == {"log.txt": b"started\n"}
 
 
 async def test_a_job_that_ends_before_its_deadline_is_not_touched(
     store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="exit 0", active_deadline_seconds=60))
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED and status.reason is None
 
 
@@ -241,8 +177,8 @@ async def test_an_unknown_instance_type_fails_the_local_job_before_it_runs(
     store: LocalJobStore, local_settings: ControllerSettings, expiry_feed: ExpiryFeed
 ) -> None:
     job = store.create(new_phjob(command="touch ran", instance_type="gpu-99"))
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.FAILED and status.reason == "InvalidSpec"
     assert status.message is not None and "'gpu-99'" in status.message
     assert not (local_settings.local_runtime_dir / job.id / "home" / "ran").exists()
@@ -254,7 +190,7 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
     job = store.create(
         new_phjob(command="mkdir -p artifacts; echo early > artifacts/early.txt; sleep 600")
     )
-    async with running(store, local_settings, expiry_feed):
+    async with running_local(store, local_settings, expiry_feed):
 
         async def started() -> bool:
             return store.get(job.id).status.phase is PhJobPhase.RUNNING
@@ -262,11 +198,11 @@ async def test_a_restarted_controller_delivers_a_job_it_stopped_and_reports_it(
         await eventually(started, timeout=10, what="the job to run")
         await asyncio.sleep(0.3)
     # The first controller stopped, and its job with it (collecting as it went).
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.FAILED
     assert status.message == "the command exited with code 143"  # 128 + SIGTERM
-    assert await _artifacts(s3, local_settings.phfs_bucket, job) == {"early.txt": b"early\n"}
+    assert await artifacts_of(s3, local_settings.phfs_bucket, job) == {"early.txt": b"early\n"}
 
 
 async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
@@ -283,8 +219,8 @@ async def test_a_job_whose_process_vanished_while_the_controller_was_down_fails(
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(f'{{"pid": {gone.pid}, "processStart": "1"}}')
     store.write_status(job.id, PhJobStatus(phase=PhJobPhase.RUNNING, pod_name=f"local-{gone.pid}"))
-    async with running(store, local_settings, expiry_feed):
-        status = await _finished(store, job, timeout=10)
+    async with running_local(store, local_settings, expiry_feed):
+        status = await finished(store, job, timeout=10)
     assert status.phase is PhJobPhase.FAILED and status.reason == "RunLost"
     assert "while the controller was down" in (status.message or "")
 
@@ -347,7 +283,7 @@ async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
             'until [ -e "$HOME/go" ]; do sleep 0.1; done'
         )
     )
-    async with running(store, settings, expiry_feed):
+    async with running_local(store, settings, expiry_feed):
 
         async def started() -> bool:
             return (settings.local_runtime_dir / victim.id / "home" / "artifacts").exists()
@@ -365,19 +301,19 @@ async def test_a_job_cannot_read_write_or_expire_another_jobs_folders(
                 ),
             )
         )
-        attacked = await _finished(store, attacker)
+        attacked = await finished(store, attacker)
         (settings.local_runtime_dir / victim.id / "home" / "go").touch()
-        delivered = await _finished(store, victim)
+        delivered = await finished(store, victim)
 
     assert attacked.phase is delivered.phase is PhJobPhase.SUCCEEDED, (attacked, delivered)
     uids = {_record(settings, job)["uid"] for job in (victim, attacker)}
     first, last = settings.job_uid_range
     assert len(uids) == 2 and all(first <= uid <= last for uid in uids)
-    report = (await _artifacts(s3, settings.phfs_bucket, attacker, "other-group"))["attempts.txt"]
+    report = (await artifacts_of(s3, settings.phfs_bucket, attacker, "other-group"))["attempts.txt"]
     lines = report.decode().splitlines()
     assert len(lines) == 12 and all(line.endswith(": denied") for line in lines), lines
     # The victim's delivery is its own, with our expiry, and nothing planted in it.
-    assert await _artifacts(s3, settings.phfs_bucket, victim) == {"secret.txt": b"secret-a\n"}
+    assert await artifacts_of(s3, settings.phfs_bucket, victim) == {"secret.txt": b"secret-a\n"}
     expired_at = f"groups/ml-team/jobArtifacts/{victim.id}/.primehub/metadata/expiredAt"
     stored = await s3.get_object(Bucket=settings.phfs_bucket, Key=expired_at)
     async with stored["Body"] as body:
@@ -395,8 +331,8 @@ async def test_nothing_a_job_started_outlives_it_even_out_of_its_session(
     job = store.create(
         new_phjob(command="setsid bash -c 'sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.5")
     )
-    async with running(store, isolated_settings, expiry_feed):
-        status = await _finished(store, job)
+    async with running_local(store, isolated_settings, expiry_feed):
+        status = await finished(store, job)
     assert status.phase is PhJobPhase.SUCCEEDED, status
     uid = _record(isolated_settings, job)["uid"]
     left = [
@@ -432,3 +368,96 @@ def test_a_runtime_folder_other_users_cannot_reach_makes_it_single_tenant(
     assert record.getMessage().startswith(
         f"the local runtime is single-tenant: other users cannot pass through {closed} to "
     )
+
+
+# A job deleted from the store (nothing of ours deletes one: an operator removes its
+# folder): held by the runtime's copy, its artifacts expire after the orphan grace.
+
+
+async def _expiry(s3: S3Client, bucket: str, job: PhJob) -> int:
+    key = f"groups/ml-team/jobArtifacts/{job.id}/.primehub/metadata/expiredAt"
+    response = await s3.get_object(Bucket=bucket, Key=key)
+    return int(await response["Body"].read())
+
+
+async def _released(settings: ControllerSettings, job: PhJob) -> None:
+    held = settings.local_runtime_dir / ".held" / f"{job.id}.json"
+
+    async def released() -> bool:
+        return not held.exists()
+
+    await eventually(released, timeout=30, what=f"{job.id} to be released")
+
+
+async def test_a_job_removed_from_the_store_has_its_artifacts_expire_after_the_grace(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+    redis: Redis,
+) -> None:
+    bucket = local_settings.phfs_bucket
+    job = store.create(new_phjob(command=SEED))
+    async with running_local(store, local_settings, expiry_feed):
+        await finished(store, job)
+        collected = await _expiry(s3, bucket, job)
+        assert (local_settings.local_runtime_dir / ".held" / f"{job.id}.json").exists()
+
+        before = time.time()
+        shutil.rmtree(store.root / job.id)
+        await _released(local_settings, job)
+
+    expired_at = await _expiry(s3, bucket, job)
+    assert collected > before + 6 * 86_400  # the week the job's retention gave it
+    assert before + 86_400 - 1 <= expired_at <= time.time() + 86_400
+    prefix = f"groups/ml-team/jobArtifacts/{job.id}/"
+    assert await redis.zscore(EXPIRY_INDEX_KEY, prefix) == expired_at
+    assert not (local_settings.local_runtime_dir / job.id).exists()  # its run went with it
+    assert await artifacts_of(s3, bucket, job) == {
+        "test.txt": b"hello\n",
+        "sub/test.txt": b"hello\n",
+    }
+
+
+async def test_a_running_job_removed_from_the_store_is_stopped_collected_then_shortened(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+) -> None:
+    bucket = local_settings.phfs_bucket
+    job = store.create(new_phjob(command=f"{SEED}; sleep 60"))
+    async with running_local(store, local_settings, expiry_feed):
+
+        async def started() -> bool:
+            return store.get(job.id).status.phase is PhJobPhase.RUNNING
+
+        await eventually(started, timeout=30, what=f"{job.id} to run")
+        shutil.rmtree(store.root / job.id)
+        await _released(local_settings, job)
+
+    # Stopped (SIGTERM), its artifacts collected and uploaded, and only then shortened:
+    # the uploader's expiredAt (now + a week) did not win.
+    assert await artifacts_of(s3, bucket, job) == {
+        "test.txt": b"hello\n",
+        "sub/test.txt": b"hello\n",
+    }
+    assert await _expiry(s3, bucket, job) <= time.time() + 86_400
+
+
+async def test_with_a_grace_of_0_a_removed_job_keeps_its_expiry_and_nothing_is_held(
+    expiry_feed: ExpiryFeed,
+    store: LocalJobStore,
+    local_settings: ControllerSettings,
+    s3: S3Client,
+) -> None:
+    settings = local_settings.model_copy(update={"artifact_orphan_grace_seconds": 0})
+    job = store.create(new_phjob(command=SEED))
+    async with running_local(store, settings, expiry_feed):
+        await finished(store, job)
+        collected = await _expiry(s3, settings.phfs_bucket, job)
+        shutil.rmtree(store.root / job.id)
+        await asyncio.sleep(5 * settings.local_poll_seconds)
+
+    assert not (settings.local_runtime_dir / ".held").exists()
+    assert await _expiry(s3, settings.phfs_bucket, job) == collected

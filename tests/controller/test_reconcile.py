@@ -23,10 +23,12 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.pods import SCRIPTS_CONFIGMAP
 from artifacts_controller.reconcile import Reconciler
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY, ExpiryIndex
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.layout import job_log_key, job_prefix
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase, PhJobStatus
@@ -49,7 +51,7 @@ class MakeReconciler(Protocol):
 
 
 @pytest.fixture
-def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
+def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed, input_holds: InputHolds) -> MakeReconciler:
     """A reconciler on ``kube`` that delivers finished jobs' logs to the test's bucket and
     feeds the expiry index on the test's Redis (or ``feed``)."""
 
@@ -62,7 +64,15 @@ def _reconciler(s3: S3Client, expiry_feed: ExpiryFeed) -> MakeReconciler:
         runtime = KubeRuntime(
             kube=kube, settings=settings, script=STAND_IN_SCRIPT, metrics=metrics, s3=s3
         )
-        return Reconciler(runtime, metrics=metrics, expiry_feed=feed or expiry_feed)
+        feed = feed or expiry_feed
+        orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
+        return Reconciler(
+            runtime,
+            metrics=metrics,
+            expiry_feed=feed,
+            orphans=orphans,
+            input_holds=input_holds,
+        )
 
     return make
 

@@ -397,6 +397,20 @@ def test_file_modes_are_recorded_as_octal_permission_bits(job: JobHome) -> None:
     }
 
 
+def test_a_setuid_or_sticky_file_is_recorded_with_its_permission_bits_only(job: JobHome) -> None:
+    _write(job.artifacts / "run.sh", b"#!/bin/sh\n").chmod(0o755)
+    _write(job.artifacts / "suid.sh", b"#!/bin/sh\n").chmod(0o4755)
+    _write(job.artifacts / "sticky").chmod(0o1644)
+
+    job.run("true")
+
+    assert {entry.name: entry.mode for entry in job.manifest().files} == {
+        "run.sh": "755",
+        "suid.sh": "755",
+        "sticky": "644",
+    }
+
+
 def test_sigterm_reaches_the_command_and_what_it_wrote_is_collected(job: JobHome) -> None:
     process = job.start(
         "mkdir -p artifacts; trap 'echo cleaned > artifacts/on-term.txt; exit 143' TERM; "

@@ -17,6 +17,7 @@ from artifacts_controller.staging import (
     StagingError,
     open_staged,
     read_done,
+    recorded_mode,
     walk,
 )
 from artifacts_controller.transfer import MIB, Tuning
@@ -27,6 +28,37 @@ def _stage(staging: Path, files: dict[str, bytes]) -> None:
         path = staging / "files" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("own", "reported", "recorded"),
+    [
+        (0o755, None, "755"),  # no report: the copy's own bits
+        (0o755, 0o750, "750"),  # the report narrows what a+rX widened
+        (0o644, 0o600, "600"),
+        (0o4755, None, "755"),  # a setuid copy: never recorded
+        (0o755, 0o4755, "755"),  # a setuid report: never recorded
+        (0o644, 0o7777, "644"),  # a report cannot add a bit the copy lacks
+        (0o1777, 0o777, "777"),
+    ],
+)
+def test_the_recorded_mode_is_the_copys_narrowed_by_the_report_without_special_bits(
+    own: int, reported: int | None, recorded: str
+) -> None:
+    assert recorded_mode(own, reported) == recorded
+
+
+def test_a_hostile_modes_file_never_records_a_setuid_bit_or_a_bit_the_copy_lacks(
+    tmp_path: Path,
+) -> None:
+    _stage(tmp_path, {"suid": b"#!/bin/sh\n", "plain": b"p"})
+    (tmp_path / "files" / "suid").chmod(0o4755)
+    (tmp_path / "files" / "plain").chmod(0o644)
+    (tmp_path / "modes").write_bytes(b"7777 suid\0" + b"4777 plain\0")
+
+    listing = walk(tmp_path)
+
+    assert [(f.name, f.mode) for f in listing.files] == [("plain", "644"), ("suid", "755")]
 
 
 def test_the_done_marker_carries_only_an_exit_code(tmp_path: Path) -> None:
@@ -66,6 +98,10 @@ def test_the_walk_lists_regular_files_in_name_order_with_their_reported_modes(
     tmp_path: Path,
 ) -> None:
     _stage(tmp_path, {"b.txt": b"bb", "a/c.txt": b"c", ".hidden": b"h", "odd\nname": b"o"})
+    # As run-job.sh leaves the copies: a+rX, so the uploader can read them.
+    for name in ("b.txt", ".hidden", "odd\nname"):
+        (tmp_path / "files" / name).chmod(0o644)
+    (tmp_path / "files" / "a/c.txt").chmod(0o755)
     (tmp_path / "modes").write_bytes(b"600 b.txt\0" + b"750 a/c.txt\0" + b"12x bad\0" + b"644 cut")
 
     listing = walk(tmp_path)

@@ -284,11 +284,14 @@ def test_instance_types_reach_the_api_and_the_controller_alike() -> None:
     assert [preset.name for preset in default_presets] == ["cpu-1", "cpu-2"]
 
 
-def test_phfs_mode_mounts_the_claim_and_runs_no_uploader() -> None:
-    env = env_of(deployments(rendered("phfs"))["controller"])
+def test_phfs_mode_mounts_the_claim_and_gives_input_init_containers_our_image_and_keys() -> None:
+    controller = deployments(rendered("phfs"))["controller"]
+    env = env_of(controller)
     assert env["ARTIFACT_DELIVERY"]["value"] == "phfs"
     assert env["PHFS_VOLUME_CLAIM"]["value"] == "primehub-store"
-    assert not {"UPLOADER_IMAGE", "UPLOADER_S3_SECRET"} & set(env)
+    # No uploader in phfs mode, but a job's input artifacts come from the bucket either way.
+    assert env["UPLOADER_IMAGE"]["value"] == container(controller)["image"]
+    assert env["UPLOADER_S3_SECRET"]["value"] == UPLOADER_SECRET
 
 
 def test_s3_mode_gives_uploaders_the_controller_image_and_the_credentials() -> None:
@@ -314,8 +317,12 @@ def test_uploaders_get_a_secret_with_the_s3_keys_only() -> None:
     }
     for name in ("api", "controller"):
         assert env_of(deployments(objects)[name])["KUBE_NAMESPACE"]["value"] == "jobs"
-    assert of_kind(rendered("phfs"), "Secret")[0]["metadata"]["name"] == SECRET
-    assert len(of_kind(rendered("phfs"), "Secret")) == 1
+    # phfs mode: the same S3-keys-only Secret, for the input artifacts' init containers.
+    assert secret_data(rendered("phfs"), UPLOADER_SECRET, NAMESPACE) == uploader
+    assert {s["metadata"]["name"] for s in of_kind(rendered("phfs"), "Secret")} == {
+        SECRET,
+        UPLOADER_SECRET,
+    }
 
 
 def test_secrets_reach_the_services_as_files_never_as_values() -> None:

@@ -84,8 +84,10 @@ class Bucket:
         *,
         group: str = GROUP,
         manifest: bool = True,
+        modes: Mapping[str, str] | None = None,
     ) -> str:
-        """The files under the job's prefix, and a manifest with their sha256 (unless told)."""
+        """The files under the job's prefix, and a manifest with their sha256 (unless told)
+        and the ``modes`` given (a name without one records none)."""
         prefix = job_prefix(group, job_id)
         for name, body in files.items():
             self.put(f"{prefix}{name}", body)
@@ -98,7 +100,12 @@ class Bucket:
                 total_size=sum(len(body) for body in files.values()),
                 limits=ManifestLimits(size_mb=100, files=1000),
                 files=[
-                    ManifestFile(name=name, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+                    ManifestFile(
+                        name=name,
+                        size=len(body),
+                        sha256=hashlib.sha256(body).hexdigest(),
+                        mode=(modes or {}).get(name),
+                    )
                     for name, body in files.items()
                 ],
             )

@@ -61,7 +61,8 @@ GrantTable = Mapping[tuple[str, str], frozenset[str]]
 # rendered Roles against it, tests/cluster the requests a real API server saw).
 GRANTS: Mapping[str, GrantTable] = {
     "controller": {
-        (API_GROUP, PLURAL): frozenset({"get", "list", "watch"}),
+        # patch: only its finalizer (orphans.py), put on and taken off.
+        (API_GROUP, PLURAL): frozenset({"get", "list", "watch", "patch"}),
         (API_GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
         ("", "pods"): frozenset({"get", "list", "watch", "create", "delete"}),
         # The job container's log, delivered with the artifacts when the job ends.

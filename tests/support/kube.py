@@ -17,6 +17,9 @@ one module closes the gap, so product code runs here exactly as it would against
 - lists carry a ``resourceVersion`` and honour ``labelSelector``; a watch from a
   ``resourceVersion`` replays only the changes after it (including deletions), and a watch
   from no version starts with every object as ``ADDED``, then follows changes without a gap;
+- a delete that only marks an object (it has finalizers: a ``deletionTimestamp``) gets a
+  new ``resourceVersion``, and removing the last finalizer of such an object ends it with a
+  ``DELETED`` event, as on a real server;
 - a pod has a log (``GET .../pods/<name>/log``, which the emulator lacks) as the API server
   serves it from the kubelet: ``container`` (required when the pod has several), ``tailLines``,
   ``follow`` (until the container has terminated); ``400`` while the container is waiting
@@ -296,6 +299,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise kmock.KubernetesError(status=status, reason="Planned", message="fail_next()")
         if request.resource == kmock.resource("v1/pods") and request.subresource == "log":
             return await self._serve_pod_log(request)
+        if request.resource is not None and request.action == enums.action.DELETE:
+            async with self._writes:
+                self._admit_delete(request)
+                return await super()._handle(request)
         if request.resource is None or request.action not in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -307,7 +314,28 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 self._admit_create(request)
             else:
                 self._admit_update(request)
-            return await super()._handle(request)
+            response = await super()._handle(request)
+            await self._announce_release(request)
+            return response
+
+    def _admit_delete(self, request: rendering.Request) -> None:
+        """A delete that only marks the object (it has finalizers) changes it: a new version."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return
+        metadata = self.objects[key].raw.get("metadata") or {}
+        if metadata.get("finalizers") and not metadata.get("deletionTimestamp"):
+            self.objects[key].patch({"metadata": {"resourceVersion": str(self._tick())}})
+
+    async def _announce_release(self, request: rendering.Request) -> None:
+        """The emulator removes an object whose last finalizer went without a ``DELETED``
+        event; a real API server sends one, which watchers rely on."""
+        key = (request.resource, request.namespace, request.name)
+        if request.name is None or key not in self.objects or not self.objects[key].deleted:
+            return
+        last = copy.deepcopy(self.objects[key].last.raw)
+        if (last.get("metadata") or {}).get("deletionTimestamp"):
+            await self._buses[request.resource].put({"type": "DELETED", "object": last})
 
     def _admit_create(self, request: rendering.Request) -> None:
         data = request.data

@@ -14,7 +14,9 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.metrics import ControllerMetrics
 from artifacts_controller.settings import ControllerSettings
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.phjob import PhJob, PhJobMetadata, PhJobPhase, PhJobSpec, new_job_id
+from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
 
 STAND_IN_SCRIPT = '#!/usr/bin/env bash\n# a stand-in for run-job.sh\nexec bash -c "$1"\n'
@@ -86,7 +88,7 @@ async def running_controller(
     kube: Kube, settings: ControllerSettings, feed: ExpiryFeed, *, sync_timeout: float = 5.0
 ) -> AsyncIterator[Controller]:
     """A controller running in this event loop, its first lists done."""
-    async with open_s3(settings) as s3:
+    async with open_s3(settings) as s3, open_redis(settings) as redis:
         controller = Controller(
             kube=kube,
             settings=settings,
@@ -94,6 +96,7 @@ async def running_controller(
             metrics=ControllerMetrics(),
             s3=s3,
             expiry_feed=feed,
+            input_holds=InputHolds(redis),
         )
         task = asyncio.create_task(controller.run())
         try:

@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TextIO
 from artifacts_client import config
 from artifacts_client.client import Client
 from artifacts_client.errors import ClientError, WaitTimeout
-from artifacts_client.models import CleanupState, Job, JobPhase, Retention
+from artifacts_client.models import CleanupState, InputArtifact, Job, JobPhase, Retention
 from artifacts_client.progress import NoProgress, Progress, ProgressBar, human_size
 
 __all__ = ["EXIT_ERROR", "EXIT_NOT_SUCCEEDED", "EXIT_TIMEOUT", "EXIT_USAGE", "main", "run"]
@@ -99,6 +99,13 @@ class Output:
             print(f"{PROG}: {message}", file=self.stderr)
 
 
+def _input_artifact(value: str) -> InputArtifact:
+    try:
+        return InputArtifact.parse(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # Commands
 
 
@@ -135,6 +142,9 @@ def _print_job(job: Job, out: Output) -> None:
         ("message", job.message or "-"),
         ("command", job.command),
     ]
+    fields += [
+        ("input", f"{item.job_id}:{item.path}" if item.path else item.job_id) for item in job.inputs
+    ]
     for name, value in fields:
         print(f"{name + ':':<10}{value}", file=out.stdout)
 
@@ -151,6 +161,7 @@ def cmd_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         name=args.name,
         image=args.image,
         retention_seconds=args.retention,
+        inputs=args.inputs,
     )
     if out.json:
         _print_json(job.to_json(), out.stdout)
@@ -445,6 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="SECONDS",
         help="keep the artifacts SECONDS after the job ends (default: the platform's)",
+    )
+    create.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        type=_input_artifact,
+        metavar="JOB[:PATH]",
+        help="place JOB's artifacts (or its file or folder PATH) under ~/inputs/JOB/ before "
+        "the command starts; repeatable",
     )
 
     _job_id_argument(command("cancel", "ask a job to stop", cmd_cancel))

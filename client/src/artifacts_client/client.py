@@ -37,6 +37,7 @@ from artifacts_client.models import (
     ArtifactFolder,
     CleanupRun,
     Download,
+    InputArtifact,
     Job,
     JobPhase,
     LogPage,
@@ -199,11 +200,15 @@ class Client:
         name: str | None = None,
         image: str | None = None,
         retention_seconds: int | None = None,
+        inputs: Sequence[InputArtifact | str] = (),
     ) -> Job:
         """Submit ``command`` (run with bash in the job's home; ``./artifacts`` is collected).
 
         ``name`` defaults to the command's first line; ``retention_seconds`` to the
         platform's artifact retention (0, keep until deleted by hand, is for admins).
+        ``inputs``: other jobs' artifacts to place under ``~/inputs/<job>/`` before the
+        command starts, each an ``InputArtifact`` or ``"JOB"`` / ``"JOB:PATH"`` (a file or a
+        folder of that job's artifacts); the caller must be allowed to read those jobs.
         """
         data: dict[str, Any] = {
             "displayName": name or _display_name(command),
@@ -214,6 +219,11 @@ class Client:
             data["image"] = image
         if retention_seconds is not None:
             data["artifactRetentionSeconds"] = retention_seconds
+        if inputs:
+            data["inputArtifacts"] = [
+                (InputArtifact.parse(item) if isinstance(item, str) else item).to_graphql()
+                for item in inputs
+            ]
         return Job.from_graphql(self._execute(queries.CREATE_JOB, {"data": data})["createPhJob"])
 
     def cancel_job(self, job: JobRef) -> Job:

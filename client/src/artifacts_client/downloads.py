@@ -9,6 +9,11 @@ A file is written where it will live only once it is known to be right:
 - the size must match the listing, and the sha256 too when the listing has one (from the
   collection's manifest); on a mismatch the temporary file is deleted and
   ``IntegrityError`` raised, so a corrupted or truncated file is never left behind;
+- a verified file gets the mode the collection recorded (``PhJobArtifactItem.mode``) as
+  Python's ``tarfile`` data filter would set it (PEP 706): never setuid, setgid or sticky,
+  never writable by group or others, always readable and writable by its owner, so a job's
+  ``0755`` script comes back ``0755`` and no recorded mode can make a hazard of it; a file
+  with no recorded mode keeps the umask's default, as any new file does;
 - without ``overwrite`` the rename is a hard link, which fails if the destination
   appeared meanwhile, so an existing file is never replaced by accident.
 
@@ -24,6 +29,7 @@ import http.client
 import os
 import re
 import secrets
+import stat
 import threading
 import urllib.error
 import urllib.parse
@@ -42,10 +48,29 @@ from artifacts_client.errors import (
 from artifacts_client.models import Artifact, Download
 from artifacts_client.progress import Progress
 
-__all__ = ["CHUNK", "download_many", "fetch_artifact", "target_path"]
+__all__ = ["CHUNK", "download_many", "fetch_artifact", "restored_mode", "target_path"]
 
 CHUNK = 1 << 20
 _S3_ERROR_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
+_MODE = re.compile(r"[0-7]{1,4}")
+_GROUP_OTHER_EXECUTE = stat.S_IXGRP | stat.S_IXOTH
+_NEVER = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
+
+
+def restored_mode(mode: str | None) -> int | None:
+    """The bits a downloaded file gets for the recorded ``mode``; None to leave the umask's.
+
+    ``tarfile.data_filter``'s rule for regular files (Python 3.11.4 and later), written
+    out so every 3.11 has it: the owner may read and write; group and others may not
+    execute what the owner cannot; no setuid, setgid, sticky, group or other write. What
+    is not 1 to 4 octal digits is no mode at all.
+    """
+    if mode is None or not _MODE.fullmatch(mode):
+        return None
+    bits = int(mode, 8) | stat.S_IRUSR | stat.S_IWUSR
+    if not bits & stat.S_IXUSR:
+        bits &= ~_GROUP_OTHER_EXECUTE
+    return bits & ~_NEVER & 0o777
 
 
 def target_path(dest_dir: str | Path, name: str) -> Path:
@@ -200,6 +225,9 @@ def fetch_artifact(
         os.close(fd)
         fd = -1
         _verify(artifact, size, sha256)
+        mode = restored_mode(artifact.mode)
+        if mode is not None:
+            os.chmod(temporary, mode)  # before the rename: the file appears with its mode
         if artifact.last_modified is not None:
             # Like `curl -R`: the file carries the artifact's time, as the listing shows it.
             modified = artifact.last_modified.timestamp()

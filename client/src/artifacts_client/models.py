@@ -23,6 +23,7 @@ __all__ = [
     "CleanupRun",
     "CleanupState",
     "Download",
+    "InputArtifact",
     "Job",
     "JobPhase",
     "LogPage",
@@ -84,6 +85,39 @@ class _Jsonable:
 
 
 @dataclass(frozen=True, slots=True)
+class InputArtifact(_Jsonable):
+    """Another job's artifacts placed under ``~/inputs/<job_id>/`` before a job's command runs:
+    all of them, or the file or folder ``path`` names. The counts are what the API resolved
+    when the job was created (None in a request)."""
+
+    job_id: str
+    path: str | None = None
+    file_count: int | None = None
+    total_size: int | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> InputArtifact:
+        """``JOB`` or ``JOB:PATH``, as the CLI's ``--input`` takes it (a job id has no colon)."""
+        job_id, _, path = value.partition(":")
+        if not job_id:
+            raise ValueError(f"{value!r} names no job: expected JOB or JOB:PATH")
+        return cls(job_id=job_id, path=path or None)
+
+    def to_graphql(self) -> dict[str, Any]:
+        return {"jobId": self.job_id, "path": self.path}
+
+    @classmethod
+    def from_graphql(cls, data: Mapping[str, Any]) -> InputArtifact:
+        size = data.get("totalSize")
+        return cls(
+            job_id=str(data["jobId"]),
+            path=data.get("path"),
+            file_count=data.get("fileCount"),
+            total_size=None if size is None else int(size),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Job(_Jsonable):
     id: str
     display_name: str
@@ -97,6 +131,8 @@ class Job(_Jsonable):
     finish_time: datetime | None = None
     message: str | None = None
     cancel_requested: bool = False
+    inputs: tuple[InputArtifact, ...] = ()
+    """Other jobs' artifacts placed under ``~/inputs/`` before the command ran."""
 
     @property
     def done(self) -> bool:
@@ -117,6 +153,9 @@ class Job(_Jsonable):
             finish_time=_time(data.get("finishTime")),
             message=data.get("message"),
             cancel_requested=bool(data.get("cancel")),
+            inputs=tuple(
+                InputArtifact.from_graphql(item) for item in data.get("inputArtifacts") or ()
+            ),
         )
 
 
@@ -130,9 +169,12 @@ class Artifact(_Jsonable):
     last_modified: datetime | None
     sha256: str | None
     download_url: str = field(repr=False)
+    mode: str | None = None
+    """Permission bits in octal as the collection recorded them ("755"); None: not recorded."""
 
     @classmethod
     def from_graphql(cls, job_id: str, data: Mapping[str, Any]) -> Artifact:
+        mode = data.get("mode")
         return cls(
             job_id=job_id,
             name=str(data["name"]),
@@ -140,6 +182,7 @@ class Artifact(_Jsonable):
             last_modified=_time(data.get("lastModified")),
             sha256=data.get("sha256"),
             download_url=str(data["downloadUrl"]),
+            mode=mode if isinstance(mode, str) else None,
         )
 
 

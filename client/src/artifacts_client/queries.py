@@ -25,9 +25,10 @@ __all__ = [
 _JOB = """
   id displayName groupName userName phase command image
   createTime startTime finishTime message cancel
+  inputArtifacts { jobId path fileCount totalSize }
 """
 
-_ITEM = "name size lastModified sha256 downloadUrl"
+_ITEM = "name size lastModified sha256 mode downloadUrl"
 
 JOBS = f"""
 query Jobs($where: PhJobWhereInput, $first: Int, $after: String) {{

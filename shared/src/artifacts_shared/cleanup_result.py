@@ -55,11 +55,13 @@ class RunOutcome(StrEnum):
 
 
 class SkipReason(StrEnum):
-    """Why a job folder was left alone although it may hold no valid expiry."""
+    """Why a job folder was left alone although it may hold no valid expiry, or is due."""
 
     MISSING_EXPIRED_AT = "missing_expired_at"
     INVALID_EXPIRED_AT = "invalid_expired_at"
     UNSAFE_NAME = "unsafe_name"
+    INPUT_PENDING = "input_pending"
+    """Due, but a job that has not started will read it as its input (``input_holds``)."""
 
 
 class SkippedFolder(_Model):

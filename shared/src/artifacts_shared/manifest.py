@@ -20,12 +20,14 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "MANIFEST_VERSION",
+    "PERMISSION_BITS",
     "Manifest",
     "ManifestError",
     "ManifestFile",
     "ManifestLimits",
     "ManifestLog",
     "SkipReason",
+    "permission_bits",
 ]
 
 MANIFEST_VERSION = 1
@@ -42,11 +44,28 @@ class ManifestError(ValueError):
     """``manifest.json`` is not valid JSON of a version this code reads."""
 
 
+PERMISSION_BITS = 0o777
+"""The only mode bits any reader takes from a manifest: never setuid, setgid or sticky."""
+
+
+def permission_bits(mode: str | None) -> int | None:
+    """A manifest's ``mode`` as the permission bits a reader may restore (``0o777`` at
+    most), None when there is none. The manifest is data (``phfs`` mode: the job's own
+    writing), so a ``"4755"`` is read as ``0o755``: the setuid bit is never restored."""
+    if mode is None:
+        return None
+    return int(mode, 8) & PERMISSION_BITS
+
+
 class ManifestFile(_Model):
     name: str = Field(min_length=1)
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    mode: str = Field("644", pattern=r"^[0-7]{1,4}$", description="permission bits, octal")
+    mode: str | None = Field(
+        None,
+        pattern=r"^[0-7]{1,4}$",
+        description="permission bits, octal, of the file as delivered; None: not recorded",
+    )
 
 
 class ManifestLimits(_Model):

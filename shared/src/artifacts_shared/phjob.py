@@ -24,6 +24,7 @@ __all__ = [
     "JOB_ID_PATTERN",
     "KIND",
     "PLURAL",
+    "ArtifactInput",
     "ArtifactOverrides",
     "JobId",
     "PhJob",
@@ -86,6 +87,24 @@ class ArtifactOverrides(_Model):
     limit_files: int | None = Field(None, ge=1)
 
 
+class ArtifactInput(_Model):
+    """Another job's artifacts, placed under ``~/inputs/<jobId>/`` before the command starts.
+
+    The api resolves it when the job is created (the source exists, is collected, not
+    expired, and readable by the creator) and records what it found: the source's group
+    (so the controller finds the folder without asking anyone), how many files the
+    selection held and their bytes. The controller's fetch reads the source manifest again
+    and refuses a selection that no longer matches these figures.
+    """
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    path: str | None = Field(None, min_length=1, max_length=1024)
+    """A file or a folder inside the source artifacts, relative to their root; None: all."""
+    group_name: str = Field(min_length=1)
+    file_count: int = Field(ge=0)
+    total_size: int = Field(ge=0)
+
+
 class PhJobSpec(_Model):
     display_name: str = Field(min_length=1, max_length=256)
     user_name: str | None = None
@@ -97,6 +116,8 @@ class PhJobSpec(_Model):
     active_deadline_seconds: int | None = Field(None, ge=1)
     cancel: bool = False
     artifact: ArtifactOverrides | None = None
+    input_artifacts: tuple[ArtifactInput, ...] | None = None
+    """Placed under ``~/inputs/`` before the command runs (``artifacts_controller.inputs``)."""
 
 
 class PhJobStatus(_Model):
@@ -118,6 +139,9 @@ class PhJobMetadata(_Model):
     uid: str | None = None
     resource_version: str | None = None
     creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    """Set once the PhJob is being deleted; it stays until its finalizers are removed."""
+    finalizers: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 

@@ -22,16 +22,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from artifacts_shared.cleanup_result import SkipReason
 from artifacts_shared.expiry import to_datetime
+from artifacts_shared.input_holds import Hold
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState
+from artifacts_shared.settings import S3Settings
 
 __all__ = [
+    "JOB_DELETED_BY",
     "RECORD_MAX_BYTES",
     "Change",
     "RecordSigner",
@@ -39,11 +42,14 @@ __all__ = [
     "RetentionRecord",
     "RetentionState",
     "describe",
+    "grace_text",
     "next_cleanup",
     "said_when",
     "skipped_sentence",
 ]
 
+JOB_DELETED_BY = "controller"
+"""``changedBy`` of a ``JOB_DELETED`` record: Kubernetes does not say who deleted the job."""
 RECORD_MAX_BYTES = 4096
 """Anything larger is not one of our records; readers fetch no more."""
 _KEY_LABEL = b"job-artifacts retention record v1"
@@ -68,6 +74,8 @@ class Change(StrEnum):
     SHORTEN = "shorten"
     SET = "set"
     """An expiry given to a folder that had none."""
+    JOB_DELETED = "job-deleted"
+    """Shortened by the controller when the PhJob was deleted (the orphan grace)."""
 
 
 _VERBS = {
@@ -113,6 +121,12 @@ class RecordSigner:
     def from_s3_secret(cls, secret: str) -> RecordSigner:
         # A derived key, so the record's MAC never exposes or reuses the S3 key itself.
         return cls(hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest())
+
+    @classmethod
+    def for_settings(cls, settings: S3Settings) -> RecordSigner | None:
+        """The signer every service derives from its S3 secret; None without a static one."""
+        secret = settings.s3_secret_access_key
+        return cls.from_s3_secret(secret.get_secret_value()) if secret else None
 
     def _mac(self, fields: dict[str, Any]) -> str:
         return hmac.new(self._key, _canonical(fields), hashlib.sha256).hexdigest()
@@ -168,6 +182,23 @@ def _moment(at: datetime, now: datetime) -> str:
     return f"{_day(at, now)} at {at:%H:%M} UTC"
 
 
+def grace_text(seconds: int) -> str:
+    """``a day's`` grace, ``2 hours'``: the largest whole unit, else seconds."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return (
+                f"a{'n' if unit == 'hour' else ''} {unit}'s" if count == 1 else f"{count} {unit}s'"
+            )
+    return "a second's" if seconds == 1 else f"{seconds} seconds'"
+
+
+def _job_deleted(record: RetentionRecord, now: datetime) -> tuple[str, str]:
+    """The day the job was deleted, and its grace as ``grace_text`` says it."""
+    deleted = _day(datetime.fromtimestamp(record.changed_at, tz=UTC), now)
+    return deleted, grace_text(max(0, (record.expired_at or 0) - record.changed_at))
+
+
 def said_when(at: int, *, now: float) -> str:
     """``3 Dec at 14:00 UTC`` (the year only when it is not this one's)."""
     return _moment(datetime.fromtimestamp(at, tz=UTC), datetime.fromtimestamp(now, tz=UTC))
@@ -193,12 +224,39 @@ def describe(
     now: float,
     daily_at: time,
     asked_to_keep: bool = False,
+    hold: Hold | None = None,
 ) -> Retention:
     """The folder's retention from its ``expiredAt`` reading and a *verified* record.
 
     ``asked_to_keep``: the job was created with retention 0 (known from the PhJob, which
-    the api reads and the janitor does not).
+    the api reads and the janitor does not). ``hold``: a job that has not started yet
+    will read the folder as its input (``artifacts_shared.input_holds``), so a cleanup
+    run leaves it alone until then.
     """
+    told = _describe(
+        reading, record, now=now, daily_at=daily_at, asked_to_keep=asked_to_keep, hold=hold
+    )
+    if hold is None or told.state is RetentionState.EXPIRED:
+        return told
+    return replace(told, reason=f"{told.reason}; {_waits(hold, now)}")
+
+
+def _waits(hold: Hold, now: float) -> str:
+    return (
+        f"kept while job {hold.job_id} waits to read it as an input "
+        f"(at most until {said_when(hold.until, now=now)})"
+    )
+
+
+def _describe(
+    reading: ExpiryReading,
+    record: RetentionRecord | None,
+    *,
+    now: float,
+    daily_at: time,
+    asked_to_keep: bool,
+    hold: Hold | None,
+) -> Retention:
     current = reading.expired_at if reading.state is ExpiryState.SET else None
     if record is not None and (
         record.expired_at != current or reading.state is ExpiryState.INVALID
@@ -231,10 +289,31 @@ def describe(
             RetentionState.KEPT, f"kept{changed} until the year 9999 or later", current, by, at
         )
     if current <= now:
-        run = next_cleanup(now, daily_at)
+        ended = f"expired on {_moment(expires, moment)}"
+        if record is not None and record.change is Change.JOB_DELETED:
+            deleted, grace = _job_deleted(record, moment)
+            ended = f"its job was deleted on {deleted} and {grace} grace ended on " + (
+                _moment(expires, moment)
+            )
+        # A hold defers the next cleanup: say what the folder waits for instead.
+        then = (
+            _waits(hold, now)
+            if hold is not None
+            else f"the next cleanup runs at {next_cleanup(now, daily_at):%H:%M} UTC"
+        )
         return Retention(
             RetentionState.EXPIRED,
-            f"expired on {_moment(expires, moment)}; the next cleanup runs at {run:%H:%M} UTC",
+            f"{ended}; {then}",
+            current,
+            by,
+            at,
+        )
+    if record is not None and record.change is Change.JOB_DELETED:
+        deleted, grace = _job_deleted(record, moment)
+        return Retention(
+            RetentionState.EXPIRES,
+            f"its job was deleted on {deleted}; deleted after {grace} grace, "
+            f"on {_moment(expires, moment)}",
             current,
             by,
             at,
@@ -253,6 +332,7 @@ def skipped_sentence(
     detail: str = "",
     now: float,
     daily_at: time,
+    hold: Hold | None = None,
 ) -> str:
     """What a cleanup run says of a folder it left alone: ``describe``'s sentence."""
     if reason is SkipReason.UNSAFE_NAME:
@@ -262,4 +342,4 @@ def skipped_sentence(
             ExpiryState.MISSING if reason is SkipReason.MISSING_EXPIRED_AT else ExpiryState.INVALID
         )
         reading = ExpiryReading(state, detail=detail)
-    return describe(reading, record, now=now, daily_at=daily_at).reason
+    return describe(reading, record, now=now, daily_at=daily_at, hold=hold).reason

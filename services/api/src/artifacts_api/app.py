@@ -171,18 +171,12 @@ def _services_ctx(
                 ),
                 metrics=app[METRICS],
                 manifests=ManifestCache(s3, settings.phfs_bucket),
-                records=_record_signer(settings),
+                records=RecordSigner.for_settings(settings),
                 listing_slots=asyncio.Semaphore(settings.api_listing_concurrency),
             )
             yield
 
     return services_ctx
-
-
-def _record_signer(settings: ApiSettings) -> RecordSigner | None:
-    """Retention records are signed with a key the janitor derives too, from the S3 secret."""
-    secret = settings.s3_secret_access_key
-    return RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None
 
 
 @web.middleware

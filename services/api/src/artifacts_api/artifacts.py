@@ -64,6 +64,8 @@ class ArtifactFile:
     size: int
     last_modified: datetime
     sha256: str | None = None
+    mode: int | None = None
+    """Permission bits from the manifest (``0o777`` at most); None when it records none."""
 
 
 @dataclass(frozen=True, slots=True)

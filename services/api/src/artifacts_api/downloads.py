@@ -2,7 +2,9 @@
 
 The same authorization as GraphQL (a bearer token, or a signed link from ``zipUrl``);
 refusals answer with the status and a GraphQL-shaped JSON error before any zip byte is
-sent. Then objects are read from S3 one chunk at a time and written through
+sent. Each entry carries the file's permission bits from the manifest (``0o777`` at most),
+so an unzip that restores modes gives back a job's ``0755`` script as ``0755``. Then
+objects are read from S3 one chunk at a time and written through
 ``ZipStream``, so memory stays flat whether the folder holds one 300 MB file or thousands
 of small ones. If S3 fails mid-stream the connection is cut, not finished: a client must
 never mistake a truncated archive for a complete one.
@@ -36,6 +38,8 @@ __all__ = ["artifacts_zip"]
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+DEFAULT_MODE = 0o644
+"""An entry's permission bits when the manifest records none (or there is no manifest)."""
 FETCH_AHEAD = 8
 """Objects requested before their turn: hides S3's per-request latency for many small
 files; each waiting response holds at most aiohttp's read buffer, so memory stays flat."""
@@ -54,8 +58,9 @@ async def _caller(request: web.Request, services: Services, job_id: str) -> Iden
 
 async def _files(
     services: Services, identity: Identity, job_id: str
-) -> AsyncIterator[tuple[str, StoredObject]]:
-    """The job's files, after every check; raises before yielding when there are none."""
+) -> tuple[AsyncIterator[tuple[str, StoredObject]], dict[str, int]]:
+    """The job's files, after every check, and the permission bits its manifest records;
+    raises before yielding when there are none."""
     job = await visible_job(services.jobs, identity, job_id)
     try:
         prefix = job_prefix(job.spec.group_name, job.id)
@@ -65,13 +70,14 @@ async def _files(
     first = await anext(files, None)
     if first is None:
         raise NotFound(f"job {job_id} has no artifacts")
+    manifest = await services.manifests.get(prefix)
 
     async def all_files() -> AsyncIterator[tuple[str, StoredObject]]:
         yield first
         async for item in files:
             yield item
 
-    return all_files()
+    return all_files(), manifest.modes if manifest else {}
 
 
 async def _fetch_ahead(
@@ -105,7 +111,7 @@ async def artifacts_zip(request: web.Request) -> web.StreamResponse:
     try:
         parse_job_id(job_id)
         identity = await _caller(request, services, job_id)
-        files = await _files(services, identity, job_id)
+        files, modes = await _files(services, identity, job_id)
     except Exception as err:
         error = classify(err)
         return web.json_response(error.as_json(), status=error.http_status)
@@ -127,6 +133,7 @@ async def artifacts_zip(request: web.Request) -> web.StreamResponse:
                     size=got["ContentLength"],
                     modified=stored.last_modified,
                     chunks=functools.partial(body.read, CHUNK),
+                    mode=modes.get(name, DEFAULT_MODE),
                 )
         await archive.close()
     except Exception as err:

@@ -8,16 +8,28 @@ and the group check happen in the same order everywhere: a malformed id is
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from artifacts_api.errors import BadUserInput, NotFound, Unavailable
+from artifacts_api.errors import ApiError, BadUserInput, NotFound, Unavailable
 from artifacts_api.identity import Identity
+from artifacts_api.inputs import (
+    check_input_size,
+    input_prefixes,
+    parse_input_requests,
+    resolve_input,
+)
 from artifacts_api.jobsource import JobExistsError, JobSource
+from artifacts_api.services import Services
 from artifacts_api.settings import ApiSettings
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.layout import UnsafeNameError, group_path
 from artifacts_shared.phjob import (
+    ArtifactInput,
     ArtifactOverrides,
     JobId,
     PhJob,
@@ -31,6 +43,7 @@ __all__ = [
     "JobRequest",
     "artifacts_expire_at",
     "create_job",
+    "limit_size_mb",
     "parse_job_id",
     "retention_seconds",
     "visible_job",
@@ -69,6 +82,13 @@ def retention_seconds(job: PhJob, settings: ApiSettings) -> int:
     return settings.artifact_retention_seconds if own is None else own
 
 
+def limit_size_mb(job: PhJob, settings: ApiSettings) -> int:
+    """The job's artifact size limit in MB, which its input artifacts must fit too."""
+    own = job.spec.artifact.limit_size_mb if job.spec.artifact else None
+    # The controller's rule (contract.effective_policy), with the same ARTIFACT_LIMIT_SIZE_MB.
+    return settings.artifact_limit_size_mb if own is None else own
+
+
 def artifacts_expire_at(job: PhJob, settings: ApiSettings) -> datetime | None:
     """When the job's artifacts expire(d) by its retention: None while it runs, or when kept.
 
@@ -93,11 +113,16 @@ class JobRequest:
     group_id: str | None = None
     instance_type: str | None = None
     active_deadline_seconds: int | None = None
+    input_artifacts: Sequence[Mapping[str, Any]] | None = None
+    """``PhJobArtifactInput`` s as received: ``{"job_id": ..., "path": ...}``."""
 
     @classmethod
     def like(cls, job: PhJob) -> JobRequest:
-        """A request for a job like ``job``: ``rerunPhJob``."""
+        """A request for a job like ``job``: ``rerunPhJob`` (its inputs resolved again)."""
         spec = job.spec
+        inputs = [
+            {"job_id": source.job_id, "path": source.path} for source in spec.input_artifacts or ()
+        ]
         return cls(
             display_name=spec.display_name,
             command=spec.command,
@@ -106,6 +131,7 @@ class JobRequest:
             artifact_retention_seconds=spec.artifact.retention_seconds if spec.artifact else None,
             instance_type=spec.instance_type,
             active_deadline_seconds=spec.active_deadline_seconds,
+            input_artifacts=inputs or None,
         )
 
 
@@ -224,13 +250,67 @@ def build_job(request: JobRequest, identity: Identity, settings: ApiSettings) ->
     return PhJob(metadata=PhJobMetadata(name=new_job_id()), spec=spec)
 
 
-async def create_job(
-    jobs: JobSource, request: JobRequest, identity: Identity, settings: ApiSettings
-) -> PhJob:
+async def _inputs(
+    request: JobRequest, job: PhJob, identity: Identity, services: Services
+) -> tuple[ArtifactInput, ...] | None:
+    """The job's ``inputArtifacts`` checked and resolved (``artifacts_api.inputs``)."""
+    settings = services.settings
+    requests = parse_input_requests(
+        request.input_artifacts, max_inputs=settings.api_max_input_artifacts
+    )
+    if not requests:
+        return None
+    resolved: list[ArtifactInput] = []
+    for wanted in requests:
+        try:
+            source = await visible_job(services.jobs, identity, wanted.job_id)
+        except ApiError as err:  # the same refusal as phJob's, naming the input
+            raise type(err)(
+                f"{wanted.where}.jobId: {err.message}", field="inputArtifacts"
+            ) from None
+        resolved.append(
+            await resolve_input(
+                wanted,
+                source,
+                manifests=services.manifests,
+                s3=services.s3,
+                bucket=services.bucket,
+                now=time.time(),
+            )
+        )
+    check_input_size(resolved, limit_size_mb=limit_size_mb(job, settings))
+    return tuple(resolved)
+
+
+async def create_job(services: Services, request: JobRequest, identity: Identity) -> PhJob:
+    settings = services.settings
     job = build_job(request, identity, settings)
+    inputs = await _inputs(request, job, identity, services)
+    if inputs is None:
+        return await _create(services.jobs, job)
+    job = job.model_copy(update={"spec": job.spec.model_copy(update={"input_artifacts": inputs})})
+    # Held before the job exists, so no cleanup run can take a source while the controller
+    # could already start the job; released by the controller once the inputs are placed.
+    holds = InputHolds(services.queue, hold_seconds=settings.artifact_input_hold_seconds)
+    prefixes = input_prefixes(inputs)
+
+    async def create(candidate: PhJob) -> PhJob:
+        await holds.hold(candidate.id, prefixes, now=time.time())
+        try:
+            return await services.jobs.create(candidate)
+        except BaseException:
+            await holds.release(candidate.id, prefixes)
+            raise
+
+    return await _create(services.jobs, job, create)
+
+
+async def _create(
+    jobs: JobSource, job: PhJob, create: Callable[[PhJob], Awaitable[PhJob]] | None = None
+) -> PhJob:
     for _ in range(_CREATE_ATTEMPTS):
         try:
-            return await jobs.create(job)
+            return await (create or jobs.create)(job)
         except JobExistsError:
             # Six random characters in one minute: a clash is rare; a new id settles it.
             job = job.model_copy(update={"metadata": PhJobMetadata(name=new_job_id())})

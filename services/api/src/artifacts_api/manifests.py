@@ -1,8 +1,9 @@
-"""The manifests the api has read, by ETag: job totals, folder totals and sha256 without a listing.
+"""The manifests the api has read, by ETag: job totals, folder totals, sha256 and modes unlisted.
 
 A job's ``fileCount``/``totalSize``, every folder's totals in ``entries`` and each file's
-``sha256`` come from ``manifest.json`` (ARCHITECTURE section 3), so the first page of a
-100,000-file job costs one delimiter listing, not a full one. A manifest is immutable once
+``sha256`` and ``mode`` (its permission bits, never setuid, setgid or sticky) come from
+``manifest.json`` (ARCHITECTURE section 3), so the first page of a 100,000-file job costs
+one delimiter listing, not a full one. A manifest is immutable once
 written, so each process keeps the ones it read (least recently used first out, bounded by
 the number of files they hold) and asks S3 again with ``If-None-Match``: an unchanged
 manifest costs a ``304`` and no parsing.
@@ -30,7 +31,7 @@ import ijson
 from botocore.exceptions import ClientError
 
 from artifacts_shared.layout import JobPrefix, manifest_key
-from artifacts_shared.manifest import Manifest, ManifestError
+from artifacts_shared.manifest import Manifest, ManifestError, permission_bits
 from artifacts_shared.metadata_store import MANIFEST_MAX_BYTES
 from artifacts_shared.s3 import S3Client
 
@@ -39,6 +40,7 @@ __all__ = ["FolderTotals", "ManifestCache", "ManifestIndex", "parse_manifest"]
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MODE = re.compile(r"^[0-7]{1,4}\Z")
 _FILES_PER_SLICE = 2_000
 """File entries parsed between two yields to the event loop: a few milliseconds."""
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
@@ -60,6 +62,10 @@ class ManifestIndex:
     skipped: bool
     skip_reason: str | None
     sha256: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    """Permission bits (``0o777`` at most) of the files whose entry records a ``mode``."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Each file's size, as its entry says: what an input of one file weighs."""
     folders: dict[str, FolderTotals] = field(default_factory=dict)
     """``"sub/"`` -> the files at any depth below it."""
 
@@ -67,18 +73,23 @@ class ManifestIndex:
         return self.folders.get(path)
 
 
-def _check_file(entry: Any) -> tuple[str, int, str]:
+def _check_file(entry: Any) -> tuple[str, int, str, int | None]:
     """``ManifestFile``'s rules, checked without building a model for each of 100,000 files."""
     if not isinstance(entry, dict):
         raise ManifestError("manifest.json: files: an entry is not an object")
     name, size, sha256 = entry.get("name"), entry.get("size"), entry.get("sha256")
+    mode = entry.get("mode")
     if not isinstance(name, str) or not name:
         raise ManifestError("manifest.json: files: a name is missing or empty")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ManifestError(f"manifest.json: files: {name[:80]!r}: size must be a whole number")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise ManifestError(f"manifest.json: files: {name[:80]!r}: sha256 must be 64 hex digits")
-    return name, size, sha256
+    if mode is not None and (not isinstance(mode, str) or not _MODE.match(mode)):
+        raise ManifestError(
+            f"manifest.json: files: {name[:80]!r}: mode must be 1 to 4 octal digits"
+        )
+    return name, size, sha256, permission_bits(mode)
 
 
 def _header(raw: bytes) -> Any:
@@ -118,10 +129,15 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
             # Keys after "files" (another writer's order): read the whole document at once.
             manifest = _validated(json.loads(raw))
         sha256: dict[str, str] = {}
+        modes: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         folders: dict[str, FolderTotals] = {}
         async for entry in _files(raw):
-            name, size, digest = _check_file(entry)
+            name, size, digest, mode = _check_file(entry)
             sha256[name] = digest
+            if mode is not None:
+                modes[name] = mode
+            sizes[name] = size
             _add_to_folders(folders, name, size)
     except (ijson.JSONError, ValueError) as err:
         if isinstance(err, ManifestError):
@@ -134,6 +150,8 @@ async def parse_manifest(raw: bytes) -> ManifestIndex:
         skipped=manifest.skipped,
         skip_reason=reason.message if reason else None,
         sha256=sha256,
+        modes=modes,
+        sizes=sizes,
         folders=folders,
     )
 

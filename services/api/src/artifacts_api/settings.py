@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from artifacts_shared.input_holds import InputHoldSettings
 from artifacts_shared.instance_types import InstanceTypeSettings
 from artifacts_shared.layout import UnsafeNameError, group_path
 from artifacts_shared.settings import (
@@ -38,6 +39,7 @@ class ApiSettings(
     LocalRuntimeSettings,
     InstanceTypeSettings,
     CleanupScheduleSettings,
+    InputHoldSettings,
 ):
     api_host: str = Field("127.0.0.1", min_length=1, description="an address to listen on")
     api_port: int = Field(8080, ge=1, le=65535, description="an integer from 1 to 65535")
@@ -130,6 +132,12 @@ class ApiSettings(
         le=100 * 365 * 86_400,
         description="whole seconds from 1 to 100 years: how far after now a group member "
         "may set a job's artifact expiry (admins may go beyond, or keep them)",
+    )
+    api_max_input_artifacts: int = Field(
+        16,
+        ge=0,
+        le=64,
+        description="an integer from 0 to 64: how many inputArtifacts one job may name (0: none)",
     )
     api_s3_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="seconds above 0, at most 600"

@@ -14,14 +14,19 @@ get zip64 records.
 
 from __future__ import annotations
 
+import stat
 import zipfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+
+from artifacts_shared.manifest import PERMISSION_BITS
 
 __all__ = ["ZipStream"]
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 """The earliest time a zip entry can carry."""
+_UNIX = 3
+"""``create_system`` of an entry whose external attributes hold Unix mode bits."""
 
 
 class _Buffer:
@@ -66,10 +71,15 @@ class ZipStream:
         chunks: Callable[[], Awaitable[bytes]],
         mode: int = 0o644,
     ) -> None:
-        """Add ``name``: ``chunks()`` returns the next piece of its content, ``b""`` at the end."""
+        """Add ``name``: ``chunks()`` returns the next piece of its content, ``b""`` at the end.
+
+        ``mode``: the file's permission bits; anything beyond ``0o777`` is dropped."""
         info = zipfile.ZipInfo(name, date_time=max(_ZIP_EPOCH, modified.timetuple()[:6]))
         info.compress_type = zipfile.ZIP_STORED
-        info.external_attr = (0o100000 | (mode & 0o7777)) << 16  # a regular file
+        # A regular file with its permission bits only: an unzip that restores modes
+        # (Info-ZIP's does, for entries made on Unix) never makes a setuid file of ours.
+        info.create_system = _UNIX
+        info.external_attr = (stat.S_IFREG | (mode & PERMISSION_BITS)) << 16
         # Known up front so zipfile writes zip64 headers for entries beyond 4 GiB.
         info.file_size = size
         with self._zip.open(info, mode="w", force_zip64=size > zipfile.ZIP64_LIMIT) as entry:

@@ -20,9 +20,11 @@ from artifacts_controller.kube import open_kube
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.local_runtime import run_local
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import OrphanGrace
 from artifacts_controller.probes import make_probe_app, serve_probes
 from artifacts_controller.settings import ControllerSettings
 from artifacts_shared.expiry_index import ExpiryIndex
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.redis import open_redis
 from artifacts_shared.s3 import open_s3
 from artifacts_shared.settings import SettingsError, load_settings
@@ -35,7 +37,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
     user_agent = f"artifacts-controller/0.1.0 ({settings.controller_identity})"
     async with (
         open_kube(namespace=settings.kube_namespace, user_agent=user_agent) as kube,
-        open_s3(settings) as s3,  # the job logs it delivers (pod_logs.py)
+        open_s3(settings) as s3,  # the job logs it delivers (pod_logs.py), orphans.py's expiry
         open_redis(settings) as redis,  # the expiry index it feeds (expiry_feed.py)
         asyncio.TaskGroup() as group,
     ):
@@ -61,6 +63,7 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
                 metrics=metrics,
                 s3=s3,
                 expiry_feed=ExpiryFeed(ExpiryIndex(redis), policy=settings),
+                input_holds=InputHolds(redis),  # released as its jobs start or end
                 elector=elector,
             )
         )
@@ -69,7 +72,11 @@ async def _run_kubernetes(settings: ControllerSettings, metrics: ControllerMetri
 
 async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -> NoReturn:
     """The dev stack: no lease (one controller), the same probes."""
-    async with open_redis(settings) as redis, asyncio.TaskGroup() as group:
+    async with (
+        open_redis(settings) as redis,
+        open_s3(settings) as s3,  # a deleted job's expiry (orphans.py), its inputs (inputs.py)
+        asyncio.TaskGroup() as group,
+    ):
         app = make_probe_app(metrics=metrics, leading=lambda: True)
         group.create_task(
             serve_probes(
@@ -77,7 +84,18 @@ async def _run_local(settings: ControllerSettings, metrics: ControllerMetrics) -
             )
         )
         feed = ExpiryFeed(ExpiryIndex(redis), policy=settings)
-        group.create_task(run_local(settings, metrics, run_job_script_path(), feed))
+        orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=feed)
+        group.create_task(
+            run_local(
+                settings,
+                metrics,
+                run_job_script_path(),
+                feed,
+                orphans,
+                s3=s3,
+                input_holds=InputHolds(redis),
+            )
+        )
     raise AssertionError("unreachable")
 
 

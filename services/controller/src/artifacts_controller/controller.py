@@ -3,7 +3,9 @@
 Two watchers (PhJobs, and the job pods) only say *which* PhJob to look at; the queue runs
 ``Reconciler.reconcile_name`` on the ``KubeRuntime`` for it, one pass at a time per PhJob.
 A periodic resync lists every PhJob again, so a missed event or a stuck watch delays a job
-by at most one period.
+by at most one period. A PhJob being deleted that our finalizer holds (``orphans.py``) is
+followed like an unfinished one, pod events included, until a pass lets it go; a finished
+one not yet held gets one pass to be held.
 ``run_elected`` puts all of it behind the Lease: a follower only waits.
 """
 
@@ -14,17 +16,21 @@ import logging
 import time
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, JsonObject, Kube
 from artifacts_controller.kube_runtime import KubeRuntime
 from artifacts_controller.leader import LeaderElector
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import FINALIZER, OrphanGrace
 from artifacts_controller.pods import MANAGED_BY, owner_of
 from artifacts_controller.queueing import Backoff
 from artifacts_controller.reconcile import Reconciler, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.watching import Watcher
-from artifacts_shared.phjob import FINISHED_PHASES
+from artifacts_shared.input_holds import InputHolds
+from artifacts_shared.phjob import FINISHED_PHASES, PhJob
 from artifacts_shared.s3 import S3Client
 
 __all__ = ["Controller", "run_elected"]
@@ -46,6 +52,14 @@ def _finished(obj: JsonObject) -> bool:
     return (obj.get("status") or {}).get("phase") in FINISHED_PHASES
 
 
+def _held(obj: JsonObject) -> bool:
+    return FINALIZER in ((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+def _being_deleted(obj: JsonObject) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
 class Controller:
     def __init__(
         self,
@@ -56,19 +70,33 @@ class Controller:
         metrics: ControllerMetrics,
         s3: S3Client,
         expiry_feed: ExpiryFeed,
+        input_holds: InputHolds,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self.metrics = metrics
         runtime = KubeRuntime(kube=kube, settings=settings, script=script, metrics=metrics, s3=s3)
-        self.reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
+        self._orphans = OrphanGrace.for_settings(settings, s3=s3, expiry_feed=expiry_feed)
+        self.reconciler = Reconciler(
+            runtime,
+            metrics=metrics,
+            expiry_feed=expiry_feed,
+            orphans=self._orphans,
+            input_holds=input_holds,
+        )
         self.queue = job_queue(self._reconcile, settings=settings, metrics=metrics)
         self._unfinished: set[str] = set()
+        self._deleting: set[str] = set()
+        """Being deleted, held by our finalizer: followed until a pass lets them go."""
         # The versions each PhJob and its pod had after our last pass: an event that carries
         # one of them is our own write (or read) coming back, and needs no pass.
         self._versions: dict[str, tuple[str | None, str | None]] = {}
+        # The version our finalizer's patch left, before the pass wrote the status.
+        self._held_versions: dict[str, str] = {}
         self._triggers: dict[str, list[_Trigger]] = {}
         self._pods_listed = False
+        # Unfinished PhJobs deleted with input holds: released by the next pass over them.
+        self._deleted: dict[str, PhJob] = {}
 
         def backoff() -> Backoff:
             return Backoff(
@@ -104,6 +132,9 @@ class Controller:
         raise AssertionError("the controller's tasks never return")
 
     async def _reconcile(self, name: str) -> None:
+        deleted = self._deleted.pop(name, None)
+        if deleted is not None:
+            await self.reconciler.release_inputs(deleted)  # logs its own failure
         triggers = self._triggers.pop(name, [])
         if all(self._known(name, trigger) for trigger in triggers):
             # Nothing new: either our own writes coming back (the last pass left these
@@ -114,17 +145,23 @@ class Controller:
             outcome = await self.reconciler.reconcile_name(name)
         except Exception:
             self._versions.pop(name, None)
+            self._held_versions.pop(name, None)
             self._triggers.setdefault(name, []).append((None, None))  # the retry must run
             self.metrics.reconciles.labels("error").inc()
             raise
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         self.metrics.reconciles.labels("ok").inc()
+        if outcome is None:
+            self._deleting.discard(name)
         if outcome is None or outcome.status.finished:
             self._unfinished.discard(name)
             self._versions.pop(name, None)
+            self._held_versions.pop(name, None)
         else:
             self._versions[name] = (outcome.job_version, outcome.run_version)
+            if outcome.held_version is not None:
+                self._held_versions[name] = outcome.held_version
 
     def _known(self, name: str, trigger: _Trigger) -> bool:
         which, version = trigger
@@ -133,7 +170,9 @@ class Controller:
             which is not None
             and version is not None
             and seen is not None
-            and (seen[which] == version)
+            and (
+                seen[which] == version or (which == 0 and self._held_versions.get(name) == version)
+            )
         )
 
     def _trigger(self, name: str, which: int | None, obj: JsonObject | None) -> None:
@@ -146,26 +185,52 @@ class Controller:
 
     # Watch callbacks: cheap and synchronous, they only say which PhJob to look at.
 
+    def _wants_hold(self, obj: JsonObject) -> bool:
+        return self._orphans.enabled and not _being_deleted(obj) and not _held(obj)
+
+    def _wanted(self, obj: JsonObject) -> bool:
+        """Whether ``obj`` needs passes: unfinished, deleted while held, or not held yet."""
+        return not _finished(obj) or (_being_deleted(obj) and _held(obj)) or self._wants_hold(obj)
+
     def _on_phjob(self, kind: str, obj: JsonObject) -> None:
         name = _name(obj)
         if name is None:
             return
-        if kind == "DELETED" or _finished(obj):
+        if (
+            kind == "DELETED"
+            and not _finished(obj)
+            and (obj.get("spec") or {}).get("inputArtifacts")
+        ):
+            # Deleted before it finished: it will never read its inputs. A pass releases
+            # them (the callback cannot wait on Redis); it finds no job and does no more.
+            try:
+                self._deleted[name] = PhJob.from_k8s(obj)
+            except ValidationError:
+                pass  # not a PhJob we could have started: it holds nothing of ours
+            else:
+                self.queue.submit(name)
+        if kind == "DELETED" or not self._wanted(obj):
             self._unfinished.discard(name)  # its pod goes with it (owner reference)
+            self._deleting.discard(name)
             self._versions.pop(name, None)
+            self._held_versions.pop(name, None)
             return
-        self._unfinished.add(name)
+        if _being_deleted(obj):
+            self._deleting.add(name)
+        elif not _finished(obj):
+            self._unfinished.add(name)
         self._trigger(name, 0, obj)
 
     def _on_phjob_list(self, items: list[JsonObject], *, force: bool = False) -> None:
-        unfinished = {name: item for item in items if (name := _name(item)) and not _finished(item)}
-        self._unfinished = set(unfinished)
-        for name, item in sorted(unfinished.items()):
+        wanted = {name: item for item in items if (name := _name(item)) and self._wanted(item)}
+        self._unfinished = {name for name, item in wanted.items() if not _finished(item)}
+        self._deleting = {name for name, item in wanted.items() if _being_deleted(item)}
+        for name, item in sorted(wanted.items()):
             self._trigger(name, None if force else 0, item)
 
     def _on_pod(self, kind: str, obj: JsonObject) -> None:
         owner = owner_of(obj)
-        if owner is None or owner not in self._unfinished:
+        if owner is None or (owner not in self._unfinished and owner not in self._deleting):
             return
         self._trigger(owner, None if kind == "DELETED" else 1, obj)
 
@@ -174,7 +239,7 @@ class Controller:
             self._pods_listed = True  # the first PhJob list brings every job to a pass anyway
             return
         # Pods deleted while the watch was down are in no list: look at every running job.
-        for name in sorted(self._unfinished):
+        for name in sorted(self._unfinished | self._deleting):
             self._trigger(name, None, None)
 
     async def _resync(self) -> NoReturn:
@@ -197,6 +262,7 @@ async def run_elected(
     metrics: ControllerMetrics,
     s3: S3Client,
     expiry_feed: ExpiryFeed,
+    input_holds: InputHolds,
     elector: LeaderElector | None = None,
 ) -> NoReturn:
     """Wait for the lease, then act until it is lost (``LeadershipLost``) or cancelled."""
@@ -218,6 +284,7 @@ async def run_elected(
             metrics=metrics,
             s3=s3,
             expiry_feed=expiry_feed,
+            input_holds=input_holds,
         )
         group.create_task(controller.run(), name="controller")
     raise AssertionError("the elected controller's tasks never return")

@@ -17,6 +17,7 @@ from typing import Any
 
 from artifacts_controller.kube import CONFIGMAPS, PHJOBS, PODS, JsonObject, Kube, KubeApiError
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import FINALIZER
 from artifacts_controller.phases import advance, cancelled, failed, vanished
 from artifacts_controller.pod_logs import deliver_pod_log
 from artifacts_controller.pods import (
@@ -90,6 +91,12 @@ def _version(obj: JsonObject | None) -> str | None:
     return str(version) if version else None
 
 
+def _finalizers_patch(job: PhJob, finalizers: list[str]) -> JsonObject:
+    return {
+        "metadata": {"finalizers": finalizers, "resourceVersion": job.metadata.resource_version}
+    }
+
+
 def _owner_uid(pod: JsonObject) -> str | None:
     for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
         if owner.get("kind") == KIND and owner.get("controller"):
@@ -127,6 +134,32 @@ class KubeRuntime:
             PHJOBS, job.metadata.name, status_patch(status), subresource="status"
         )
         return _version(updated)
+
+    async def hold(self, job: PhJob) -> PhJob:
+        # The whole list, with the version it was read at: a merge patch replaces a list,
+        # so a finalizer someone else added meanwhile is kept by the 409 and a new pass.
+        updated = await self._kube.patch(
+            PHJOBS, job.metadata.name, _finalizers_patch(job, [*job.metadata.finalizers, FINALIZER])
+        )
+        return PhJob.from_k8s(updated)
+
+    async def release(self, job: PhJob) -> None:
+        current = await self.get(job.metadata.name)  # the status was maybe just written
+        if current is None or FINALIZER not in current.metadata.finalizers:
+            return
+        kept = [name for name in current.metadata.finalizers if name != FINALIZER]
+        try:
+            await self._kube.patch(PHJOBS, job.metadata.name, _finalizers_patch(current, kept))
+        except KubeApiError as err:
+            if not err.not_found:
+                raise
+
+    async def run_ended(self, job: PhJob) -> bool:
+        pod = await self._kube.get(PODS, pod_name_for(job))
+        if pod is None or _owner_uid(pod) != job.metadata.uid:
+            return True
+        # Ended: every container has stopped, the collection and the uploader too.
+        return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
     async def step(self, job: PhJob, *, now: datetime) -> Step:
         status = job.status

@@ -30,6 +30,16 @@ exit code, written by run-job.sh). A job found running with no process of ours i
 its process, if still alive, is watched until it ends; then its staged artifacts are
 delivered and its exit code read from the marker. A job whose process vanished without a
 marker ends Failed with a message.
+
+Deleting a job: nothing of ours deletes a job from the store (the api has no such
+operation); an operator removes its folder from ``LOCAL_JOBS_DIR``. The runtime plays
+Kubernetes' finalizer for it (``orphans.py``): while the orphan grace is above 0 it
+holds every job it reconciles by keeping a copy in ``LOCAL_RUNTIME_DIR/.held/<job>.json``
+(its status kept current). A held job whose folder has gone reads as being deleted (a
+``deletionTimestamp``, our finalizer): the reconciler stops it if it runs, waits for its
+upload to end, shortens its artifacts' expiry, then ``release`` removes the copy and the
+job's run folder, as Kubernetes removes a deleted job's pod. The copy is on disk, so a
+job deleted while the controller was down is found at its next start.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from artifacts_controller.contract import (
     uploader_env,
 )
 from artifacts_controller.expiry_feed import ExpiryFeed
+from artifacts_controller.inputs import InputsError, place_inputs
 from artifacts_controller.isolation import (
     JobUsers,
     end_processes,
@@ -65,6 +76,7 @@ from artifacts_controller.isolation import (
     seal_folder,
 )
 from artifacts_controller.metrics import ControllerMetrics
+from artifacts_controller.orphans import FINALIZER, OrphanGrace
 from artifacts_controller.phases import (
     Observation,
     RunState,
@@ -79,9 +91,12 @@ from artifacts_controller.phases import (
 from artifacts_controller.reconcile import Reconciler, Step, job_queue
 from artifacts_controller.settings import ControllerSettings
 from artifacts_controller.staging import DONE, StagingError, read_done
+from artifacts_controller.transfer import MIB
+from artifacts_shared.input_holds import InputHolds
 from artifacts_shared.instance_types import UnknownInstanceTypeError
 from artifacts_shared.jobstore import JobNotFoundError, LocalJobStore
-from artifacts_shared.phjob import PhJob, PhJobStatus
+from artifacts_shared.phjob import JobId, PhJob, PhJobStatus, is_job_id
+from artifacts_shared.s3 import S3Client
 
 __all__ = ["UPLOADER", "LocalRuntime", "run_local"]
 
@@ -91,6 +106,8 @@ UPLOADER = [sys.executable, "-m", "artifacts_controller.uploader", "--wait-timeo
 """The uploader, run once the script has ended: the done marker must exist already."""
 
 _UPLOADER_LOG = "uploader.log"
+_HELD = ".held"
+"""Copies of the jobs we hold (our finalizer): a name no job id can take."""
 _RUN_FILE = "run.json"
 _RESULT_FILE = "result.json"
 _POLL_CHILD_SECONDS = 0.1
@@ -165,6 +182,11 @@ def _end_session(sid: int) -> None:
         ):  # the session id: the job's groups (set -m) share it
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+def _log_removal_error(function: Any, path: str, error: tuple[Any, BaseException, Any]) -> None:
+    if not isinstance(error[1], FileNotFoundError):
+        log.warning("could not remove %s of a deleted job: %s", path, error[1])
 
 
 async def _wait(process: subprocess.Popen[bytes]) -> int:
@@ -255,9 +277,11 @@ class LocalRuntime:
         script: Path,
         metrics: ControllerMetrics,
         on_change: Callable[[str], None],
+        s3: S3Client,
         uploader: list[str] | None = None,
     ) -> None:
         self._store = store
+        self._s3 = s3
         self._settings = settings
         self._root = settings.local_runtime_dir
         self._installed_script = script
@@ -301,14 +325,74 @@ class LocalRuntime:
                     os.killpg(run.pid, signal.SIGTERM)
 
     async def get(self, name: str) -> PhJob | None:
+        held = self._held_path(name)
         try:
-            return self._store.get(name)
+            job = self._store.get(name)
         except JobNotFoundError:
-            return None
+            kept = _read_json(held) if held is not None else None
+            if kept is None:
+                return None
+            # Gone from the store while we held it: being deleted, as Kubernetes shows it.
+            job = PhJob.from_k8s(kept)
+            metadata = job.metadata.model_copy(
+                update={"deletion_timestamp": utcnow(), "finalizers": (FINALIZER,)}
+            )
+            return job.model_copy(update={"metadata": metadata})
+        if held is not None and held.exists():
+            metadata = job.metadata.model_copy(update={"finalizers": (FINALIZER,)})
+            job = job.model_copy(update={"metadata": metadata})
+        return job
 
     async def write_status(self, job: PhJob, status: PhJobStatus) -> str | None:
-        self._store.write_status(job.metadata.name, status)
+        held = self._held_path(job.metadata.name)
+        if held is not None and held.exists():
+            self._keep(held, job.model_copy(update={"status": status}))
+        try:
+            self._store.write_status(job.metadata.name, status)
+        except JobNotFoundError:
+            if job.metadata.deletion_timestamp is None:
+                raise
         return None
+
+    def _held_path(self, name: str) -> Path | None:
+        return self._root / _HELD / f"{name}.json" if is_job_id(name) else None
+
+    def _keep(self, path: Path, job: PhJob) -> None:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        document = job.to_k8s()
+        document["metadata"].pop("finalizers", None)
+        document["metadata"].pop("deletionTimestamp", None)
+        _write_json(path, document)
+
+    def held_ids(self) -> set[JobId]:
+        """The jobs we hold, whether or not the store still has them."""
+        try:
+            names = [path.stem for path in (self._root / _HELD).glob("*.json")]
+        except OSError:
+            return set()
+        return {JobId(name) for name in names if is_job_id(name)}
+
+    async def hold(self, job: PhJob) -> PhJob:
+        held = self._held_path(job.metadata.name)
+        if held is None:
+            return job
+        self._keep(held, job)
+        metadata = job.metadata.model_copy(update={"finalizers": (FINALIZER,)})
+        return job.model_copy(update={"metadata": metadata})
+
+    async def run_ended(self, job: PhJob) -> bool:
+        run = self._runs.get(job.metadata.name)
+        return run is None or run.finished_at is not None or run.lost
+
+    async def release(self, job: PhJob) -> None:
+        name = job.metadata.name
+        self._runs.pop(name, None)
+        held = self._held_path(name)
+        if held is None:
+            return
+        # The job is gone: so is its run folder (home, staging, logs), as a pod goes.
+        shutil.rmtree(self._folder(name), onerror=_log_removal_error)
+        held.unlink(missing_ok=True)
 
     async def step(self, job: PhJob, *, now: datetime) -> Step:
         status = job.status
@@ -326,7 +410,10 @@ class LocalRuntime:
             except UnknownInstanceTypeError as err:
                 message = f"instanceType: {err}"
                 return Step(failed(status, now=now, reason="InvalidSpec", message=message))
-            run = await self._start(job)
+            try:
+                run = await self._start(job)
+            except InputsError as err:
+                return Step(failed(status, now=now, reason="InputsFailed", message=err.message))
         elif run.lost:
             return Step(
                 failed(
@@ -368,6 +455,8 @@ class LocalRuntime:
             as_user = {"user": uid, "group": uid, "extra_groups": []}
         env = self._env(job, folder)
         try:
+            if job.spec.input_artifacts:
+                await self._place_inputs(job, folder / "home" / "inputs", uid)
             with _open_private(self._settings.local_job_log(job.metadata.name)) as output:
                 # subprocess, not asyncio's: asyncio kills a child whose transport is
                 # collected, and the job's fate must be ours to decide (see _stop_all).
@@ -400,6 +489,23 @@ class LocalRuntime:
         self._metrics.pods_created.inc()
         self._spawn(self._supervise(run, process, env), run)
         return run
+
+    async def _place_inputs(self, job: PhJob, target: Path, uid: int | None) -> None:
+        """The job's inputs in its home, by this process (the job never holds S3 keys),
+        before anything of the job runs; ``InputsError`` when they cannot be."""
+        inputs = job.spec.input_artifacts or ()
+        placed = await place_inputs(
+            inputs,
+            target,
+            s3=self._s3,
+            bucket=self._settings.phfs_bucket,
+            limit_bytes=effective_policy(job, self._settings).limit_size_mb * MIB,
+            owner=uid,
+        )
+        log.info(
+            "%s: placed %d input files (%d bytes) of %d jobs",
+            job.metadata.name, placed.files, placed.bytes, len(inputs),
+        )  # fmt: skip
 
     def _finish_user(self, folder: Path, uid: int | None) -> None:
         """The job has ended for good: its folder closes, its uid is free again."""
@@ -535,15 +641,27 @@ class LocalRuntime:
             self._on_change(run.job_id)
             return
         run.exit_code = marker.exit_code
-        job = self._store.get(run.job_id)
+        job = await self.get(run.job_id)  # a job deleted while we held it reads as such
+        if job is None:
+            run.lost = True
+            self._finish_user(run.folder, run.uid)
+            self._on_change(run.job_id)
+            return
         await self._deliver(run, self._env(job, run.folder))
 
 
 async def run_local(
-    settings: ControllerSettings, metrics: ControllerMetrics, script: Path, expiry_feed: ExpiryFeed
+    settings: ControllerSettings,
+    metrics: ControllerMetrics,
+    script: Path,
+    expiry_feed: ExpiryFeed,
+    orphans: OrphanGrace,
+    *,
+    s3: S3Client,
+    input_holds: InputHolds,
 ) -> NoReturn:
-    """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished,
-    until cancelled; the jobs still running stop with it."""
+    """Scan the job store every ``LOCAL_POLL_SECONDS`` and reconcile what is unfinished, and
+    what we hold that has gone from it, until cancelled; the jobs still running stop with it."""
     store = LocalJobStore(settings.local_jobs_dir)
     finished: set[str] = set()
 
@@ -555,13 +673,26 @@ async def run_local(
     async with (
         job_queue(reconcile, settings=settings, metrics=metrics) as queue,
         LocalRuntime(
-            store=store, settings=settings, script=script, metrics=metrics, on_change=queue.submit
+            store=store,
+            settings=settings,
+            script=script,
+            metrics=metrics,
+            on_change=queue.submit,
+            s3=s3,
         ) as runtime,
     ):
-        reconciler = Reconciler(runtime, metrics=metrics, expiry_feed=expiry_feed)
+        reconciler = Reconciler(
+            runtime,
+            metrics=metrics,
+            expiry_feed=expiry_feed,
+            orphans=orphans,
+            input_holds=input_holds,
+        )
         while True:
-            for job_id in store.ids():
-                if job_id not in finished:
-                    queue.submit(job_id)
+            present = set(store.ids())
+            for job_id in sorted(present - finished):
+                queue.submit(job_id)
+            for job_id in sorted(runtime.held_ids() - present):
+                queue.submit(job_id)  # deleted while held
             await asyncio.sleep(settings.local_poll_seconds)
     raise AssertionError("the scan never ends")

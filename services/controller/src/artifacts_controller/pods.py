@@ -9,6 +9,7 @@ turns a successful command into a failed job when its artifacts could not be upl
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from artifacts_controller.contract import (
     effective_policy,
     uploader_env,
 )
+from artifacts_controller.inputs import INPUTS_COMMAND
 from artifacts_controller.phases import (
     Observation,
     RunState,
@@ -32,6 +34,9 @@ from artifacts_shared.phjob import API_GROUP, API_VERSION, KIND, PhJob
 
 __all__ = [
     "HOME",
+    "INPUTS_CONTAINER",
+    "INPUTS_MOUNT",
+    "INPUTS_STAGING",
     "JOB_CONTAINER",
     "MANAGED_BY",
     "SCRIPTS_CONFIGMAP",
@@ -56,6 +61,12 @@ HOME = "/home/jovyan"
 STAGING_MOUNT = "/phjob-staging"
 JOB_CONTAINER = "job"
 UPLOADER_CONTAINER = "uploader"
+INPUTS_CONTAINER = "inputs"
+INPUTS_MOUNT = f"{HOME}/inputs"
+"""Where the job reads its input artifacts (``~/inputs/<jobId>/...``), read-only."""
+INPUTS_STAGING = "/phjob-inputs"
+"""The same volume in our init container, which writes it."""
+_TERMINATION_LOG = "/dev/termination-log"
 UPLOADER_COMMAND = ["python", "-m", "artifacts_controller.uploader"]
 MANAGED_BY = "artifacts-controller"
 _LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -132,6 +143,13 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
         }
     ]
     containers: list[dict[str, Any]] = []
+    init_containers: list[dict[str, Any]] = []
+    if job.spec.input_artifacts:
+        # First of the init containers: nothing else of the pod starts before the inputs
+        # are placed, and a failure fails the pod before the command runs.
+        init_containers.append(_inputs(job, variables, settings))
+        mounts.append({"name": "inputs", "mountPath": INPUTS_MOUNT, "readOnly": True})
+        volumes.append({"name": "inputs", "emptyDir": {}})
     if s3:
         mounts.append({"name": "staging", "mountPath": STAGING_MOUNT})
         volumes.append({"name": "staging", "emptyDir": {}})
@@ -154,7 +172,6 @@ def job_pod(job: PhJob, settings: ControllerSettings) -> dict[str, Any]:
     if preset is not None and preset.pod_resources():
         job_container["resources"] = preset.pod_resources()
     containers.append(job_container)
-    init_containers: list[dict[str, Any]] = []
     if s3:
         uploader = _uploader(variables, settings)
         if settings.uploader_sidecar == "native":
@@ -232,6 +249,44 @@ def _uploader(variables: dict[str, str], settings: ControllerSettings) -> dict[s
         container["command"] += ["--when-stopped", "--stop-grace", "5"]
     if settings.uploader_s3_secret:
         # Credentials by reference: the pod spec (readable by the job's users) never holds them.
+        container["envFrom"] = [{"secretRef": {"name": settings.uploader_s3_secret}}]
+    return container
+
+
+def _bucket_env(settings: ControllerSettings) -> dict[str, str]:
+    env = {"PHFS_BUCKET": settings.phfs_bucket, "S3_REGION": settings.s3_region}
+    if settings.s3_endpoint_url:
+        env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    return env
+
+
+def _inputs(job: PhJob, variables: dict[str, str], settings: ControllerSettings) -> dict[str, Any]:
+    """Our init container that fetches and verifies the job's input artifacts (``inputs.py``).
+
+    It has the bucket's keys (the uploader's Secret, by reference); the job container,
+    which starts only after it succeeded, has none and mounts what it wrote read-only.
+    """
+    inputs = [
+        source.model_dump(mode="json", by_alias=True) for source in job.spec.input_artifacts or ()
+    ]
+    env = {
+        "PHJOB_NAME": variables["PHJOB_NAME"],
+        "PHJOB_ARTIFACT_LIMIT_SIZE_MB": variables["PHJOB_ARTIFACT_LIMIT_SIZE_MB"],
+        "PHJOB_INPUT_ARTIFACTS": json.dumps(inputs, separators=(",", ":")),
+        "PHJOB_INPUTS_DIR": INPUTS_STAGING,
+        **_bucket_env(settings),
+    }
+    container: dict[str, Any] = {
+        "name": INPUTS_CONTAINER,
+        "image": settings.uploader_image,
+        "command": [*INPUTS_COMMAND, "--message-file", _TERMINATION_LOG],
+        "env": _env(env),
+        "volumeMounts": [{"name": "inputs", "mountPath": INPUTS_STAGING}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "terminationMessagePath": _TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    if settings.uploader_s3_secret:
         container["envFrom"] = [{"secretRef": {"name": settings.uploader_s3_secret}}]
     return container
 
@@ -343,6 +398,16 @@ def _failure(
     uploader_end: dict[str, Any] | None,
 ) -> Observation:
     status = pod.get("status") or {}
+    inputs_end = _terminated(_containers(pod).get(INPUTS_CONTAINER))
+    if inputs_end is not None and inputs_end.get("exitCode") not in (0, None):
+        # The command never ran: say why in our init container's own words.
+        code = inputs_end.get("exitCode")
+        said = str(inputs_end.get("message") or "").strip()
+        return Observation(
+            RunState.FAILED, name, started_at=started, finished_at=finished, reason="InputsFailed",
+            message=said.splitlines()[0][:1024] if said
+            else f"the input artifacts could not be placed (exit code {code})",
+        )  # fmt: skip
     if status.get("reason"):  # the kubelet stopped the pod: DeadlineExceeded, Evicted...
         reason = str(status["reason"])
         message = str(status.get("message") or reason)

@@ -79,6 +79,13 @@ class ControllerSettings(
     )
 
     # The control loop.
+    artifact_orphan_grace_seconds: int = Field(
+        86_400,
+        ge=0,
+        le=100 * 365 * 86_400,
+        description="whole seconds from 0 to 100 years: how long a deleted PhJob's "
+        "artifacts stay before they expire (0: they keep their own expiry)",
+    )
     controller_workers: int = Field(
         16, ge=1, le=1000, description="how many PhJobs may be reconciled at once (1 to 1000)"
     )

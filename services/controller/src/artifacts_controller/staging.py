@@ -6,6 +6,7 @@ of the local runtime)::
 
     files/<relative path>   the copies of ./artifacts (links inside it resolved), a+rX
     modes                   "<octal mode> <relative path>\\0" per file: the originals' bits
+                            (a report that may only narrow the copy's: ``recorded_mode``)
     done                    the command's exit code in decimal, renamed into place last
 
 run-job.sh deletes a stale ``done`` when it starts and empties ``files/`` before copying.
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from artifacts_shared.layout import METADATA_DIRS, JobPrefix, UnsafeNameError, artifact_key
+from artifacts_shared.manifest import PERMISSION_BITS
 
 __all__ = [
     "DONE",
@@ -41,6 +43,7 @@ __all__ = [
     "StagingError",
     "open_staged",
     "read_done",
+    "recorded_mode",
     "walk",
 ]
 
@@ -71,7 +74,7 @@ class StagedFile:
     name: str
     size: int
     mode: str
-    """Octal permission bits: as run-job.sh reports them, else the copy's own."""
+    """Octal permission bits, ``recorded_mode``'s: the copy's own, narrowed by the report."""
 
 
 @dataclass
@@ -111,7 +114,7 @@ def read_done(staging: Path) -> Done | None:
     return Done(exit_code=code if code is not None and code <= 255 else None)
 
 
-def _reported_modes(staging_fd: int, limit: int) -> dict[str, str]:
+def _reported_modes(staging_fd: int, limit: int) -> dict[str, int]:
     """``modes``, read no further than ``limit`` bytes; what does not parse is left out."""
     try:
         raw = _open_regular(MODES, dir_fd=staging_fd, limit=limit) or b""
@@ -122,8 +125,22 @@ def _reported_modes(staging_fd: int, limit: int) -> dict[str, str]:
     for record in raw[:limit].split(b"\0")[:-1]:
         mode, _, name = record.partition(b" ")
         if _MODE.fullmatch(mode) and name:
-            modes[os.fsdecode(name)] = mode.decode("ascii").lstrip("0").rjust(3, "0")
+            modes[os.fsdecode(name)] = int(mode, 8)
     return modes
+
+
+def recorded_mode(own: int, reported: int | None) -> str:
+    """The ``mode`` the manifest records for a staged file whose copy has the bits ``own``.
+
+    The copy is what we deliver, and our own walk read its bits; run-job.sh had to widen
+    them (``a+rX``, so that the uploader, maybe another user, can read it) and reports the
+    original's in ``modes``. That report is the job's word: it may only take bits away
+    from the copy's, never add one, and setuid, setgid and sticky are never recorded.
+    """
+    bits = own & PERMISSION_BITS
+    if reported is not None:
+        bits &= reported
+    return f"{bits:03o}"
 
 
 def _skip_reason(relative: str, entry: os.DirEntry[str], *, owner: int | None) -> str | None:
@@ -173,7 +190,7 @@ def walk(staging: Path, *, owner: int | None = None, modes_limit: int = 64 << 20
     finally:
         os.close(staging_fd)
     for name, details in found:
-        mode = modes.get(name) or f"{stat.S_IMODE(details.st_mode):o}"
+        mode = recorded_mode(stat.S_IMODE(details.st_mode), modes.get(name))
         listing.files.append(StagedFile(name, details.st_size, mode))
     return listing
 

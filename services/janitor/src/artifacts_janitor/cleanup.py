@@ -49,6 +49,7 @@ from artifacts_janitor.tally import Tally
 from artifacts_shared.cleanup_result import CleanupResult, RunOutcome, SkipReason
 from artifacts_shared.expiry import format_expired_at
 from artifacts_shared.expiry_index import ExpiryIndex, IndexEntry
+from artifacts_shared.input_holds import DEFAULT_HOLD_SECONDS, Hold, InputHolds
 from artifacts_shared.layout import JobPrefix, ObjectKey, expired_at_key, legacy_expired_at_key
 from artifacts_shared.metadata_store import ExpiryReading, ExpiryState, read_expiry
 from artifacts_shared.retention import RecordSigner
@@ -78,6 +79,8 @@ class CleanupOptions:
     """JANITOR_DAILY_AT, named in the retention sentences of skipped folders."""
     records: RecordSigner | None = None
     """Checks ``retention.json``: a folder an admin kept says so, and is never an orphan."""
+    input_hold_seconds: int = DEFAULT_HOLD_SECONDS
+    """ARTIFACT_INPUT_HOLD_SECONDS: how long a job that has not started holds its inputs."""
 
 
 async def run_cleanup(
@@ -116,8 +119,17 @@ async def run_cleanup(
     elif record is not None:
         tally.last_rescan_at, tally.rescan_found = record.finished_at, record.found
     if stop is None or not stop.is_set():
+        holds = InputHolds(redis, hold_seconds=options.input_hold_seconds)
         await _DuePass(
-            s3, bucket, index, now=started_at, options=options, keeps=keeps, tally=tally, stop=stop
+            s3,
+            bucket,
+            index,
+            now=started_at,
+            options=options,
+            keeps=keeps,
+            holds=holds,
+            tally=tally,
+            stop=stop,
         ).run(f"{index.key}:due:{run_id}")
     tally.index_size = await index.size()
     interrupted = stop is not None and stop.is_set()
@@ -143,6 +155,7 @@ class _DuePass:
         now: float,
         options: CleanupOptions,
         keeps: Keeps,
+        holds: InputHolds,
         tally: Tally,
         stop: asyncio.Event | None,
     ) -> None:
@@ -155,6 +168,9 @@ class _DuePass:
         self._tally = tally
         self._stop = stop
         self._queue: asyncio.Queue[Doomed | None] = asyncio.Queue(maxsize=_QUEUED)
+        self._holds = holds
+        self._held: dict[JobPrefix, list[Hold]] = {}
+        """The page's due folders that jobs yet to start will read (``input_holds``)."""
 
     async def run(self, snapshot: str) -> None:
         self._tally.index_due = await self._index.snapshot_due(
@@ -185,6 +201,8 @@ class _DuePass:
                 await self._index.remove(entry.member)
             else:
                 due[prefix] = entry
+        # One round trip for the page: which of these folders a job waits to read.
+        self._held = await self._holds.waiting(list(due), now=self._now)
 
         async def judge_run(run: Run) -> None:
             judged: set[JobPrefix] = set()
@@ -238,6 +256,10 @@ class _DuePass:
                 else await newest_object_time(self._s3, self._bucket, prefix)
             )
         verdict = decide(reading, now=self._now, orphan_retention_seconds=retention, newest=newest)
+        holds = self._held.get(prefix)
+        if verdict.action is Action.DELETE and holds:
+            await self._defer(prefix, reading, holds)
+            return None
         if verdict.action is Action.DELETE:
             if verdict.orphaned:
                 self._tally.orphaned += 1
@@ -261,6 +283,17 @@ class _DuePass:
         else:
             await self._index.remove(entry.member)
         return None
+
+    async def _defer(self, prefix: JobPrefix, reading: ExpiryReading, holds: list[Hold]) -> None:
+        """A due folder that a job yet to start will read: kept, its entry left due, so the
+        next run looks again (once the job has started, or its hold has lapsed)."""
+        waiting = max(holds, key=lambda hold: hold.until)
+        others = f" and {len(holds) - 1} more" if len(holds) > 1 else ""
+        detail = f"input of job {waiting.job_id}{others}, which has not started"
+        logger.info("kept %s: %s", prefix, detail)
+        record = await self._keeps.record(prefix)
+        sentence = self._keeps.sentence(SkipReason.INPUT_PENDING, reading, record, hold=waiting)
+        self._tally.skip(prefix, SkipReason.INPUT_PENDING, detail, sentence)
 
     async def _gone(self, prefix: JobPrefix, entry: IndexEntry) -> None:
         """An entry whose folder holds nothing: deleted by hand, or by a run cut short."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import time
 
 from artifacts_shared.cleanup_result import SkipReason
+from artifacts_shared.input_holds import Hold
 from artifacts_shared.layout import JobPrefix
 from artifacts_shared.metadata_store import ExpiryReading, read_retention_record
 from artifacts_shared.retention import (
@@ -54,6 +55,13 @@ class Keeps:
         return record is not None and record.change is Change.KEEP
 
     def sentence(
-        self, reason: SkipReason, reading: ExpiryReading, record: RetentionRecord | None
+        self,
+        reason: SkipReason,
+        reading: ExpiryReading,
+        record: RetentionRecord | None,
+        *,
+        hold: Hold | None = None,
     ) -> str:
-        return skipped_sentence(reason, reading, record, now=self._now, daily_at=self._daily_at)
+        return skipped_sentence(
+            reason, reading, record, now=self._now, daily_at=self._daily_at, hold=hold
+        )

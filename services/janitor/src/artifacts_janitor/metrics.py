@@ -41,7 +41,8 @@ class JanitorMetrics:
         )
         self.folders_skipped = Counter(
             "janitor_folders_skipped",
-            "Job folders kept although they hold no valid expiry, by reason",
+            "Job folders kept although they hold no valid expiry or a job waits to read them, "
+            "by reason",
             ["reason"],
             registry=r,
         )

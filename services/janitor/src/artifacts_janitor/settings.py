@@ -11,12 +11,13 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator
 
+from artifacts_shared.input_holds import InputHoldSettings
 from artifacts_shared.settings import CleanupScheduleSettings, RedisSettings, S3Settings
 
 __all__ = ["JanitorSettings"]
 
 
-class JanitorSettings(S3Settings, RedisSettings, CleanupScheduleSettings):
+class JanitorSettings(S3Settings, RedisSettings, CleanupScheduleSettings, InputHoldSettings):
     janitor_orphan_retention_seconds: int = Field(
         0,
         ge=0,

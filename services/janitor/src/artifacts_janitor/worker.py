@@ -72,14 +72,14 @@ class Janitor:
 
     @property
     def options(self) -> CleanupOptions:
-        secret = self.settings.s3_secret_access_key
         return CleanupOptions(
             dry_run=self.settings.janitor_dry_run,
             orphan_retention_seconds=self.settings.janitor_orphan_retention_seconds,
             concurrency=self.settings.janitor_concurrency,
             rescan_every=self.settings.janitor_rescan_every,
             daily_at=self.settings.janitor_daily_at,
-            records=RecordSigner.from_s3_secret(secret.get_secret_value()) if secret else None,
+            records=RecordSigner.for_settings(self.settings),
+            input_hold_seconds=self.settings.artifact_input_hold_seconds,
         )
 
     async def run(self, run_id: str, *, attempt: int = 1, rescan: bool = False) -> CleanupResult:

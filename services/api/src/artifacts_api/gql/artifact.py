@@ -97,6 +97,7 @@ def _file(stored: StoredObject, name: str, manifest: ManifestIndex | None) -> Ar
         size=stored.size,
         last_modified=stored.last_modified,
         sha256=manifest.sha256.get(name) if manifest else None,
+        mode=manifest.modes.get(name) if manifest else None,
     )
 
 
@@ -328,6 +329,11 @@ def resolve_zip_url(folder: ArtifactFolder, info: Info) -> str:
 def resolve_sha256(file: ArtifactFile, info: Info) -> str | None:
     # Bound by hand: the automatic name conversion would look for "sha_256".
     return file.sha256
+
+
+@item.field("mode")
+def resolve_mode(file: ArtifactFile, info: Info) -> str | None:
+    return None if file.mode is None else f"{file.mode:03o}"
 
 
 @item.field("lastModified")

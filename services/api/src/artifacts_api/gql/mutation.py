@@ -20,9 +20,7 @@ mutation = MutationType()
 @mutation.field("createPhJob")
 async def resolve_create_ph_job(_: None, info: Info, *, data: dict[str, Any]) -> PhJob:
     context = info.context
-    return await create_job(
-        context.services.jobs, JobRequest(**data), context.identity, context.services.settings
-    )
+    return await create_job(context.services, JobRequest(**data), context.identity)
 
 
 @mutation.field("rerunPhJob")
@@ -31,9 +29,7 @@ async def resolve_rerun_ph_job(_: None, info: Info, *, where: dict[str, Any]) ->
     job = await visible_job(context.services.jobs, context.identity, where["id"])
     # Checked again as a new request of the caller's: its groups and rights now, not the
     # original submitter's.
-    return await create_job(
-        context.services.jobs, JobRequest.like(job), context.identity, context.services.settings
-    )
+    return await create_job(context.services, JobRequest.like(job), context.identity)
 
 
 @mutation.field("cancelPhJob")

@@ -16,7 +16,7 @@ from artifacts_api.times import iso_utc
 from artifacts_shared.expiry import to_datetime
 from artifacts_shared.instance_types import InstanceType, UnknownInstanceTypeError
 from artifacts_shared.layout import JobPrefix, UnsafeNameError, job_prefix
-from artifacts_shared.phjob import PhJob
+from artifacts_shared.phjob import ArtifactInput, PhJob
 
 __all__ = ["bindables", "load_folder"]
 
@@ -120,6 +120,12 @@ def resolve_active_deadline_seconds(job: PhJob, info: Info) -> int | None:
 @phjob.field("schedule")
 def resolve_schedule(job: PhJob, info: Info) -> None:
     return None  # PrimeHub's recurring jobs do not exist here
+
+
+@phjob.field("inputArtifacts")
+def resolve_input_artifacts(job: PhJob, info: Info) -> tuple[ArtifactInput, ...] | None:
+    # As recorded at creation: PhJobArtifactInputRef's fields are ArtifactInput's attributes.
+    return job.spec.input_artifacts
 
 
 @phjob.field("artifact")

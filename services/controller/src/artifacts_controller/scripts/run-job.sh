@@ -234,9 +234,10 @@ json() {
 
 # describe_copies: ENTRIES is the manifest's "files" entries for the copies in DEST and
 # TOTAL their bytes. The copies are what is delivered: a process the command left running
-# may still be writing to the originals. Fails if a copy went away meanwhile.
+# may still be writing to the originals. Fails if a copy went away meanwhile. A mode is
+# the copy's permission bits alone: setuid, setgid and sticky are never recorded.
 describe_copies() {
-  local i j name
+  local i j name mode
   local -a batch stats sums
   ENTRIES='' TOTAL=0
   for ((i = 0; i < ${#FILES[@]}; i += 256)); do
@@ -247,7 +248,8 @@ describe_copies() {
     for ((j = 0; j < ${#batch[@]}; j++)); do
       json name "${batch[j]}"
       sums[j]=${sums[j]#\\}
-      ENTRIES+="${ENTRIES:+,}{\"name\":$name,\"size\":${stats[j]% *},\"mode\":\"${stats[j]#* }\",\"sha256\":\"${sums[j]:0:64}\"}"
+      printf -v mode '%03o' $((8#${stats[j]#* } & 8#777))
+      ENTRIES+="${ENTRIES:+,}{\"name\":$name,\"size\":${stats[j]% *},\"mode\":\"$mode\",\"sha256\":\"${sums[j]:0:64}\"}"
       TOTAL=$((TOTAL + ${stats[j]% *}))
     done
   done
