@@ -41,7 +41,13 @@ def main() -> None:
     head = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit}.",
+        (
+            f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit}."
+            if os.environ.get("BENCH_STARTED")
+            else f"Joined by `bench/report.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at "
+            f"commit {commit} from each section's last run (benchmarks rerun one at a time): "
+            "each section gives its own machine load."
+        ),
         f"Machine: {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, "
         f"{platform.system()} {platform.release()}. Versions: {versions}.",
         f"S3 server of every figure: {weed_version()} (`weed mini`, as `make run` starts it, "
