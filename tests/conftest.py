@@ -8,6 +8,7 @@ bucket of its own (deleted after the test), an empty Redis database and a fresh 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -171,6 +172,23 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(longrepr, tuple):
         return str(longrepr[2]).removeprefix("Skipped: ")
     return str(longrepr)
+
+
+@pytest.fixture
+def janitor_settings(s3_settings: S3Settings, redis_settings: RedisSettings) -> JanitorSettings:
+    """The janitor on the test's servers; tests/janitor tunes its own."""
+    return JanitorSettings(
+        **s3_settings.model_dump(),
+        redis_url=redis_settings.redis_url,
+        janitor_metrics_port=0,
+        janitor_lock_seconds=2,
+    )
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The janitor's "now": the real time, held still for the test."""
+    return FixedClock(time.time())
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from artifacts_shared.retention import (
     describe,
 )
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import RedisSettings, S3Settings
+from artifacts_shared.settings import S3Settings
 
 JOB = "job-202501010000-keep01"
 ADMIN = token("root", groups=[], roles=["admin"])
@@ -64,21 +64,6 @@ RETENTION = """query ($id: ID!) { phJob(where: {id: $id}) {
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-def janitor_settings(s3_settings: S3Settings, redis_settings: RedisSettings) -> JanitorSettings:
-    return JanitorSettings(
-        **s3_settings.model_dump(),
-        redis_url=redis_settings.redis_url,
-        janitor_metrics_port=0,
-        janitor_lock_seconds=2,
-    )
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(time.time())
 
 
 async def collected(

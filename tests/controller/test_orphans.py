@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 from support.buckets import put_objects
 from support.folders import FixedClock
@@ -32,7 +31,6 @@ from artifacts_controller.expiry_feed import ExpiryFeed
 from artifacts_controller.kube import PHJOBS, PODS, Kube
 from artifacts_controller.orphans import FINALIZER
 from artifacts_controller.settings import ControllerSettings
-from artifacts_janitor.settings import JanitorSettings
 from artifacts_janitor.worker import Janitor
 from artifacts_shared.expiry_index import EXPIRY_INDEX_KEY
 from artifacts_shared.layout import JobPrefix, expired_at_key, job_prefix, retention_record_key
@@ -40,26 +38,10 @@ from artifacts_shared.metadata_store import read_retention_record
 from artifacts_shared.phjob import ArtifactOverrides, PhJob, PhJobPhase
 from artifacts_shared.retention import JOB_DELETED_BY, Change, RecordSigner
 from artifacts_shared.s3 import S3Client
-from artifacts_shared.settings import RedisSettings, S3Settings
 
 DAY = 86_400
 WEEK = 7 * DAY
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def janitor_settings(s3_settings: S3Settings, redis_settings: RedisSettings) -> JanitorSettings:
-    return JanitorSettings(
-        **s3_settings.model_dump(),
-        redis_url=redis_settings.redis_url,
-        janitor_metrics_port=0,
-        janitor_lock_seconds=2,
-    )
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(time.time())
 
 
 async def _collected(s3: S3Client, bucket: str, job: PhJob, expires_at: int | None) -> JobPrefix:
