@@ -242,12 +242,9 @@ class _DuePass:
         reading = _confirmed(page, prefix, entry) or await read_expiry(
             self._s3, self._bucket, prefix
         )
-        retention = self._options.orphan_retention_seconds
-        record = None
-        if reading.state is not ExpiryState.SET:
-            record = await self._keeps.record(prefix)
-            if self._keeps.kept(record):
-                retention = 0  # an admin's keep is never an orphan
+        retention, record = await self._keeps.orphan_rule(
+            prefix, reading, self._options.orphan_retention_seconds
+        )
         newest = None
         if reading.state is not ExpiryState.SET and retention > 0:
             newest = (

@@ -14,7 +14,7 @@ from datetime import time
 from artifacts_shared.cleanup_result import SkipReason
 from artifacts_shared.input_holds import Hold
 from artifacts_shared.layout import JobPrefix
-from artifacts_shared.metadata_store import ExpiryReading, read_retention_record
+from artifacts_shared.metadata_store import ExpiryReading, ExpiryState, read_retention_record
 from artifacts_shared.retention import (
     RECORD_MAX_BYTES,
     Change,
@@ -53,6 +53,19 @@ class Keeps:
     @staticmethod
     def kept(record: RetentionRecord | None) -> bool:
         return record is not None and record.change is Change.KEEP
+
+    async def orphan_rule(
+        self, prefix: JobPrefix, reading: ExpiryReading, orphan_retention_seconds: int
+    ) -> tuple[int, RetentionRecord | None]:
+        """The orphan retention that applies to the folder, and its record when one was read.
+
+        Only a folder without a readable expiry is looked at; one an admin kept is never an
+        orphan (0).
+        """
+        if reading.state is ExpiryState.SET:
+            return orphan_retention_seconds, None
+        record = await self.record(prefix)
+        return (0 if self.kept(record) else orphan_retention_seconds), record
 
     def sentence(
         self,

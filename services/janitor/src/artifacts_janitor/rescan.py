@@ -148,11 +148,7 @@ class _Scan:
                         await self._s3.delete_object(Bucket=self._bucket, Key=marker)
                 return
         self._tally.scanned += 1
-        orphans, record = self._orphans, None
-        if reading.state is not ExpiryState.SET:
-            record = await self._keeps.record(prefix)
-            if self._keeps.kept(record):
-                orphans = 0  # an admin's keep is never an orphan
+        orphans, record = await self._keeps.orphan_rule(prefix, reading, self._orphans)
         newest = None
         if reading.state is not ExpiryState.SET and orphans > 0:
             newest = await newest_object_time(self._s3, self._bucket, prefix)
