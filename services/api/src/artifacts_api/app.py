@@ -32,6 +32,7 @@ from artifacts_api.auth import (
     NoAuthenticator,
     SecretKeySource,
 )
+from artifacts_api.contents import parse_contents_here
 from artifacts_api.downloads import artifacts_zip
 from artifacts_api.errors import InternalError
 from artifacts_api.explorer import EXPLORER_DIR
@@ -137,6 +138,7 @@ def _services_ctx(
                 )
             )
             app[METRICS].instrument_s3(s3)
+            parse_contents_here(s3)
             # Signing needs no network; a second client only when browsers use another host.
             public_s3 = (
                 s3
