@@ -27,6 +27,7 @@ from ariadne import ObjectType, UnionType
 from artifacts_api.artifacts import (
     MAX_PAGE,
     ArtifactFile,
+    FilePage,
     FolderEntry,
     folder_path,
 )
@@ -144,33 +145,56 @@ async def resolve_items(
 async def _stream_files(
     folder: ArtifactFolder, info: Info, *, first: int | None, start_after: str | None, charged: int
 ) -> AsyncIterator[ArtifactFile]:
+    """The files of the flat listing, one S3 page ahead of graphql-core.
+
+    S3 prepares the next page while this one's files are completed, instead of both
+    waiting in turn; at most one page is listed beyond what the query returns.
+    """
     context = info.context
     budget = context.budget
     links = "downloadUrl" in selected_names(info)
     listed = returned = 0
-    while first is None or returned < first:
-        size = MAX_PAGE if first is None else min(MAX_PAGE, first - returned + 2)
-        page = await context.loaders.file_page.load((folder.prefix, start_after, size))
-        listed += page.listed
-        if listed > charged:
-            budget.list_objects(listed - charged)
-            if links:
-                await _links(info, listed - charged)
-            charged = listed
-        for stored in page.files:
-            if first is not None and returned >= first:
-                return
-            name = relative_name(folder.prefix, stored.key)
-            if name is None:
-                continue
-            yield _file(stored, name, folder.manifest)
-            returned += 1
-            if returned % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-                budget.check()
-        if not page.truncated or page.last_key is None:
-            return
-        start_after = page.last_key
+
+    def load(after: str | None, done: int) -> asyncio.Future[FilePage]:
+        size = MAX_PAGE if first is None else min(MAX_PAGE, first - done + 2)
+        return context.loaders.file_page.load((folder.prefix, after, size))
+
+    upcoming: asyncio.Future[FilePage] | None = load(start_after, 0)
+    try:
+        while upcoming is not None:
+            page = await upcoming
+            upcoming = None
+            listed += page.listed
+            if listed > charged:
+                budget.list_objects(listed - charged)
+                if links:
+                    await _links(info, listed - charged)
+                charged = listed
+            ahead = returned + len(page.files)
+            if page.truncated and page.last_key is not None and (first is None or ahead < first):
+                upcoming = load(page.last_key, ahead)
+            for stored in page.files:
+                if first is not None and returned >= first:
+                    return
+                name = relative_name(folder.prefix, stored.key)
+                if name is None:
+                    continue
+                yield _file(stored, name, folder.manifest)
+                returned += 1
+                if returned % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+                    budget.check()
+    finally:
+        if upcoming is not None:
+            # Left to finish, not cancelled: the loader shares the page with any alias
+            # listing it too. Its outcome is taken so that a failure is not reported as
+            # never retrieved.
+            upcoming.add_done_callback(_outcome_taken)
+
+
+def _outcome_taken(future: asyncio.Future[FilePage]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @artifact.field("item")
