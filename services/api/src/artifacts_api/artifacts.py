@@ -46,7 +46,6 @@ __all__ = [
     "iter_artifact_files",
     "list_files",
     "list_folder",
-    "stored_object",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,15 +126,6 @@ def folder_path(path: str) -> str:
     return folder
 
 
-def stored_object(item: Any) -> StoredObject:
-    return StoredObject(
-        key=item["Key"],
-        size=item["Size"],
-        last_modified=item["LastModified"],
-        etag=item.get("ETag", "").strip('"'),
-    )
-
-
 async def list_files(
     s3: S3Client,
     bucket: str,
@@ -152,7 +142,7 @@ async def list_files(
     for item in contents:
         relative = relative_name(prefix, item["Key"])
         if relative is not None and _safe(prefix, relative):
-            files.append(stored_object(item))
+            files.append(StoredObject.listed(item))
     return FilePage(
         files=files,
         listed=len(contents),
@@ -187,7 +177,7 @@ async def list_folder(
     for item in contents:
         relative = relative_name(prefix, item["Key"])
         if relative is not None and _safe(prefix, relative):
-            files.append(stored_object(item))
+            files.append(StoredObject.listed(item))
     folders = []
     for common in prefixes:
         key = common.get("Prefix", "")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
-from artifacts_api.artifacts import FilePage, FolderPage, list_files, list_folder, stored_object
+from artifacts_api.artifacts import FilePage, FolderPage, list_files, list_folder
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.services import Services
 from artifacts_shared.layout import JobPrefix
@@ -87,7 +87,7 @@ class Loaders:
         # The key itself is the first of the keys it prefixes.
         response = await services.s3.list_objects_v2(Bucket=services.bucket, Prefix=key, MaxKeys=1)
         found = [item for item in response.get("Contents", ()) if item["Key"] == key]
-        return stored_object(found[0]) if found else None
+        return StoredObject.listed(found[0]) if found else None
 
     async def _expiry(self, prefix: JobPrefix) -> ExpiryReading:
         return await read_expiry(self._services.s3, self._services.bucket, prefix)
