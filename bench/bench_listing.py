@@ -13,8 +13,10 @@ door), which is the run's longest part; every figure below reads the same data.
 
 Side by side, alternating, after a warm-up, medians over the repetitions:
 - first page of ``entries`` (100 entries) of each job, against the 10-file job;
-- the whole ``items`` listing against a plain paginated ``list_objects_v2``, without and
-  with ``downloadUrl``;
+- the whole ``items`` listing against a plain paginated ``list_objects_v2`` (aiobotocore,
+  botocore parsing the pages), without and with ``downloadUrl``; and that plain listing
+  with the api's own page reader (``artifacts_api.contents``) against botocore's, which
+  says how much of the api's speed is its reader and how much the rest;
 - ``phJobs(first: 20)`` with 10,000 PhJobs in the emulator against 10;
 - a ``viewer`` query's latencies while 20 clients list the largest job (``items``).
 """
@@ -44,6 +46,7 @@ from common import QUICK, Figures, write_section  # noqa: E402
 from servers import SeaweedServer, free_port, wait_for_http  # noqa: E402
 from support.kube import api_client_for, serve_kube  # noqa: E402
 
+from artifacts_api.contents import parse_contents_here  # noqa: E402
 from artifacts_shared.jobstore import LocalJobStore  # noqa: E402
 from artifacts_shared.layout import job_prefix  # noqa: E402
 from artifacts_shared.manifest import Manifest, ManifestFile, ManifestLimits  # noqa: E402
@@ -182,12 +185,14 @@ async def api_benchmarks(s3: SeaweedServer, store: LocalJobStore, rows: list[str
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
             open_s3(s3.settings(BUCKET)) as client,
+            open_s3(s3.settings(BUCKET)) as read_here,
         ):
+            parse_contents_here(read_here)
 
-            async def plain(files: int) -> None:
+            async def plain(files: int, s3_client: Any = client) -> None:
                 count = 0
                 prefix = job_prefix(GROUP, job_id(files))
-                pages = client.get_paginator("list_objects_v2").paginate(
+                pages = s3_client.get_paginator("list_objects_v2").paginate(
                     Bucket=BUCKET, Prefix=prefix
                 )
                 async for page in pages:
@@ -231,6 +236,16 @@ async def api_benchmarks(s3: SeaweedServer, store: LocalJobStore, rows: list[str
                     f"| `items` with `downloadUrl`, {files:,} files vs paginated ListObjectsV2 | "
                     f"{ms(linked.median)} ms | {ms(base.median)} ms | "
                     f"**{linked.median / base.median:.2f}x** |"
+                )
+                # How much of that is the api's own page reader (artifacts_api.contents):
+                # the same plain listing with it, against botocore's parser.
+                fast, base = await side_by_side(
+                    lambda f=files: plain(f, read_here), lambda f=files: plain(f), repeat
+                )
+                rows.append(
+                    f"| paginated ListObjectsV2 of {files:,} files, pages read by the api's "
+                    f"reader vs botocore's | {ms(fast.median)} ms | {ms(base.median)} ms | "
+                    f"**{fast.median / base.median:.2f}x** |"
                 )
             # 5. viewer latency while CLIENTS list the largest job. The listers run in a
             # process of their own and read the bodies without parsing them: sharing this
@@ -346,6 +361,9 @@ emulator. Medians of {REPEAT}+ alternating repetitions after a warm-up; ratio = 
 
 Goals (issue 18): the first page of a 100,000-file job within 1.5x of a 10-file job; whole
 `items` within 1.2x of a plain listing, with links within 1.3x; the viewer under 50 ms.
+The plain listing is aiobotocore's paginator, its pages parsed by botocore; the api reads
+the objects of a page with its own reader (`artifacts_api.contents`), and the row "pages
+read by the api's reader" shows what that alone is worth on the same listing.
 """,
     )
 
