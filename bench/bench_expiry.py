@@ -437,8 +437,8 @@ def report(figures: dict[str, Any], version: str) -> None:
         f"{large.median / floor_large.median:.2f}x the floor measured beside it, against "
         f"{small.median / floor_small.median:.2f}x at {sizes[0].unexpired:,}; in wall time it "
         f"takes {large.median / small.median:.2f}x its time at {sizes[0].unexpired:,}, as the "
-        f"floor itself takes {floor_large.median / floor_small.median:.2f}x (SeaweedFS deletes "
-        f"more slowly from a bigger bucket: {keys / large.median:,.0f} objects/s).",
+        f"floor itself takes {floor_large.median / floor_small.median:.2f}x (the daily run "
+        f"deletes {keys / large.median:,.0f} objects/s at {sizes[-1].unexpired:,}).",
         *(
             f"- requests in one daily run at {at.unexpired:,} unexpired folders: {at.requests} "
             f"(the floor: DeleteObjects {-(-keys // 1000)})."
