@@ -6,7 +6,7 @@ happen here, in the field that returns them, one S3 page at a time:
 
 - ``entries`` lists one page of one folder (a single delimiter request);
 - ``items`` streams the flat listing page by page into graphql-core as an async iterator,
-  yielding to the event loop every few hundred files, so even 100,000 files never hold it
+  yielding to the event loop every hundred files, so even 100,000 files never hold it
   for long;
 - every listing and every download link is charged to the request's ``WorkBudget``
   before S3 is asked where the manifest tells the size in advance.
@@ -55,7 +55,7 @@ item = ObjectType("PhJobArtifactItem")
 folder_type = ObjectType("PhJobArtifactFolder")
 entry = UnionType("PhJobArtifactEntry")
 
-_YIELD_EVERY = 250
+_YIELD_EVERY = 100
 """Files completed between two yields to the event loop in a streamed listing."""
 _MAX_CURSOR = 4096
 

@@ -20,7 +20,6 @@ A browser opening ``GET /graphql`` (HTML wanted, no query) gets the GraphiQL exp
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Collection
@@ -58,7 +57,7 @@ from artifacts_api.gql.transport import (
     wants_explorer,
 )
 from artifacts_api.identity import Identity
-from artifacts_api.jsonbody import encode
+from artifacts_api.jsonbody import dumps, encode
 from artifacts_api.metrics import Metrics
 from artifacts_api.services import SERVICES
 from artifacts_api.settings import ApiSettings
@@ -68,32 +67,13 @@ __all__ = ["GraphQLEndpoint"]
 log = logging.getLogger(__name__)
 _INTROSPECTION = frozenset({"__schema", "__type", "__typename"})
 _PARSE_CACHE = 512
-_EXACT_FLOAT = 2**53
-
-
-def _integral(value: dict[str, Any] | list[Any]) -> None:
-    """Whole-number floats become integers, in place: sizes are ``Float`` (exact beyond
-    2 GiB, where ``Int`` stops) and PrimeHub's clients expect ``6``, not ``6.0``.
-
-    In place and by exact type, as it visits every value of every response (a listing of
-    10000 files costs about half of the JSON encoding).
-    """
-    entries = value.items() if type(value) is dict else enumerate(value)
-    for key, item in entries:
-        kind = type(item)
-        if kind is float:
-            if item.is_integer() and -_EXACT_FLOAT <= item <= _EXACT_FLOAT:
-                value[key] = int(item)  # type: ignore[index]
-        elif kind is dict or kind is list:
-            _integral(item)
 
 
 def _response(
     body: dict[str, Any], *, status: int, media: MediaType, headers: dict[str, str] | None = None
 ) -> web.Response:
-    _integral(body)
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=dumps(body),
         status=status,
         content_type=media.value,
         charset="utf-8",
@@ -103,7 +83,6 @@ def _response(
 
 async def _result_response(result: dict[str, Any], *, media: MediaType) -> web.Response:
     """An executed result: encoded a slice at a time, so a big listing never holds the loop."""
-    _integral(result)
     return web.Response(
         body=await encode(result), status=200, content_type=media.value, charset="utf-8"
     )
