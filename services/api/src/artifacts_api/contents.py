@@ -16,7 +16,7 @@ errors, retries and the URL-decoding of keys that follows (``EncodingType=url``)
 Only what this module fully understands is taken over: a whole 200 answer in UTF-8 whose
 every ``Contents`` is a run of known leaf elements (``Key``, ``LastModified``, ``ETag``,
 ``Size``, ``StorageClass``, the checksum fields) holding text with XML's own escapes, with
-nothing between them, as AWS, SeaweedFS and MinIO write them. A page with anything else
+nothing between them, as SeaweedFS and moto (AWS's form) write them. A page with anything else
 (an ``Owner`` when ``FetchOwner`` is asked, a ``RestoreStatus``, indentation, a CDATA
 section, a carriage return that XML would normalise) is left whole to botocore.
 Either way the caller gets the same dictionaries (``tests/api/test_contents.py`` checks
