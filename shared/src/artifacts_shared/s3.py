@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -154,16 +154,8 @@ def add_content_md5(request: Any, **_: Any) -> None:
         request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-class StoredObject(NamedTuple):
-    """One object of a listing.
-
-    A tuple, not a dataclass, for the garbage collector: a tuple of strings, numbers and
-    datetimes is untracked after its first collection, where a dataclass instance is
-    visited by every full collection while it lives. A listing of 100,000 files holds
-    100,000 of these until its request ends, and every full collection holds the api's
-    event loop for as long as it visits them.
-    """
-
+@dataclass(frozen=True, slots=True)
+class StoredObject:
     key: str
     size: int
     last_modified: datetime
