@@ -8,7 +8,7 @@ before. The bytes are the same as one ``json.dumps(value)`` (compact separators)
 Whole-number floats are written as integers: sizes are ``Float`` (exact beyond 2 GiB,
 where ``Int`` stops) and PrimeHub's clients expect ``6``, not ``6.0``. That pass visits
 every value, so it runs slice by slice too: over a whole 100,000-file answer it held
-the loop for about 200 ms.
+the loop for about 120 ms.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["encode"]
+__all__ = ["dumps", "encode"]
 
 _SLICE = 500
 _SEPARATORS = (",", ":")
