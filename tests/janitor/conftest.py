@@ -6,7 +6,6 @@ import pytest
 from support.folders import FixedClock
 
 from artifacts_janitor.settings import JanitorSettings
-from artifacts_shared.settings import RedisSettings, S3Settings
 
 
 @pytest.fixture
@@ -15,11 +14,6 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def janitor_settings(s3_settings: S3Settings, redis_settings: RedisSettings) -> JanitorSettings:
-    return JanitorSettings(
-        **s3_settings.model_dump(),
-        redis_url=redis_settings.redis_url,
-        janitor_metrics_port=0,
-        janitor_lock_seconds=2,
-        janitor_concurrency=8,
-    )
+def janitor_settings(janitor_settings: JanitorSettings) -> JanitorSettings:
+    """The root conftest's, with fewer folders deleted at a time."""
+    return janitor_settings.model_copy(update={"janitor_concurrency": 8})
