@@ -427,12 +427,19 @@ async def test_a_running_job_removed_from_the_store_is_stopped_collected_then_sh
 ) -> None:
     bucket = local_settings.phfs_bucket
     job = store.create(new_phjob(command=f"{SEED}; sleep 60"))
+    last_written = local_settings.local_runtime_dir / job.id / "home" / "artifacts" / "sub"
     async with running_local(store, local_settings, expiry_feed):
 
-        async def started() -> bool:
-            return store.get(job.id).status.phase is PhJobPhase.RUNNING
+        async def seeded() -> bool:
+            # RUNNING alone is not enough: the command may not have written its files yet.
+            running = store.get(job.id).status.phase is PhJobPhase.RUNNING
+            return (
+                running
+                and (last_written / "test.txt").is_file()
+                and ((last_written / "test.txt").read_text() == "hello\n")
+            )
 
-        await eventually(started, timeout=30, what=f"{job.id} to run")
+        await eventually(seeded, timeout=30, what=f"{job.id} to run and write its files")
         shutil.rmtree(store.root / job.id)
         await _released(local_settings, job)
 
