@@ -23,6 +23,7 @@ from artifacts_shared.settings import S3Settings
 
 KEYS = [
     "groups/team-a/jobArtifacts/job-202101020304-abcdef/test.txt",
+    "groups/team-a/jobArtifacts/job-202101020304-abcdef/dir3/file-000123_v1.0~final.tar.gz",
     "groups/team-a/jobArtifacts/job-202101020304-abcdef/sub dir/a+b=c&d.txt",
     "groups/team-a/jobArtifacts/job-202101020304-abcdef/~tilde/100%/semi;colon",
     "groups/team-a/jobArtifacts/job-202101020304-abcdef/ünïcødé/日本語.csv",
