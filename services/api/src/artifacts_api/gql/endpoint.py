@@ -46,6 +46,7 @@ from artifacts_api.budget import WorkBudget
 from artifacts_api.errors import ApiError, BadUserInput, classify
 from artifacts_api.explorer import explorer_page
 from artifacts_api.gql.context import RequestContext, Turn
+from artifacts_api.gql.executor import LeafObjectExecutor, is_awaitable
 from artifacts_api.gql.limits import MAX_TOKENS, validation_rules
 from artifacts_api.gql.loaders import Loaders
 from artifacts_api.gql.schema import make_schema
@@ -252,6 +253,8 @@ class GraphQLEndpoint:
                 ),
                 error_formatter=self.format_error,
                 logger=self._logger,
+                execution_context_class=LeafObjectExecutor,
+                is_awaitable=is_awaitable,
             )
         finally:
             turn.release()
