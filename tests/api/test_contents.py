@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from botocore import handlers
 
 from artifacts_api.contents import parse_contents_here, read_contents
 from artifacts_shared.s3 import S3Client, open_s3
@@ -114,6 +115,64 @@ async def test_pages_in_aws_order_with_checksums_are_read_too(
     assert taken == [True, True, True]
 
 
+async def test_botocores_check_for_errors_sees_what_the_reader_leaves(
+    s3: S3Client,
+    s3_settings: S3Settings,
+    fast_s3: tuple[S3Client, list[bool]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore parses each 200 answer to see whether it is an ``<Error>``: after the
+    reader, on what it leaves of a page, and on the whole answer of anything else."""
+    seen: list[bytes] = []
+    check = handlers._looks_like_special_case_error  # type: ignore[attr-defined]
+
+    def spy(status_code: int, body: bytes) -> bool:
+        seen.append(body)
+        return bool(check(status_code, body))
+
+    bucket = s3_settings.phfs_bucket
+    for name in NAMES:
+        await s3.put_object(Bucket=bucket, Key=f"jobs/{name}", Body=b"x")
+    fast, taken = fast_s3
+    monkeypatch.setattr(handlers, "_looks_like_special_case_error", spy)
+
+    listed = await fast.list_objects_v2(Bucket=bucket, Prefix="jobs/")
+    older = await fast.list_objects(Bucket=bucket, Prefix="jobs/")
+
+    assert len(listed["Contents"]) == len(older["Contents"]) == len(NAMES)
+    assert taken == [True]
+    page, other = seen
+    assert b"<ListBucketResult" in page and b"<IsTruncated>" in page
+    assert b"<Contents>" not in page
+    assert other.count(b"<Contents>") == len(NAMES)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code></Error>',
+        b"<ListBucketResult><Name>b</Name><Contents><Key>a</Key><Size>1</Size></Contents></Li",
+    ],
+    ids=["error", "truncated"],
+)
+async def test_an_error_in_a_200_answer_is_still_botocores_500(
+    fast_s3: tuple[S3Client, list[bool]], body: bytes
+) -> None:
+    fast, _ = fast_s3
+    response = {"status_code": 200, "body": body, "headers": {}}
+    customized: dict[str, Any] = {}
+
+    await fast.meta.events.emit(
+        "before-parse.s3.ListObjectsV2",
+        operation_model=fast.meta.service_model.operation_model("ListObjectsV2"),
+        response_dict=response,
+        customized_response_dict=customized,
+    )
+
+    assert response["status_code"] == 500, "botocore retries it as a server error"
+    assert response["body"] == body and "Contents" not in customized
+
+
 def _body(contents: str, head: str = '<?xml version="1.0" encoding="UTF-8"?>') -> bytes:
     return (
         f'{head}<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
@@ -149,6 +208,11 @@ def test_escapes_are_xmls_own() -> None:
         ("<Contents><Key>a\rb</Key></Contents>", None),
         ("<Contents><Key>&copy;</Key></Contents>", None),
         ("<Contents><Key>&#xD800;</Key></Contents>", None),
+        ("<Contents><Key>&#0;</Key></Contents>", None),
+        ("<Contents><Key>&#x1b;</Key></Contents>", None),
+        ("<Contents><Key>a\x01b</Key></Contents>", None),
+        ("<Contents><Key>&#xFFFE;</Key></Contents>", None),
+        ("<Contents><Key>a\uffffb</Key></Contents>", None),
         ("<Contents><Key>a</Key><Key>b</Key></Contents>", None),
         ("<Contents><Key>a</Key><Size>big</Size></Contents>", None),
         ("<Contents><Size>1</Size></Contents>", None),
@@ -163,6 +227,11 @@ def test_escapes_are_xmls_own() -> None:
         "carriage-return",
         "html-entity",
         "surrogate",
+        "nul-reference",
+        "control-reference",
+        "raw-control",
+        "noncharacter-reference",
+        "raw-noncharacter",
         "repeated-key",
         "bad-size",
         "no-key",

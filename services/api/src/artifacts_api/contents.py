@@ -20,7 +20,13 @@ nothing between them, as SeaweedFS and moto (AWS's form) write them. A page with
 (an ``Owner`` when ``FetchOwner`` is asked, a ``RestoreStatus``, indentation, a CDATA
 section, a carriage return that XML would normalise) is left whole to botocore.
 Either way the caller gets the same dictionaries (``tests/api/test_contents.py`` checks
-pages of awkward keys both ways).
+pages of awkward keys both ways). What XML itself forbids (a control character, raw or
+as a reference, U+FFFE, U+FFFF) is left to botocore too, whose parser refuses the page.
+
+botocore's first ``before-parse`` handler for S3, ``_handle_200_error``, parses every
+200 body with ElementTree only to see whether it is an ``<Error>``: 3 µs an object of a
+listing. This reader runs just before it, so that it parses what is left of the page.
+It still sees every body this reader leaves whole: an ``<Error>``, a truncated page.
 """
 
 from __future__ import annotations
@@ -29,15 +35,22 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from botocore import handlers
+
 from artifacts_shared.s3 import S3Client, parse_s3_timestamp
 
 __all__ = ["parse_contents_here", "read_contents"]
 
-_EVENT = "before-parse.s3.ListObjectsV2"
+_EVENT = "before-parse.s3.*"
+_OPERATION = "ListObjectsV2"
+_ERROR_IN_200: Callable[..., None] = handlers._handle_200_error  # type: ignore[attr-defined]
+"""botocore's handler, private: moved, not copied, so its checks stay botocore's."""
 _ESCAPE = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 _DECLARATION = re.compile(rb"<\?xml[^>]*encoding=[\"'](?!utf-8[\"'])", re.IGNORECASE)
 _END = b"</ListBucketResult>"
+_NOT_XML = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
+"""Characters XML 1.0 does not allow, raw (U+FFFE and U+FFFF in UTF-8)."""
 
 _SCALARS: dict[bytes, tuple[str, Callable[[str], Any]]] = {
     b"Key": ("Key", str),
@@ -59,9 +72,19 @@ def _unescape(match: re.Match[str]) -> str:
     if named:
         return _NAMED[named]
     code = int(decimal) if decimal else int(hexadecimal, 16)
-    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+    if not _xml_char(code):
         raise _Unread
     return chr(code)
+
+
+def _xml_char(code: int) -> bool:
+    """XML 1.0's ``Char``, which a character reference must name too."""
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
 
 
 def _text(raw: bytes) -> str:
@@ -106,6 +129,8 @@ def read_contents(body: bytes) -> tuple[list[dict[str, Any]], bytes]:
     without them; raises ``ValueError`` when the body is not in the form this reads."""
     if _DECLARATION.match(body) or not body.rstrip().endswith(_END):
         raise ValueError("the body is not a whole ListBucketResult in UTF-8")
+    if _NOT_XML.search(body):
+        raise ValueError("the body holds a character XML does not allow")
     head, *pieces = body.split(b"<Contents>")
     records: list[dict[str, Any]] = []
     rest = [head]
@@ -125,10 +150,17 @@ def read_contents(body: bytes) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def _parse_contents(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    operation_model: Any,
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
 ) -> None:
     body = response_dict.get("body")
-    if response_dict.get("status_code") != 200 or not isinstance(body, bytes):
+    if (
+        operation_model.name != _OPERATION
+        or response_dict.get("status_code") != 200
+        or not isinstance(body, bytes)
+    ):
         return
     try:
         records, remainder = read_contents(body)
@@ -140,5 +172,9 @@ def _parse_contents(
 
 
 def parse_contents_here(s3: S3Client) -> None:
-    """Have ``s3``'s ListObjectsV2 pages read by ``read_contents`` where it can."""
-    s3.meta.events.register(_EVENT, _parse_contents)
+    """Have ``s3``'s ListObjectsV2 pages read by ``read_contents`` where it can, just
+    before botocore's check for an error in a 200 answer (both first in their event)."""
+    events = s3.meta.events
+    events.unregister(_EVENT, _ERROR_IN_200)
+    events.register_first(_EVENT, _parse_contents)
+    events.register_first(_EVENT, _ERROR_IN_200)
