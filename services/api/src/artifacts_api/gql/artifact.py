@@ -34,6 +34,7 @@ from artifacts_api.artifacts import (
 from artifacts_api.errors import BadUserInput
 from artifacts_api.gql.connection import PageInfo
 from artifacts_api.gql.context import Info
+from artifacts_api.gql.loaders import FilePageKey
 from artifacts_api.gql.selection import selected_names
 from artifacts_api.manifests import ManifestIndex
 from artifacts_api.times import iso_utc
@@ -148,21 +149,28 @@ async def _stream_files(
     """The files of the flat listing, one S3 page ahead of graphql-core.
 
     S3 prepares the next page while this one's files are completed, instead of both
-    waiting in turn; at most one page is listed beyond what the query returns.
+    waiting in turn; at most one page is listed beyond what the query returns. A page
+    leaves the loader's cache once it arrives: kept, the objects of a 100,000-file listing
+    would live until the answer is sent, and every full collection of the garbage
+    collector would visit them all (an alias that lists the same files later reads
+    them again, and is charged for them either way).
     """
     context = info.context
     budget = context.budget
+    pages = context.loaders.file_page
     links = "downloadUrl" in selected_names(info)
     listed = returned = 0
 
-    def load(after: str | None, done: int) -> asyncio.Future[FilePage]:
+    def key(after: str | None, done: int) -> FilePageKey:
         size = MAX_PAGE if first is None else min(MAX_PAGE, first - done + 2)
-        return context.loaders.file_page.load((folder.prefix, after, size))
+        return (folder.prefix, after, size)
 
-    upcoming: asyncio.Future[FilePage] | None = load(start_after, 0)
+    current = key(start_after, 0)
+    upcoming: asyncio.Future[FilePage] | None = pages.load(current)
     try:
         while upcoming is not None:
             page = await upcoming
+            pages.clear(current)
             upcoming = None
             listed += page.listed
             if listed > charged:
@@ -172,7 +180,8 @@ async def _stream_files(
                 charged = listed
             ahead = returned + len(page.files)
             if page.truncated and page.last_key is not None and (first is None or ahead < first):
-                upcoming = load(page.last_key, ahead)
+                current = key(page.last_key, ahead)
+                upcoming = pages.load(current)
             for stored in page.files:
                 if first is not None and returned >= first:
                     return
