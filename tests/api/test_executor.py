@@ -17,8 +17,11 @@ import pytest
 from ariadne import EnumType, ObjectType, QueryType, make_executable_schema
 from graphql import ExecutionResult, GraphQLObjectType, execute, parse
 from graphql.execution import Executor
+from support.api import SEED_QUERY, Api, add_job, put_files
 
 from artifacts_api.gql.executor import LeafObjectExecutor, is_awaitable
+from artifacts_shared.jobstore import LocalJobStore
+from artifacts_shared.s3 import S3Client
 
 TYPE_DEFS = """
 enum Colour { RED GREEN }
@@ -159,6 +162,20 @@ async def test_a_field_with_arguments_sends_its_objects_the_general_way(
 ) -> None:
     await _run("{ items(n: 3) { name scaled } }", LeafObjectExecutor)
     assert general_path == ["Query", "Item", "Item", "Item"]
+
+
+async def test_the_apis_listing_takes_the_short_path(
+    api: Api, s3: S3Client, store: LocalJobStore, general_path: list[str]
+) -> None:
+    """Through the api's endpoint (ariadne, its middleware, its context) as well."""
+    job = "job-202601010000-abcdef"
+    add_job(store, job)
+    await put_files(s3, api.settings.phfs_bucket, "team-a", job, {"a.txt": b"a", "b/c": b"c"})
+
+    result = await api.graphql(SEED_QUERY, {"id": job})
+
+    assert [item["name"] for item in result.data["phJob"]["artifact"]["items"]] == ["a.txt", "b/c"]
+    assert "PhJob" in general_path and "PhJobArtifactItem" not in general_path
 
 
 def test_is_awaitable_agrees_with_graphql_core() -> None:
