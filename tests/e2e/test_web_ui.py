@@ -470,7 +470,15 @@ def test_a_job_of_10000_files_opens_at_once_a_folder_at_a_time(
     expect(panel.locator("tr[data-path='dir3/']")).to_contain_text("1,000 files")
     page.screenshot(path=screenshots / "artifacts-10000.png", full_page=True)
 
-    panel.get_by_role("button", name="Folder dir3/").click()
+    # Into a folder with the keyboard: Tab to it, Enter; its breadcrumb takes the focus.
+    folder = panel.get_by_role("button", name="Folder dir3/")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if folder.evaluate("button => button === document.activeElement"):
+            break
+    expect(folder).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(panel.locator(".crumbs [aria-current]")).to_be_focused()
     files = panel.locator("tr.file-row")
     expect(files).to_have_count(100)  # one page, never the folder's 1,000 rows
     first_page = files.first.get_attribute("data-path")
@@ -485,3 +493,15 @@ def test_a_job_of_10000_files_opens_at_once_a_folder_at_a_time(
     expect(files).to_have_count(1)
     expect(files).to_have_attribute("data-path", "dir3/file-09993.txt")
     page.screenshot(path=screenshots / "artifacts-10000-filtered.png", full_page=True)
+
+    # And back with the keyboard: Shift+Tab to the "Up" row, Enter; the top folder's first
+    # page again, the focus on the folder that was left.
+    up = panel.get_by_role("button", name="Up to .. all files")
+    for _ in range(30):
+        page.keyboard.press("Shift+Tab")
+        if up.evaluate("button => button === document.activeElement"):
+            break
+    expect(up).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(panel.locator("tbody tr")).to_have_count(11)
+    expect(folder).to_be_focused()
