@@ -322,6 +322,37 @@ async def test_a_listing_repeated_under_many_aliases_is_refused_before_anything_
     assert len(fine.data["phJob"]["artifact"]["items"]) == 300
 
 
+async def test_a_job_of_as_many_files_as_a_request_may_sign_lists_with_every_link(
+    s3_settings: S3Settings, redis_settings: RedisSettings, store: LocalJobStore, s3: S3Client
+) -> None:
+    """The manifest and expiredAt are listed (and charged as objects) but never signed: a
+    job of 1,000 files, the collector's default limit, lists with links under the default
+    1,000 links."""
+    settings = api_settings(
+        s3_settings, redis_settings.redis_url, store.root, api_max_signed_links=len(FILES)
+    )
+    await collected(s3, settings.phfs_bucket, store)
+    await put_files(s3, settings.phfs_bucket, "team-a", "job-202101010000-nomani", FILES)
+    add_job(store, "job-202101010000-nomani")
+    async with serve(settings) as api:
+        query = """query ($id: ID!) { phJob(where: {id: $id}) {
+                     artifact { items { name downloadUrl } } } }"""
+        with_manifest = await api.graphql(query, {"id": JOB})
+        without = await api.graphql(query, {"id": "job-202101010000-nomani"})
+        one_more = await api.graphql(
+            """query ($id: ID!) { phJob(where: {id: $id}) { artifact {
+                 items { downloadUrl } item(name: "a.txt") { downloadUrl } } } }""",
+            {"id": JOB},
+        )
+
+    for result in (with_manifest, without):
+        assert result.errors == [], result.body
+        items = result.data["phJob"]["artifact"]["items"]
+        assert sorted(item["name"] for item in items) == sorted(FILES)
+        assert all(item["downloadUrl"].split("?")[0].endswith(f"/{item['name']}") for item in items)
+    assert one_more.errors[0]["extensions"]["limit"] == "API_MAX_SIGNED_LINKS"
+
+
 async def test_more_links_than_a_request_may_sign_are_refused_with_the_figure(
     s3_settings: S3Settings, redis_settings: RedisSettings, store: LocalJobStore, s3: S3Client
 ) -> None:

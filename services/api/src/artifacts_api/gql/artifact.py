@@ -160,6 +160,9 @@ async def _stream_files(
     pages = context.loaders.file_page
     links = "downloadUrl" in selected_names(info)
     listed = returned = 0
+    # Objects are charged as S3 lists them, metadata included; links as files will be
+    # returned: a job of as many files as a request may sign must list with its links.
+    linked = charged
 
     def key(after: str | None, done: int) -> FilePageKey:
         size = MAX_PAGE if first is None else min(MAX_PAGE, first - done + 2)
@@ -175,10 +178,12 @@ async def _stream_files(
             listed += page.listed
             if listed > charged:
                 budget.list_objects(listed - charged)
-                if links:
-                    await _links(info, listed - charged)
                 charged = listed
             ahead = returned + len(page.files)
+            due = ahead if first is None else min(ahead, first)
+            if links and due > linked:
+                await _links(info, due - linked)
+                linked = due
             if page.truncated and page.last_key is not None and (first is None or ahead < first):
                 current = key(page.last_key, ahead)
                 upcoming = pages.load(current)
