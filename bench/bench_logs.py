@@ -74,8 +74,11 @@ async def start_api(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         "CONTROLLER_RUNTIME": "local",
         "LOCAL_JOBS_DIR": str(root / "jobs"),
         "LOCAL_RUNTIME_DIR": str(root / "runtime"),
-        # Never contacted while a job runs: its log is the runtime's file.
+        # Never contacted while a job runs: its log is the runtime's file. The api signs
+        # links, so it needs credentials to start, whatever the machine's environment.
         "S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "S3_ACCESS_KEY_ID": "bench-logs",
+        "S3_SECRET_ACCESS_KEY": "bench-logs-unused",
         "REDIS_URL": "redis://127.0.0.1:9/0",
     }
     process = subprocess.Popen(

@@ -124,3 +124,8 @@ async def test_the_s3_server_accepts_every_awkward_key_as_signed(
             tampered = url.replace("X-Amz-Expires=60", "X-Amz-Expires=61")
             async with session.get(URL(tampered, encoded=True)) as answer:
                 assert answer.status == 403, name
+
+
+async def test_no_credentials_is_one_clear_message_naming_the_settings(s3: S3Client) -> None:
+    with pytest.raises(ValueError, match="set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY"):
+        await Presigner.for_client(s3, credentials=None, bucket="phfs", ttl_seconds=300)

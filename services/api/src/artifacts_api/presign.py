@@ -140,12 +140,15 @@ class Presigner:
         cls, s3: S3Client, *, credentials: Any, bucket: str, ttl_seconds: int
     ) -> Presigner:
         """A presigner for ``bucket`` through ``s3``, the client for the public endpoint."""
+        if credentials is None:  # before botocore's probe, which would only say "Unable to locate"
+            raise ValueError(
+                "S3 credentials are needed to sign download links: set S3_ACCESS_KEY_ID and "
+                "S3_SECRET_ACCESS_KEY, or give botocore's usual chain some"
+            )
         probe: str = await s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=ttl_seconds
         )
         base = probe.split("?", 1)[0].removesuffix(_PROBE_KEY)
-        if credentials is None:
-            raise ValueError("S3 credentials are needed to sign download links")
         presigner = cls(
             base_url=base,
             region=s3.meta.region_name,
