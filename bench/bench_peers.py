@@ -893,11 +893,14 @@ def expire(s3: SeaweedServer, work: Path, report: Report) -> tuple[Usage, int]:
     storage = Cpu(s3.pid)
     stored: dict[str, list[float]] = {"ours": [], "peer": []}
     """SeaweedFS's CPU seconds per folder, for each janitor run and each `aws s3 rm`."""
-    redis = RedisServer().start()  # the janitor's run lock
-    try:
-        env_ours = our_env(s3, REDIS_URL=redis.url, JANITOR_METRICS_PORT="0")
-        env_peer = aws_env(s3, work)
-        for round_ in range(WARMUP + REPEAT):
+    env_peer = aws_env(s3, work)
+    for round_ in range(WARMUP + REPEAT):
+        # A Redis of its own for each round (the janitor's run lock and expiry index): the
+        # run then finds the folders by its rescan of the bucket, as a first run does,
+        # instead of skipping a rescan that the previous round's run made minutes ago.
+        redis = RedisServer().start()
+        try:
+            env_ours = our_env(s3, REDIS_URL=redis.url, JANITOR_METRICS_PORT="0")
             # The warm-up (imports, page cache, connections) needs no full round.
             folders = EXPIRED_FOLDERS if round_ >= WARMUP else EXPIRED_FOLDERS // 10
             fresh_buckets(s3, OURS_BUCKET)
@@ -924,8 +927,8 @@ def expire(s3: SeaweedServer, work: Path, report: Report) -> tuple[Usage, int]:
             if round_ >= WARMUP:
                 janitor_runs.append(used)
                 stored["ours"].append((storage.read() - before) / folders)
-    finally:
-        redis.stop()
+        finally:
+            redis.stop()
     ours = Figures([u.seconds / EXPIRED_FOLDERS for u in janitor_runs])
     whole = Figures([u.seconds for u in janitor_runs])
     peer = Figures([u.seconds for u in rm_runs])
