@@ -72,6 +72,15 @@ def phase_badge(page: Any) -> Any:
     return page.locator(".head-side [data-phase]")
 
 
+def press_until_focused(page: Any, key: str, target: Any, *, presses: int) -> None:
+    """Press ``key`` (Tab, Shift+Tab) until ``target`` has the focus, at most ``presses``
+    times: the caller's ``expect(target).to_be_focused()`` says whether it got there."""
+    for _ in range(presses):
+        page.keyboard.press(key)
+        if target.evaluate("element => element === document.activeElement"):
+            return
+
+
 def test_the_seed_journey_from_the_form_to_a_downloaded_hello(page: Any, screenshots: Path) -> None:
     page.goto("/")
     expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
@@ -280,10 +289,7 @@ def test_the_job_page_works_with_the_keyboard_alone(page: Any, finished: Finishe
     page.goto(f"/jobs/{finished.seed}")
     summary = page.get_by_role("tab", name="Summary")
     expect(summary).to_have_attribute("aria-selected", "true")
-    for _ in range(8):
-        page.keyboard.press("Tab")
-        if summary.evaluate("tab => tab === document.activeElement"):
-            break
+    press_until_focused(page, "Tab", summary, presses=8)
     expect(summary).to_be_focused()
 
     page.keyboard.press("ArrowRight")
@@ -293,20 +299,14 @@ def test_the_job_page_works_with_the_keyboard_alone(page: Any, finished: Finishe
     panel = artifacts_panel(page)
     folder = panel.get_by_role("button", name="Folder sub/")
     expect(folder).to_be_visible()
-    for _ in range(12):
-        page.keyboard.press("Tab")
-        if folder.evaluate("button => button === document.activeElement"):
-            break
+    press_until_focused(page, "Tab", folder, presses=12)
     expect(folder).to_be_focused()
     # Into the folder: its breadcrumb takes the focus, its file is a Tab away.
     page.keyboard.press("Enter")
     expect(panel.locator("tr[data-path='sub/test.txt']")).to_be_visible()
     expect(panel.locator(".crumbs [aria-current]")).to_be_focused()
     link = panel.get_by_role("link", name="sub/test.txt", exact=True)
-    for _ in range(8):
-        page.keyboard.press("Tab")
-        if link.evaluate("a => a === document.activeElement"):
-            break
+    press_until_focused(page, "Tab", link, presses=8)
     expect(link).to_be_focused()
     with page.expect_download() as download:
         page.keyboard.press("Enter")
@@ -314,10 +314,7 @@ def test_the_job_page_works_with_the_keyboard_alone(page: Any, finished: Finishe
 
     # And back: Shift+Tab to the "Up" row, Enter; the focus is on the folder that was left.
     up = panel.get_by_role("button", name="Up to .. all files")
-    for _ in range(8):
-        page.keyboard.press("Shift+Tab")
-        if up.evaluate("button => button === document.activeElement"):
-            break
+    press_until_focused(page, "Shift+Tab", up, presses=8)
     expect(up).to_be_focused()
     page.keyboard.press("Enter")
     expect(panel.locator("tr[data-path='test.txt']")).to_be_visible()
@@ -472,10 +469,7 @@ def test_a_job_of_10000_files_opens_at_once_a_folder_at_a_time(
 
     # Into a folder with the keyboard: Tab to it, Enter; its breadcrumb takes the focus.
     folder = panel.get_by_role("button", name="Folder dir3/")
-    for _ in range(30):
-        page.keyboard.press("Tab")
-        if folder.evaluate("button => button === document.activeElement"):
-            break
+    press_until_focused(page, "Tab", folder, presses=30)
     expect(folder).to_be_focused()
     page.keyboard.press("Enter")
     expect(panel.locator(".crumbs [aria-current]")).to_be_focused()
@@ -497,10 +491,7 @@ def test_a_job_of_10000_files_opens_at_once_a_folder_at_a_time(
     # And back with the keyboard: Shift+Tab to the "Up" row, Enter; the top folder's first
     # page again, the focus on the folder that was left.
     up = panel.get_by_role("button", name="Up to .. all files")
-    for _ in range(30):
-        page.keyboard.press("Shift+Tab")
-        if up.evaluate("button => button === document.activeElement"):
-            break
+    press_until_focused(page, "Shift+Tab", up, presses=30)
     expect(up).to_be_focused()
     page.keyboard.press("Enter")
     expect(panel.locator("tbody tr")).to_have_count(11)
